@@ -1,0 +1,45 @@
+//! Summarization engines behind one [`Summarizer`] trait.
+
+use crate::text::Lang;
+use anyhow::Result;
+
+/// How long a summary should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryLength {
+    /// About this many sentences.
+    Sentences(usize),
+    /// At most about this many words.
+    Words(usize),
+}
+
+impl SummaryLength {
+    /// The `--length short|medium|long` presets.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "short" => Some(Self::Sentences(2)),
+            "medium" => Some(Self::Sentences(4)),
+            "long" => Some(Self::Sentences(7)),
+            _ => None,
+        }
+    }
+}
+
+/// One summarization job.
+#[derive(Debug, Clone)]
+pub struct SummaryRequest<'a> {
+    /// The article, German or English.
+    pub text: &'a str,
+    /// The article's language (detected or given with `--source`).
+    pub lang: Lang,
+    pub length: SummaryLength,
+}
+
+/// An engine that writes a short English summary of an article.
+pub trait Summarizer {
+    /// Names the model (repo id, file or method), for logs and manifests.
+    fn model_id(&self) -> String;
+    /// Summarizes `req.text`. Engines that generate text incrementally pass
+    /// each new piece to `on_text` as it arrives (for `--stream`); the return
+    /// value is always the whole summary.
+    fn summarize(&mut self, req: &SummaryRequest, on_text: &mut dyn FnMut(&str)) -> Result<String>;
+}
