@@ -43,3 +43,4 @@ pub trait Summarizer {
     /// value is always the whole summary.
     fn summarize(&mut self, req: &SummaryRequest, on_text: &mut dyn FnMut(&str)) -> Result<String>;
 }
+pub mod llm;

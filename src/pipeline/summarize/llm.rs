@@ -1,0 +1,3 @@
+//! Summaries written by a GGUF language model.
+
+pub mod loader;
