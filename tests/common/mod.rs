@@ -1,21 +1,35 @@
 //! Helpers shared by integration tests.
-#![allow(dead_code)]
+#![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::path::PathBuf;
 
-/// The test model `name` from models/downloaded/, or `None` after printing a
-/// visible SKIPPED line (fetch them with scripts/fetch-test-models.sh).
+/// Folder with the real test models: `$TOLK_TEST_MODELS`, else `<repo>/models/downloaded`
+/// (filled by `scripts/fetch-test-models.sh`).
+pub fn test_models_dir() -> PathBuf {
+    match std::env::var_os("TOLK_TEST_MODELS") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/downloaded"),
+    }
+}
+
+/// Path of a real test model, or `None` after printing a visible `SKIPPED:` line to stderr, so a
+/// test without its model returns early but never passes silently.
 pub fn test_model(name: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("models/downloaded")
-        .join(name);
+    let path = test_models_dir().join(name);
     if path.is_file() {
         Some(path)
     } else {
         eprintln!(
-            "SKIPPED: {} missing; run scripts/fetch-test-models.sh",
+            "SKIPPED: test model {} not found (run scripts/fetch-test-models.sh)",
             path.display()
         );
         None
     }
+}
+
+/// Path of a file under `tests/fixtures/`.
+pub fn fixture(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
 }
