@@ -157,3 +157,56 @@ fn smollm2_quantized_agrees_with_transformers() {
 fn gemma3_quantized_agrees_with_transformers() {
     quantized_parity(GEMMA3, 8);
 }
+
+// ---------------------------------------------------------------------------
+// The summarizer end to end.
+
+use tolk::pipeline::summarize::llm::{LlmOptions, LlmSummarizer};
+use tolk::pipeline::summarize::{Summarizer, SummaryLength, SummaryRequest};
+use tolk::text::Lang;
+
+fn sample_article() -> String {
+    std::fs::read_to_string(format!(
+        "{}/samples/de_article.txt",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn probe_summary() {
+    let Some(path) = common::test_model(SMOLLM2) else {
+        return;
+    };
+    let t0 = std::time::Instant::now();
+    let mut s = LlmSummarizer::load(
+        &path,
+        &Device::Cpu,
+        LlmOptions {
+            max_new_tokens: Some(60),
+            ..LlmOptions::default()
+        },
+    )
+    .unwrap();
+    eprintln!("load {:?}", t0.elapsed());
+    let article = sample_article();
+    let req = SummaryRequest {
+        text: &article,
+        lang: Lang::De,
+        length: SummaryLength::Sentences(3),
+    };
+    let mut streamed = String::new();
+    let out = s
+        .summarize(&req, &mut |p| {
+            streamed.push_str(p);
+            eprint!("{p}");
+        })
+        .unwrap();
+    eprintln!("\n---\n{out:?}\n{:?}", s.last_stats());
+    eprintln!(
+        "prefill {:.1} tok/s gen {:.1} tok/s",
+        s.last_stats().prefill_tokens_per_sec(),
+        s.last_stats().generation_tokens_per_sec()
+    );
+    assert_eq!(streamed, out);
+}

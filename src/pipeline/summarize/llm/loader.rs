@@ -19,7 +19,7 @@ use std::path::Path;
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2", "qwen3"];
 
 /// How to load the weights.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     /// On CPU, convert Q4_1/Q5_0/Q5_1 tensors to Q8_0 at load: candle 0.11 has
     /// no SIMD kernels for those formats, and Q8_0 multiplies several times
