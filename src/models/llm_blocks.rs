@@ -194,7 +194,8 @@ impl RopeTable {
         if end > self.rows {
             let rows = end
                 .next_power_of_two()
-                .clamp(MIN_CAPACITY, self.max_rows.max(1))
+                .max(MIN_CAPACITY)
+                .min(self.max_rows)
                 .max(end);
             let half = self.inv_freq.len();
             let mut angles = Vec::with_capacity(rows * half);

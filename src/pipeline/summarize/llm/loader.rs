@@ -57,8 +57,13 @@ pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
     let file =
         File::open(path).with_context(|| format!("{}: cannot open model file", path.display()))?;
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader)
-        .map_err(|e| anyhow!("{}: not a readable GGUF file ({e})", path.display()))?;
+    let content = Content::read(&mut reader).map_err(|e| {
+        anyhow!(
+            "{}: not a readable GGUF file ({})",
+            path.display(),
+            one_line(&e)
+        )
+    })?;
     let size = reader
         .seek(SeekFrom::End(0))
         .with_context(|| format!("{}: cannot read model file", path.display()))?;
@@ -79,6 +84,13 @@ pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
         }
     }
     Ok((content, reader))
+}
+
+/// The message of a candle error without the backtrace candle appends when
+/// `RUST_BACKTRACE` is set: errors here are one line.
+fn one_line(e: &candle_core::Error) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 /// The file's `general.architecture`.
@@ -105,34 +117,34 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
     let (model, converted): (Box<dyn CausalLm>, usize) = match arch.as_str() {
         "llama" => {
             let cfg = LlamaConfig::from_metadata(&Hparams::new(&metadata, "llama"))
-                .map_err(|e| anyhow!("{name}: {e}"))?;
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             let mut src = GgufSource::new(&content, &mut reader, device, mode);
-            let model =
-                QuantizedLlama::new(cfg, &mut src, device).map_err(|e| anyhow!("{name}: {e}"))?;
+            let model = QuantizedLlama::new(cfg, &mut src, device)
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             (Box::new(model), src.converted)
         }
         "gemma3" => {
             let cfg = Gemma3Config::from_metadata(&Hparams::new(&metadata, "gemma3"))
-                .map_err(|e| anyhow!("{name}: {e}"))?;
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             let mut src = GgufSource::new(&content, &mut reader, device, mode);
-            let model =
-                QuantizedGemma3::new(cfg, &mut src, device).map_err(|e| anyhow!("{name}: {e}"))?;
+            let model = QuantizedGemma3::new(cfg, &mut src, device)
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             (Box::new(model), src.converted)
         }
         "qwen2" | "qwen3" => {
             let ctx = Hparams::new(&metadata, &arch)
                 .usize("context_length")
-                .map_err(|e| anyhow!("{name}: {e}"))?;
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             // candle's modules read their tensors themselves, so no requantization here.
             let weights = if arch == "qwen2" {
                 QwenWeights::Qwen2(
                     quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)
-                        .map_err(|e| anyhow!("{name}: {e}"))?,
+                        .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?,
                 )
             } else {
                 QwenWeights::Qwen3(
                     quantized_qwen3::ModelWeights::from_gguf(content, &mut reader, device)
-                        .map_err(|e| anyhow!("{name}: {e}"))?,
+                        .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?,
                 )
             };
             (Box::new(CandleQwen::new(weights, ctx, device)), 0)
