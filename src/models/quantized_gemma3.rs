@@ -76,7 +76,7 @@ impl Gemma3Config {
     }
 
     pub fn is_local(&self, layer: usize) -> bool {
-        (layer + 1) % self.sliding_window_pattern != 0
+        !(layer + 1).is_multiple_of(self.sliding_window_pattern)
     }
 }
 

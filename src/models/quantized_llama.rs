@@ -92,7 +92,7 @@ fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QMatMul> {
 impl QuantizedLlama {
     /// Builds the model from the tensors `src` hands out (GGUF names).
     pub fn new(cfg: LlamaConfig, src: &mut dyn TensorSource, device: &Device) -> Result<Self> {
-        if cfg.rope_dim > cfg.head_dim || cfg.rope_dim % 2 != 0 {
+        if cfg.rope_dim > cfg.head_dim || !cfg.rope_dim.is_multiple_of(2) {
             candle_core::bail!(
                 "llama: rope dimension {} does not fit head dimension {}",
                 cfg.rope_dim,

@@ -119,6 +119,16 @@ impl LlmSummarizer {
         self.opts.context_limit.map_or(model, |l| l.min(model))
     }
 
+    /// The prompt ids of a one-pass summary of `req` (what the model reads
+    /// when the article fits the context), for inspection and `--verbose`.
+    pub fn prompt_ids(&self, req: &SummaryRequest) -> Result<Vec<u32>> {
+        let task = Task::Summarize {
+            lang: req.lang,
+            length: req.length,
+        };
+        Ok(self.prompt(task, req.text.trim())?.0)
+    }
+
     fn max_new(&self, length: SummaryLength) -> usize {
         self.opts
             .max_new_tokens

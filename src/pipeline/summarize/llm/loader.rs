@@ -222,7 +222,7 @@ pub fn needs_requantization(t: &QTensor) -> bool {
         t.dtype(),
         GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
     ) && t.rank() == 2
-        && t.shape().dims()[1] % GgmlDType::Q8_0.block_size() == 0
+        && t.shape().dims()[1].is_multiple_of(GgmlDType::Q8_0.block_size())
 }
 
 /// Dequantizes `t` and quantizes it again as Q8_0 (8 bits per weight plus a

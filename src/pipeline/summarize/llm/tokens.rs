@@ -20,8 +20,8 @@ const END_OF_TURN_TOKENS: &[&str] = &[
 
 /// A tokenizer plus the facts generation needs (BOS, stop ids, chat template).
 pub enum PromptTokenizer {
-    Gguf(GgufTokenizer),
-    Json(JsonTokenizer),
+    Gguf(Box<GgufTokenizer>),
+    Json(Box<JsonTokenizer>),
 }
 
 /// A `tokenizer.json` with the settings of its `tokenizer_config.json`.
@@ -44,11 +44,11 @@ impl PromptTokenizer {
         let dir = gguf_path.parent().unwrap_or(Path::new("."));
         let json = dir.join("tokenizer.json");
         if json.is_file() {
-            return JsonTokenizer::load(&json, metadata).map(Self::Json);
+            return JsonTokenizer::load(&json, metadata).map(|t| Self::Json(Box::new(t)));
         }
         tokenizer_from_gguf(metadata)
             .with_context(|| format!("{}: cannot build the tokenizer", gguf_path.display()))
-            .map(Self::Gguf)
+            .map(|t| Self::Gguf(Box::new(t)))
     }
 
     /// `before` + `text` + `after` as ids, BOS first when the model wants it
