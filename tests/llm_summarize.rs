@@ -499,3 +499,72 @@ fn a_truncated_model_file_fails_to_load_with_a_clear_error() {
     assert!(err.contains("truncated or corrupt GGUF file"), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
+
+/// Decoding speed with and without Q8_0 requantization (prints only; run with
+/// `cargo test --test llm_summarize bench -- --ignored --nocapture`).
+#[test]
+#[ignore = "benchmark: prints timings, asserts nothing"]
+fn bench_requantization_speed() {
+    for name in [SMOLLM2, GEMMA3] {
+        bench_model(name);
+    }
+}
+
+fn bench_model(name: &str) {
+    let Some(path) = common::test_model(name) else {
+        return;
+    };
+    let prompt = &reference(name).cases[0].input_ids;
+    for round in 0..2 {
+        for requantize in [false, true] {
+            let opts = LoadOptions {
+                requantize_slow_formats: requantize,
+                ..LoadOptions::default()
+            };
+            let mut model = load_causal_lm(&path, &Device::Cpu, opts).unwrap().model;
+            let start = std::time::Instant::now();
+            greedy(model.as_mut(), prompt, 1);
+            let prefill = start.elapsed();
+            let start = std::time::Instant::now();
+            greedy(model.as_mut(), prompt, 33);
+            let decode = start.elapsed().saturating_sub(prefill);
+            eprintln!(
+                "{name} round {round} requantize={requantize}: prefill {} tokens {:.1} tok/s, decode {:.1} tok/s",
+                prompt.len(),
+                prompt.len() as f64 / prefill.as_secs_f64(),
+                32.0 / decode.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// gemma-3-270m is a base model without a chat template: the plain fallback
+/// prompt is used, and generation stops at the first blank line.
+#[test]
+fn gemma3_base_model_summarizes_with_the_plain_prompt() {
+    let Some(path) = common::test_model(GEMMA3) else {
+        return;
+    };
+    let opts = LlmOptions {
+        max_new_tokens: Some(48),
+        ..LlmOptions::default()
+    };
+    let mut summarizer = LlmSummarizer::load(&path, &Device::Cpu, opts).unwrap();
+    assert!(!summarizer.uses_chat_template());
+    assert_eq!(summarizer.architecture(), "gemma3");
+    let text = "The city council voted on Monday to build a new bridge over the river. \
+                Construction starts next spring and should take two years. The bridge will cost 40 million euros.";
+    let req = SummaryRequest {
+        text,
+        lang: Lang::En,
+        length: SummaryLength::Sentences(1),
+    };
+    let ids = summarizer.prompt_ids(&req).unwrap();
+    assert_eq!(ids[0], 2, "gemma wants <bos> first");
+    let summary = summarizer.summarize(&req, &mut |_| {}).unwrap();
+    eprintln!("gemma summary: {summary:?} {:?}", summarizer.last_stats());
+    assert!(
+        !summary.contains("\n\n"),
+        "stops at a blank line: {summary:?}"
+    );
+}
