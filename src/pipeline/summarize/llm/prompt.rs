@@ -191,9 +191,12 @@ mod tests {
         let parts = fmt.render(task).unwrap();
         assert_eq!(
             parts.before,
-            "<|im_start|>system\nYou are helpful<|im_end|>\n<|im_start|>user\nSummarize the following article in 3 sentences.\n\n"
+            "<|im_start|>system\nYou are helpful<|im_end|>\n<|im_start|>user\n"
         );
-        assert_eq!(parts.after, "<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            parts.after,
+            "\n\nSummarize the article above in 3 sentences.<|im_end|>\n<|im_start|>assistant\n"
+        );
         assert!(parts.stop_strings.is_empty());
     }
 
@@ -216,11 +219,12 @@ mod tests {
                 length: SummaryLength::Words(50),
             })
             .unwrap();
+        assert_eq!(parts.before, "");
         assert_eq!(
-            parts.before,
-            "The following article is written in German. Summarize it in English in at most 50 words.\n\n"
+            parts.after,
+            "\n\nThe article above is written in German. Summarize it in English in at most 50 words. \
+             Write only English.\n\nSummary:"
         );
-        assert_eq!(parts.after, "\n\nSummary:");
         assert_eq!(parts.stop_strings, vec!["\n\n".to_string()]);
     }
 
@@ -241,7 +245,8 @@ mod tests {
         };
         assert_eq!(
             de.instruction(),
-            "The following article is written in German. Summarize it in English in one sentence."
+            "The article above is written in German. Summarize it in English in one sentence. \
+             Write only English."
         );
     }
 }
