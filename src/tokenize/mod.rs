@@ -1,0 +1,5 @@
+//! Tokenizers built from the files models ship: SentencePiece models and
+//! `vocab.json` (Marian), `tokenizer.json`, and GGUF metadata.
+
+pub mod marian;
+pub mod spm;
