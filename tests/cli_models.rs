@@ -2,6 +2,9 @@
 //! HF_HOME in a temp folder, no proxies), so env vars never leak between tests;
 //! the network is either nothing (127.0.0.1:9) or a local mock of the Hub.
 
+// The cache fixtures use Unix symlinks.
+#![cfg(unix)]
+
 mod common;
 
 use assert_cmd::Command;

@@ -1,5 +1,8 @@
 //! Downloads through hf-hub against a local mock of the Hub, into temp caches.
 
+// The cache fixtures use Unix symlinks.
+#![cfg(unix)]
+
 mod common;
 
 use common::{add_snapshot, sha256_hex, MockHub, MockRepo, COMMIT};

@@ -560,5 +560,6 @@ pub fn cached_files(snapshot: &Path) -> Vec<String> {
     cache::snapshot_files(snapshot)
 }
 
-#[cfg(test)]
+// The tests build cache folders with Unix symlinks.
+#[cfg(all(test, unix))]
 mod tests;
