@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 //! Greedy and beam-search decoding for encoder-decoder models, matching
 //! `transformers`' `generate()` (v4.57) token for token.
 //!
@@ -429,3 +430,6 @@ mod tests {
         assert_eq!(beam[0].tokens, vec![2, 0]);
     }
 }
+=======
+
+>>>>>>> hub

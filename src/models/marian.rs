@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 //! MarianMT (the Helsinki-NLP opus-mt models), written for batched,
 //! cached decoding.
 //!
@@ -502,3 +503,6 @@ mod tests {
         assert!(Activation::parse("mystery").is_err());
     }
 }
+=======
+
+>>>>>>> hub
