@@ -81,6 +81,8 @@ pub fn set_threads(threads: Option<usize>) {
     }
     if let Some(n) = threads.filter(|n| *n > 0) {
         // An error only means the pool already exists; keeping it is right.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
 }

@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn invalid_utf8_names_the_offset() {
         let err = decode_text(b"abc\xffdef".to_vec(), "x", false).unwrap_err();
-        assert!(matches!(err, InputError::NotUtf8 { offset: 3, .. }), "{err}");
+        assert!(
+            matches!(err, InputError::NotUtf8 { offset: 3, .. }),
+            "{err}"
+        );
         let text = decode_text(b"abc\xffdef".to_vec(), "x", true).unwrap();
         assert_eq!(text, "abc\u{fffd}def");
     }
@@ -170,7 +173,10 @@ mod tests {
 
     #[test]
     fn bom_is_dropped() {
-        assert_eq!(decode_text("\u{feff}Hallo".into(), "x", false).unwrap(), "Hallo");
+        assert_eq!(
+            decode_text("\u{feff}Hallo".into(), "x", false).unwrap(),
+            "Hallo"
+        );
     }
 
     #[test]

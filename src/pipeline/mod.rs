@@ -7,5 +7,5 @@
 pub mod summarize;
 pub mod translate;
 
-pub use summarize::{SummaryLength, SummaryRequest, Summarizer};
+pub use summarize::{Summarizer, SummaryLength, SummaryRequest};
 pub use translate::Translator;

@@ -58,13 +58,14 @@ impl FromStr for Lang {
 /// of both lists because they would vote for either language.
 const GERMAN_WORDS: &[&str] = &[
     "der", "die", "das", "und", "ist", "nicht", "ein", "eine", "einen", "einem", "einer", "eines",
-    "den", "dem", "des", "mit", "sich", "auf", "für", "von", "zu", "zum", "zur", "im", "auch", "es",
-    "sie", "wir", "ich", "du", "er", "ihr", "wird", "werden", "wurde", "wurden", "sind", "sein",
-    "hat", "haben", "hatte", "nach", "bei", "aus", "wie", "oder", "aber", "noch", "nur", "dass",
-    "daß", "durch", "über", "vor", "wenn", "kann", "können", "schon", "sehr", "diese", "dieser",
-    "dieses", "mehr", "gegen", "um", "zwischen", "kein", "keine", "seit", "unter", "weil", "sowie",
-    "jedoch", "dann", "dort", "hier", "wieder", "immer", "jetzt", "heute", "ohne", "bis", "als",
-    "soll", "sollen", "muss", "müssen", "uns", "ihm", "ihn", "ihnen", "bin", "bist", "doch",
+    "den", "dem", "des", "mit", "sich", "auf", "für", "von", "zu", "zum", "zur", "im", "auch",
+    "es", "sie", "wir", "ich", "du", "er", "ihr", "wird", "werden", "wurde", "wurden", "sind",
+    "sein", "hat", "haben", "hatte", "nach", "bei", "aus", "wie", "oder", "aber", "noch", "nur",
+    "dass", "daß", "durch", "über", "vor", "wenn", "kann", "können", "schon", "sehr", "diese",
+    "dieser", "dieses", "mehr", "gegen", "um", "zwischen", "kein", "keine", "seit", "unter",
+    "weil", "sowie", "jedoch", "dann", "dort", "hier", "wieder", "immer", "jetzt", "heute", "ohne",
+    "bis", "als", "soll", "sollen", "muss", "müssen", "uns", "ihm", "ihn", "ihnen", "bin", "bist",
+    "doch",
 ];
 
 /// Frequent English function words (see [`GERMAN_WORDS`] for what is left out).

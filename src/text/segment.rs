@@ -370,7 +370,9 @@ impl<'a, 'o> Markdown<'a, 'o> {
             self.out.keep(line.eol());
             self.out.keep(self.lines[i + 1].full);
             let mut j = i + 2;
-            while j < self.lines.len() && !self.lines[j].is_blank() && self.lines[j].content.contains('|')
+            while j < self.lines.len()
+                && !self.lines[j].is_blank()
+                && self.lines[j].content.contains('|')
             {
                 table_row(self.lines[j].content, self.out);
                 self.out.keep(self.lines[j].eol());
@@ -622,12 +624,68 @@ fn html_block_start(rest: &str, in_paragraph: bool) -> Option<HtmlEnd> {
 }
 
 const BLOCK_TAGS: &[&str] = &[
-    "address", "article", "aside", "base", "basefont", "blockquote", "body", "caption", "center",
-    "col", "colgroup", "dd", "details", "dialog", "dir", "div", "dl", "dt", "fieldset",
-    "figcaption", "figure", "footer", "form", "frame", "frameset", "h1", "h2", "h3", "h4", "h5",
-    "h6", "head", "header", "hr", "html", "iframe", "legend", "li", "link", "main", "menu",
-    "menuitem", "nav", "noframes", "ol", "optgroup", "option", "p", "param", "search", "section",
-    "summary", "table", "tbody", "td", "tfoot", "th", "thead", "title", "tr", "track", "ul",
+    "address",
+    "article",
+    "aside",
+    "base",
+    "basefont",
+    "blockquote",
+    "body",
+    "caption",
+    "center",
+    "col",
+    "colgroup",
+    "dd",
+    "details",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "frame",
+    "frameset",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hr",
+    "html",
+    "iframe",
+    "legend",
+    "li",
+    "link",
+    "main",
+    "menu",
+    "menuitem",
+    "nav",
+    "noframes",
+    "ol",
+    "optgroup",
+    "option",
+    "p",
+    "param",
+    "search",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "title",
+    "tr",
+    "track",
+    "ul",
 ];
 
 /// A table row: pipes kept, each cell's content read as inline prose.
@@ -814,8 +872,8 @@ fn angle_span_end(s: &str, i: usize) -> Option<usize> {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
     let after_name = &body.trim_start_matches('/')[name.len()..];
-    let is_autolink = !body.contains(char::is_whitespace)
-        && (after_name.starts_with(':') || body.contains('@'));
+    let is_autolink =
+        !body.contains(char::is_whitespace) && (after_name.starts_with(':') || body.contains('@'));
     let is_tag = !name.is_empty()
         && (after_name.is_empty() || after_name.starts_with([' ', '\t', '\n', '/']));
     (is_autolink || is_tag).then_some(i + 1 + close + 1)
@@ -982,7 +1040,8 @@ mod tests {
 
     #[test]
     fn markdown_tables_keep_pipes_and_delimiters() {
-        let input = "| Name | Wert |\n|:-----|-----:|\n| Apfel | `1` |\n| Birne | zwei |\n\nDanach.\n";
+        let input =
+            "| Name | Wert |\n|:-----|-----:|\n| Apfel | `1` |\n| Birne | zwei |\n\nDanach.\n";
         let segments = check_invariants(input, Format::Markdown);
         assert_eq!(
             texts(&segments),
@@ -1031,11 +1090,66 @@ mod tests {
 
     /// Fragments that exercise every rule, including broken markup.
     const FRAGMENTS: &[&str] = &[
-        "Wort", "Satz.", " ", "  ", "\t", "\n", "\n\n", "\r\n", "    ", "# ", "###", "- ", "* ",
-        "+ ", "1. ", "2) ", "> ", ">", "```", "~~~", "`", "``", "|", "|---|", ":-:", "[", "]", "(",
-        ")", "](", "![", "[^", "<", ">", "<div>", "</div>", "<!--", "-->", "<?", "?>", "<br/>",
-        "<https://a.b>", "\\", "---", "***", "===", "[ ] ", "[x] ", "ä", "ß", "„", "“", "…", "é",
-        "\u{a0}", "€", "z. B.", "[r]: ", "http://x.y/z", "---\n",
+        "Wort",
+        "Satz.",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\n\n",
+        "\r\n",
+        "    ",
+        "# ",
+        "###",
+        "- ",
+        "* ",
+        "+ ",
+        "1. ",
+        "2) ",
+        "> ",
+        ">",
+        "```",
+        "~~~",
+        "`",
+        "``",
+        "|",
+        "|---|",
+        ":-:",
+        "[",
+        "]",
+        "(",
+        ")",
+        "](",
+        "![",
+        "[^",
+        "<",
+        ">",
+        "<div>",
+        "</div>",
+        "<!--",
+        "-->",
+        "<?",
+        "?>",
+        "<br/>",
+        "<https://a.b>",
+        "\\",
+        "---",
+        "***",
+        "===",
+        "[ ] ",
+        "[x] ",
+        "ä",
+        "ß",
+        "„",
+        "“",
+        "…",
+        "é",
+        "\u{a0}",
+        "€",
+        "z. B.",
+        "[r]: ",
+        "http://x.y/z",
+        "---\n",
     ];
 
     #[test]
