@@ -1,4 +1,5 @@
 <<<<<<< HEAD
+<<<<<<< HEAD
 //! Greedy and beam-search decoding for encoder-decoder models, matching
 //! `transformers`' `generate()` (v4.57) token for token.
 //!
@@ -433,3 +434,6 @@ mod tests {
 =======
 
 >>>>>>> hub
+=======
+
+>>>>>>> text

@@ -1,4 +1,5 @@
 <<<<<<< HEAD
+<<<<<<< HEAD
 //! MarianMT (the Helsinki-NLP opus-mt models), written for batched,
 //! cached decoding.
 //!
@@ -506,3 +507,6 @@ mod tests {
 =======
 
 >>>>>>> hub
+=======
+
+>>>>>>> text
