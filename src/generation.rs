@@ -1,5 +1,3 @@
-<<<<<<< HEAD
-<<<<<<< HEAD
 //! Greedy and beam-search decoding for encoder-decoder models, matching
 //! `transformers`' `generate()` (v4.57) token for token.
 //!
@@ -431,9 +429,3 @@ mod tests {
         assert_eq!(beam[0].tokens, vec![2, 0]);
     }
 }
-=======
-
->>>>>>> hub
-=======
-
->>>>>>> text

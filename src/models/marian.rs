@@ -1,5 +1,3 @@
-<<<<<<< HEAD
-<<<<<<< HEAD
 //! MarianMT (the Helsinki-NLP opus-mt models), written for batched,
 //! cached decoding.
 //!
@@ -504,9 +502,3 @@ mod tests {
         assert!(Activation::parse("mystery").is_err());
     }
 }
-=======
-
->>>>>>> hub
-=======
-
->>>>>>> text
