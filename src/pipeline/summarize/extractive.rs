@@ -19,10 +19,10 @@
 //! Cost: the similarity graph is built from an inverted index, so sentence
 //! pairs with no word in common cost nothing, but the number of edges is
 //! quadratic in the number of sentences at worst, and PageRank walks them
-//! all in each of its ~130 rounds. 3 000 sentences of one topic (2.4 million edges) take about 5 s
-//! in an unoptimized debug build and a fraction of that optimized;
-//! book-length inputs of 100 000 sentences are not a use case and may take
-//! minutes.
+//! all in each of its ~130 rounds. 3 000 sentences of one topic (2.4
+//! million edges) take about 5 s in an unoptimized debug build and a
+//! fraction of that optimized; book-length inputs of 100 000 sentences are
+//! not a use case and may take minutes.
 
 use super::{Summarizer, SummaryLength, SummaryRequest};
 use crate::text::sentences_in;
