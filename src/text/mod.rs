@@ -1,7 +1,7 @@
 //! Plain-text structure: paragraphs, sentences, chunks, and language.
 //!
 //! - [`lang`]: parsing `--source de|en` and guessing an article's language.
-//! - [`segment`]: cutting a document into prose to translate and markup to
+//! - [`segment`](mod@segment): cutting a document into prose to translate and markup to
 //!   keep verbatim, losslessly.
 //! - [`sentences`]: German-aware sentence splitting.
 //! - [`chunk`]: fitting sentences into a model's token budget.

@@ -604,4 +604,33 @@ mod tests {
             vec!["Titel ohne Punkt", "Der Text beginnt.", "Er endet."]
         );
     }
+
+    /// Deterministic xorshift generator for the property test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn any_paragraph_splits_without_losing_text() {
+        const PIECES: &[&str] = &[
+            "Wort", "Der", "und", "13", ".", "!", "?", "…", "...", " ", "\n", "„", "“", "\"", "(",
+            ")", "[", "]", "«", "»", "z", "B", "usw", "Dr", "ä", "É", "3.5", "www.x.de", "'", "¿",
+        ];
+        let mut rng = Rng(0x5EED_0000_1111_2222);
+        for _ in 0..3000 {
+            let paragraph: String = (0..rng.below(30))
+                .map(|_| PIECES[rng.below(PIECES.len())])
+                .collect();
+            let sentences = split(&paragraph);
+            assert_eq!(sentences.join(" "), normalize_whitespace(&paragraph));
+            assert!(sentences.iter().all(|s| !s.is_empty() && s.trim() == s));
+        }
+    }
 }
