@@ -63,7 +63,11 @@ pub trait StepModel {
 
 /// Decodes a batch of `batch` sentences whose encoder state the model holds
 /// (one row per sentence), greedily or with beam search per `cfg.num_beams`.
-pub fn generate(model: &mut dyn StepModel, batch: usize, cfg: &GenerationConfig) -> Result<Vec<Hypothesis>> {
+pub fn generate(
+    model: &mut dyn StepModel,
+    batch: usize,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Hypothesis>> {
     if cfg.max_length < 2 {
         bail!("max_length must be at least 2 (the start token and one more)");
     }
@@ -120,7 +124,11 @@ fn rows_of(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(logits.to_vec2::<f32>()?)
 }
 
-fn greedy(model: &mut dyn StepModel, batch: usize, cfg: &GenerationConfig) -> Result<Vec<Hypothesis>> {
+fn greedy(
+    model: &mut dyn StepModel,
+    batch: usize,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Hypothesis>> {
     let mut hyps = vec![
         Hypothesis {
             tokens: Vec::new(),
@@ -140,10 +148,17 @@ fn greedy(model: &mut dyn StepModel, batch: usize, cfg: &GenerationConfig) -> Re
             let hyp = &mut hyps[live[row]];
             process(&mut scores, &hyp.tokens, cur_len, cfg);
             // First maximum wins ties, as torch.argmax.
-            let (token, _) = scores
-                .iter()
-                .enumerate()
-                .fold((0usize, f32::NEG_INFINITY), |best, (i, &s)| if s > best.1 { (i, s) } else { best });
+            let (token, _) =
+                scores
+                    .iter()
+                    .enumerate()
+                    .fold((0usize, f32::NEG_INFINITY), |best, (i, &s)| {
+                        if s > best.1 {
+                            (i, s)
+                        } else {
+                            best
+                        }
+                    });
             log_softmax(&mut scores);
             let logprob = scores[token];
             hyp.tokens.push(token as u32);
@@ -161,7 +176,10 @@ fn greedy(model: &mut dyn StepModel, batch: usize, cfg: &GenerationConfig) -> Re
             model.select_rows(&keep.iter().map(|&r| r as u32).collect::<Vec<_>>())?;
             live = keep.iter().map(|&r| live[r]).collect();
         }
-        last = live.iter().map(|&i| *hyps[i].tokens.last().unwrap_or(&0)).collect();
+        last = live
+            .iter()
+            .map(|&i| *hyps[i].tokens.last().unwrap_or(&0))
+            .collect();
     }
     Ok(hyps)
 }
@@ -187,19 +205,27 @@ fn top_k_desc(values: &[(f32, usize, u32)], k: usize) -> Vec<(f32, usize, u32)> 
     v
 }
 
-fn beam_search(model: &mut dyn StepModel, batch: usize, cfg: &GenerationConfig) -> Result<Vec<Hypothesis>> {
+fn beam_search(
+    model: &mut dyn StepModel,
+    batch: usize,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Hypothesis>> {
     let nb = cfg.num_beams;
     let k = 2 * nb;
     let lp = cfg.length_penalty;
     // Every sentence starts with `nb` copies of its encoder state.
-    let expand: Vec<u32> = (0..batch as u32).flat_map(|i| std::iter::repeat_n(i, nb)).collect();
+    let expand: Vec<u32> = (0..batch as u32)
+        .flat_map(|i| std::iter::repeat_n(i, nb))
+        .collect();
     model.select_rows(&expand)?;
     let mut items: Vec<BeamItem> = (0..batch)
         .map(|_| BeamItem {
             running: vec![Vec::new(); nb],
             // Only the first beam starts live, so the first step does not
             // pick the same token in every beam.
-            running_scores: (0..nb).map(|b| if b == 0 { 0.0 } else { NEG_BIG }).collect(),
+            running_scores: (0..nb)
+                .map(|b| if b == 0 { 0.0 } else { NEG_BIG })
+                .collect(),
             finished: vec![(Vec::new(), NEG_BIG, false); nb],
             improvable: true,
         })
@@ -302,8 +328,13 @@ fn beam_search(model: &mut dyn StepModel, batch: usize, cfg: &GenerationConfig) 
             } else {
                 cur_len
             };
-            let best_possible = item.running_scores[0] / (hyp_len as f64).powf(f64::from(lp)) as f32;
-            let min_finished = item.finished.iter().map(|f| f.1).fold(f32::INFINITY, f32::min);
+            let best_possible =
+                item.running_scores[0] / (hyp_len as f64).powf(f64::from(lp)) as f32;
+            let min_finished = item
+                .finished
+                .iter()
+                .map(|f| f.1)
+                .fold(f32::INFINITY, f32::min);
             let improvable = item
                 .finished
                 .iter()
@@ -370,8 +401,15 @@ mod tests {
     impl StepModel for Table {
         fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
             assert_eq!(tokens.len(), self.rows);
-            let data: Vec<f32> = tokens.iter().flat_map(|&t| self.table[t as usize].clone()).collect();
-            Ok(Tensor::from_vec(data, (tokens.len(), 4), &candle_core::Device::Cpu)?)
+            let data: Vec<f32> = tokens
+                .iter()
+                .flat_map(|&t| self.table[t as usize].clone())
+                .collect();
+            Ok(Tensor::from_vec(
+                data,
+                (tokens.len(), 4),
+                &candle_core::Device::Cpu,
+            )?)
         }
         fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
             self.rows = rows.len();
@@ -384,9 +422,9 @@ mod tests {
             rows: 1,
             table: vec![
                 vec![0.0, 0.0, 0.0, 0.0],
-                vec![-1.0, 0.5, 2.0, 9.0],  // after 1: 2 (3 is banned)
-                vec![1.5, 1.0, -3.0, 0.0],  // after 2: eos
-                vec![-2.0, 3.0, 1.0, 0.0],  // after start: 1
+                vec![-1.0, 0.5, 2.0, 9.0], // after 1: 2 (3 is banned)
+                vec![1.5, 1.0, -3.0, 0.0], // after 2: eos
+                vec![-2.0, 3.0, 1.0, 0.0], // after start: 1
             ],
         }
     }
@@ -421,10 +459,16 @@ mod tests {
                 vec![-9.0, 1.0, 0.9, -9.0],
             ],
         };
-        let mut t1 = Table { rows: 1, table: t.table.clone() };
+        let mut t1 = Table {
+            rows: 1,
+            table: t.table.clone(),
+        };
         let greedy = generate(&mut t1, 1, &cfg(1)).unwrap();
         assert_eq!(greedy[0].tokens, vec![1, 0]);
-        let mut t2 = Table { rows: 1, table: t.table.clone() };
+        let mut t2 = Table {
+            rows: 1,
+            table: t.table.clone(),
+        };
         let beam = generate(&mut t2, 1, &cfg(2)).unwrap();
         assert_eq!(beam[0].tokens, vec![2, 0]);
     }

@@ -41,13 +41,19 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn reference() -> Reference {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian-tiny-reference.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian-tiny-reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Loads the fixture with the settings the reference was generated with.
 fn load(num_beams: usize) -> MarianTranslator {
-    let files = resolve_needs(&ModelSource::Dir(fixture_dir()), MARIAN_FILES, &HubOptions::default()).unwrap();
+    let files = resolve_needs(
+        &ModelSource::Dir(fixture_dir()),
+        MARIAN_FILES,
+        &HubOptions::default(),
+    )
+    .unwrap();
     let opts = TranslateOptions {
         num_beams: Some(num_beams),
         max_length: Some(reference().max_length),
@@ -69,7 +75,10 @@ fn fixture_covers_the_hard_cases() {
     assert!(r.cases.iter().any(|c| c.greedy_ids.len() < r.max_length));
     assert!(r.cases.iter().any(|c| c.greedy_ids.len() == r.max_length));
     // A sentence with characters the spm does not know.
-    assert!(r.cases.iter().any(|c| c.input_ids.contains(&t.tokenizer().unk_id)));
+    assert!(r
+        .cases
+        .iter()
+        .any(|c| c.input_ids.contains(&t.tokenizer().unk_id)));
 }
 
 #[test]
@@ -89,11 +98,26 @@ fn tokenizer_matches_marian_tokenizer() {
         .collect();
     for case in r.tokenizer_cases.iter().chain(&from_cases) {
         if !case.pieces.is_empty() {
-            assert_eq!(t.tokenizer().pieces(&case.text).unwrap(), case.pieces, "pieces of {:?}", case.text);
+            assert_eq!(
+                t.tokenizer().pieces(&case.text).unwrap(),
+                case.pieces,
+                "pieces of {:?}",
+                case.text
+            );
         }
-        assert_eq!(t.tokenizer().encode(&case.text).unwrap(), case.ids, "ids of {:?}", case.text);
+        assert_eq!(
+            t.tokenizer().encode(&case.text).unwrap(),
+            case.ids,
+            "ids of {:?}",
+            case.text
+        );
         if !case.decoded.is_empty() {
-            assert_eq!(t.tokenizer().decode(&case.ids), case.decoded, "decode of {:?}", case.text);
+            assert_eq!(
+                t.tokenizer().decode(&case.ids),
+                case.decoded,
+                "decode of {:?}",
+                case.text
+            );
         }
     }
 }
@@ -101,7 +125,10 @@ fn tokenizer_matches_marian_tokenizer() {
 fn assert_logprobs_close(got: &Hypothesis, want: &[f32], text: &str) {
     assert_eq!(got.token_logprobs.len(), want.len(), "{text:?}");
     for (g, w) in got.token_logprobs.iter().zip(want) {
-        assert!((g - w).abs() < 1e-3, "{text:?}: log-prob {g} vs transformers {w}");
+        assert!(
+            (g - w).abs() < 1e-3,
+            "{text:?}: log-prob {g} vs transformers {w}"
+        );
     }
 }
 
@@ -111,7 +138,12 @@ fn greedy_matches_transformers_one_by_one() {
     let t = load(1);
     for c in &r.cases {
         let hyp = &t.generate_ids(std::slice::from_ref(&c.input_ids)).unwrap()[0];
-        assert_eq!(hyp.tokens, generated(&c.greedy_ids), "greedy ids of {:?}", c.text);
+        assert_eq!(
+            hyp.tokens,
+            generated(&c.greedy_ids),
+            "greedy ids of {:?}",
+            c.text
+        );
         assert_eq!(t.tokenizer().decode(&hyp.tokens), c.greedy_text);
         assert_logprobs_close(hyp, &c.greedy_logprobs, &c.text);
     }
@@ -123,9 +155,20 @@ fn beam_search_matches_transformers_one_by_one() {
     let t = load(4);
     for c in &r.cases {
         let hyp = &t.generate_ids(std::slice::from_ref(&c.input_ids)).unwrap()[0];
-        assert_eq!(hyp.tokens, generated(&c.beam4_ids), "beam ids of {:?}", c.text);
+        assert_eq!(
+            hyp.tokens,
+            generated(&c.beam4_ids),
+            "beam ids of {:?}",
+            c.text
+        );
         assert_eq!(t.tokenizer().decode(&hyp.tokens), c.beam4_text);
-        assert!((hyp.score - c.beam4_score).abs() < 1e-3, "{:?}: score {} vs {}", c.text, hyp.score, c.beam4_score);
+        assert!(
+            (hyp.score - c.beam4_score).abs() < 1e-3,
+            "{:?}: score {} vs {}",
+            c.text,
+            hyp.score,
+            c.beam4_score
+        );
     }
 }
 
@@ -139,7 +182,12 @@ fn a_padded_batch_gives_the_same_ids() {
         let t = load(beams);
         let hyps = t.generate_ids(&inputs).unwrap();
         for (c, hyp) in r.cases.iter().zip(&hyps) {
-            assert_eq!(hyp.tokens, generated(&want(c)), "batched ({beams} beams): {:?}", c.text);
+            assert_eq!(
+                hyp.tokens,
+                generated(&want(c)),
+                "batched ({beams} beams): {:?}",
+                c.text
+            );
         }
     }
 }

@@ -331,7 +331,11 @@ impl MarianModel {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let activation = Activation::parse(&cfg.activation_function)?;
         let d = cfg.d_model;
-        if d == 0 || d % cfg.encoder_attention_heads != 0 || d % cfg.decoder_attention_heads != 0 {
+        let heads_fit = |h: usize| h > 0 && d.is_multiple_of(h);
+        if d == 0
+            || !heads_fit(cfg.encoder_attention_heads)
+            || !heads_fit(cfg.decoder_attention_heads)
+        {
             candle_core::bail!(
                 "config.json: d_model {d} is not divisible by the attention head counts"
             );
@@ -342,13 +346,17 @@ impl MarianModel {
             vb.clone()
         };
         let shared = candle_nn::embedding(cfg.vocab_size, d, root.pp("shared"))?;
-        let encoder_embed = if root.contains_tensor("encoder.embed_tokens.weight") && !cfg.share_encoder_decoder_embeddings {
+        let encoder_embed = if root.contains_tensor("encoder.embed_tokens.weight")
+            && !cfg.share_encoder_decoder_embeddings
+        {
             candle_nn::embedding(cfg.vocab_size, d, root.pp("encoder.embed_tokens"))?
         } else {
             shared.clone()
         };
         let target_vocab = cfg.target_vocab_size();
-        let decoder_embed = if root.contains_tensor("decoder.embed_tokens.weight") && !cfg.share_encoder_decoder_embeddings {
+        let decoder_embed = if root.contains_tensor("decoder.embed_tokens.weight")
+            && !cfg.share_encoder_decoder_embeddings
+        {
             candle_nn::embedding(target_vocab, d, root.pp("decoder.embed_tokens"))?
         } else {
             shared.clone()
@@ -364,7 +372,10 @@ impl MarianModel {
             Tensor::zeros((1, target_vocab), vb.dtype(), vb.device())?
         };
         let positions = if root.contains_tensor("encoder.embed_positions.weight") {
-            root.get((cfg.max_position_embeddings, d), "encoder.embed_positions.weight")?
+            root.get(
+                (cfg.max_position_embeddings, d),
+                "encoder.embed_positions.weight",
+            )?
         } else {
             sinusoidal_table(cfg.max_position_embeddings, d, vb.device())?.to_dtype(vb.dtype())?
         };
@@ -383,7 +394,11 @@ impl MarianModel {
             decoder_layers,
             lm_head,
             final_logits_bias,
-            embed_scale: if cfg.scale_embedding { (d as f64).sqrt() } else { 1.0 },
+            embed_scale: if cfg.scale_embedding {
+                (d as f64).sqrt()
+            } else {
+                1.0
+            },
         })
     }
 
@@ -426,7 +441,8 @@ impl MarianModel {
             }
         }
         let dtype = self.positions.dtype();
-        let mask = Tensor::from_vec(mask, (batch, 1, 1, src_len), input_ids.device())?.to_dtype(dtype)?;
+        let mask =
+            Tensor::from_vec(mask, (batch, 1, 1, src_len), input_ids.device())?.to_dtype(dtype)?;
         let mut xs = self.embed(&self.encoder_embed, input_ids, 0)?;
         for layer in &self.encoder_layers {
             xs = layer.forward(&xs, &mask)?;
@@ -466,13 +482,20 @@ impl MarianModel {
             let attn = layer.self_attn.attend(&xs, &k, &v, None)?;
             cache.self_kv = Some((k, v));
             xs = (attn + &xs)?.apply(&layer.self_attn_layer_norm)?;
-            let cross = layer.encoder_attn.attend(&xs, &cache.cross_k, &cache.cross_v, Some(&state.cross_mask))?;
+            let cross = layer.encoder_attn.attend(
+                &xs,
+                &cache.cross_k,
+                &cache.cross_v,
+                Some(&state.cross_mask),
+            )?;
             xs = (cross + &xs)?.apply(&layer.encoder_attn_layer_norm)?;
             xs = (layer.ffn.forward(&xs)? + &xs)?.apply(&layer.final_layer_norm)?;
         }
         state.position += 1;
         let logits = self.lm_head.forward(&xs.i((.., 0, ..))?)?;
-        logits.broadcast_add(&self.final_logits_bias)?.to_dtype(DType::F32)
+        logits
+            .broadcast_add(&self.final_logits_bias)?
+            .to_dtype(DType::F32)
     }
 }
 

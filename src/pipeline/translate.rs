@@ -59,13 +59,19 @@ struct GenerationFile {
 
 /// Reads a JSON file into `T`, with the file name in every error.
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| anyhow!("{name} in {} is broken: {e}", parent_name(path)))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow!("{name} in {} is broken: {e}", parent_name(path)))
 }
 
 fn parent_name(path: &Path) -> String {
-    path.parent().map(|p| p.display().to_string()).unwrap_or_default()
+    path.parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 /// The Marian model, its tokenizer and decoding settings.
@@ -90,8 +96,12 @@ impl MarianTranslator {
                 files.source
             ),
         }
-        let cfg: Config = serde_json::from_value(raw)
-            .map_err(|e| anyhow!("config.json in {} is not a Marian config: {e}", files.source))?;
+        let cfg: Config = serde_json::from_value(raw).map_err(|e| {
+            anyhow!(
+                "config.json in {} is not a Marian config: {e}",
+                files.source
+            )
+        })?;
 
         let tokenizer = match files.get("tokenizer.json") {
             Some(path) => MarianTokenizer::from_tokenizer_json(&std::fs::read(path)?)?,
@@ -108,13 +118,21 @@ impl MarianTranslator {
             unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
                 .with_context(|| format!("{} is not a readable safetensors file", path.display()))?
         } else if let Some(path) = files.get("pytorch_model.bin") {
-            VarBuilder::from_pth(path, DType::F32, device)
-                .with_context(|| format!("{} is not a readable PyTorch checkpoint", path.display()))?
+            VarBuilder::from_pth(path, DType::F32, device).with_context(|| {
+                format!("{} is not a readable PyTorch checkpoint", path.display())
+            })?
         } else {
-            bail!("{} has no weights (model.safetensors or pytorch_model.bin)", files.source);
+            bail!(
+                "{} has no weights (model.safetensors or pytorch_model.bin)",
+                files.source
+            );
         };
-        let model = MarianModel::new(&cfg, vb)
-            .map_err(|e| anyhow!("the weights of {} do not fit a Marian model: {e}", files.source))?;
+        let model = MarianModel::new(&cfg, vb).map_err(|e| {
+            anyhow!(
+                "the weights of {} do not fit a Marian model: {e}",
+                files.source
+            )
+        })?;
 
         let gen_file: GenerationFile = match files.get("generation_config.json") {
             Some(path) => read_json(path)?,
@@ -175,9 +193,15 @@ impl MarianTranslator {
 
 /// Builds decoding settings: user options, then `generation_config.json`,
 /// then the generation fields of `config.json`, then `transformers`' defaults.
-fn generation_config(cfg: &Config, file: &GenerationFile, opts: &TranslateOptions) -> Result<GenerationConfig> {
+fn generation_config(
+    cfg: &Config,
+    file: &GenerationFile,
+    opts: &TranslateOptions,
+) -> Result<GenerationConfig> {
     let eos = match &file.eos_token_id {
-        Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| v as u32).unwrap_or(cfg.eos_token_id),
+        Some(serde_json::Value::Number(n)) => {
+            n.as_u64().map(|v| v as u32).unwrap_or(cfg.eos_token_id)
+        }
         Some(serde_json::Value::Array(a)) => a
             .first()
             .and_then(|v| v.as_u64())
@@ -198,7 +222,11 @@ fn generation_config(cfg: &Config, file: &GenerationFile, opts: &TranslateOption
         .or(cfg.max_length)
         .unwrap_or(512)
         .min(model_max);
-    let num_beams = opts.num_beams.or(file.num_beams).or(cfg.num_beams).unwrap_or(1);
+    let num_beams = opts
+        .num_beams
+        .or(file.num_beams)
+        .or(cfg.num_beams)
+        .unwrap_or(1);
     if num_beams == 0 {
         bail!("the number of beams must be at least 1");
     }
@@ -208,7 +236,9 @@ fn generation_config(cfg: &Config, file: &GenerationFile, opts: &TranslateOption
         num_beams,
         length_penalty: file.length_penalty.unwrap_or(1.0),
         early_stopping,
-        decoder_start_token_id: file.decoder_start_token_id.unwrap_or(cfg.decoder_start_token_id),
+        decoder_start_token_id: file
+            .decoder_start_token_id
+            .unwrap_or(cfg.decoder_start_token_id),
         eos_token_id: eos,
         forced_eos_token_id: file.forced_eos_token_id.or(cfg.forced_eos_token_id),
         bad_words_ids: file
@@ -304,7 +334,12 @@ pub struct PreparedDocument {
 
 impl PreparedDocument {
     /// Cuts `text` into units of at most `max_tokens` tokens by `count_tokens`.
-    pub fn new(text: &str, format: Format, max_tokens: usize, count_tokens: &dyn Fn(&str) -> usize) -> Self {
+    pub fn new(
+        text: &str,
+        format: Format,
+        max_tokens: usize,
+        count_tokens: &dyn Fn(&str) -> usize,
+    ) -> Self {
         let segments = text::segment(text, format);
         let mut units = Vec::new();
         let mut warnings = Vec::new();
@@ -390,10 +425,23 @@ pub fn translate_document(
     }
     let units: Vec<&str> = doc.units().collect();
     let translations = translate_units(translator, &units, progress)?;
-    for w in translator.take_warnings() {
-        warn(&w);
-    }
+    report_warnings(translator.take_warnings(), warn);
     doc.assemble(&translations)
+}
+
+/// Shows the first few warnings and counts the rest: a broken model can
+/// warn for every sentence, and a wall of identical lines helps nobody.
+pub fn report_warnings(warnings: Vec<String>, warn: &mut dyn FnMut(&str)) {
+    const SHOWN: usize = 3;
+    for w in warnings.iter().take(SHOWN) {
+        warn(w);
+    }
+    if warnings.len() > SHOWN {
+        warn(&format!(
+            "... and {} more warnings like these",
+            warnings.len() - SHOWN
+        ));
+    }
 }
 
 /// Translates many independent units with progress, in length-sorted
@@ -446,7 +494,8 @@ mod tests {
     #[test]
     fn document_layout_survives_translation() {
         let text = "Erster Satz. Zweiter Satz!\n\n\nDritter Absatz.\n";
-        let out = translate_document(&mut Upper, text, Format::Plain, &mut |_, _| {}, &mut |_| {}).unwrap();
+        let out = translate_document(&mut Upper, text, Format::Plain, &mut |_, _| {}, &mut |_| {})
+            .unwrap();
         assert_eq!(out, "ERSTER SATZ. ZWEITER SATZ!\n\n\nDRITTER ABSATZ.\n");
     }
 
@@ -465,7 +514,14 @@ mod tests {
     #[test]
     fn progress_reaches_the_total() {
         let mut last = (0, 0);
-        translate_document(&mut Upper, "A. B. C.", Format::Plain, &mut |d, t| last = (d, t), &mut |_| {}).unwrap();
+        translate_document(
+            &mut Upper,
+            "Eins ist gut. Zwei ist besser. Der Rest ist still.",
+            Format::Plain,
+            &mut |d, t| last = (d, t),
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(last, (3, 3));
     }
 }

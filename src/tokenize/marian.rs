@@ -42,8 +42,8 @@ impl MarianTokenizer {
             .filter(|p| p.kind == PieceType::Control)
             .map(|p| p.piece.clone())
             .collect();
-        let vocab: HashMap<String, u32> =
-            serde_json::from_str(vocab_json).context("vocab.json is not a JSON object of piece → id")?;
+        let vocab: HashMap<String, u32> = serde_json::from_str(vocab_json)
+            .context("vocab.json is not a JSON object of piece → id")?;
         let find = |token: &str| {
             vocab
                 .get(token)
@@ -135,7 +135,9 @@ impl MarianTokenizer {
                 continue;
             }
             // Unknown ids decode to <unk>, which is special: nothing.
-            let Some(piece) = self.pieces.get(id) else { continue };
+            let Some(piece) = self.pieces.get(id) else {
+                continue;
+            };
             if self.target_control.contains(piece) {
                 continue;
             }
@@ -167,7 +169,10 @@ mod tests {
 
     #[test]
     fn language_codes_split_off() {
-        assert_eq!(split_language_code(">>deu<< Hallo"), (Some(">>deu<<"), " Hallo"));
+        assert_eq!(
+            split_language_code(">>deu<< Hallo"),
+            (Some(">>deu<<"), " Hallo")
+        );
         assert_eq!(split_language_code("Hallo >>x<<"), (None, "Hallo >>x<<"));
         assert_eq!(split_language_code(">>kein Ende"), (None, ">>kein Ende"));
     }

@@ -104,7 +104,9 @@ impl SpmModel {
     }
 
     pub fn unk_id(&self) -> Option<usize> {
-        self.pieces.iter().position(|p| p.kind == PieceType::Unknown)
+        self.pieces
+            .iter()
+            .position(|p| p.kind == PieceType::Unknown)
     }
 
     /// Builds a `tokenizers` pipeline that segments text exactly as
@@ -136,9 +138,12 @@ impl SpmModel {
             // sentencepiece drops leading/trailing spaces and collapses runs.
             normalizers.push(Strip::new(true, true).into());
             normalizers.push(
-                Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(" {2,}".into()), " ")
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
-                    .into(),
+                Replace::new(
+                    tokenizers::normalizers::replace::ReplacePattern::Regex(" {2,}".into()),
+                    " ",
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .into(),
             );
         }
         tokenizer
@@ -198,7 +203,10 @@ impl<'a> Reader<'a> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let Some(&byte) = self.buf.get(self.pos) else {
-                bail!("truncated SentencePiece model (varint at byte {})", self.pos);
+                bail!(
+                    "truncated SentencePiece model (varint at byte {})",
+                    self.pos
+                );
             };
             self.pos += 1;
             value |= u64::from(byte & 0x7f) << shift;
@@ -206,13 +214,19 @@ impl<'a> Reader<'a> {
                 return Ok(value);
             }
         }
-        bail!("corrupt SentencePiece model (varint too long at byte {})", self.pos)
+        bail!(
+            "corrupt SentencePiece model (varint too long at byte {})",
+            self.pos
+        )
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         let Some(end) = end else {
-            bail!("truncated SentencePiece model (field of {n} bytes at byte {})", self.pos);
+            bail!(
+                "truncated SentencePiece model (field of {n} bytes at byte {})",
+                self.pos
+            );
         };
         let out = &self.buf[self.pos..end];
         self.pos = end;
@@ -238,7 +252,10 @@ impl<'a> Reader<'a> {
                 let b = self.take(4)?;
                 Value::Fixed32(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             }
-            other => bail!("corrupt SentencePiece model (wire type {other} at byte {})", self.pos),
+            other => bail!(
+                "corrupt SentencePiece model (wire type {other} at byte {})",
+                self.pos
+            ),
         };
         Ok(Some((key >> 3, value)))
     }
