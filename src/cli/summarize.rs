@@ -6,10 +6,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::translate::{load_translator, write_output, TranslationModelArgs};
-use super::{progress, InputArgs, RuntimeArgs};
+use super::translate::{
+    load_translator, translate_with_progress, write_output, TranslationModelArgs,
+};
+use super::{InputArgs, RuntimeArgs};
 use crate::pipeline::summarize::extractive::ExtractiveSummarizer;
-use crate::pipeline::translate::{translate_document, TranslateOptions};
+use crate::pipeline::translate::TranslateOptions;
 use crate::pipeline::{Summarizer, SummaryLength, SummaryRequest};
 use crate::text::{detect_language, Format, Lang};
 
@@ -240,20 +242,7 @@ pub fn translate_for_summary(
     format: Format,
 ) -> Result<String> {
     let mut translator = load_translator(model, runtime, &TranslateOptions::default())?;
-    let bar = progress::bar(runtime.quiet, "sentences");
-    bar.set_message("translating");
-    let out = translate_document(
-        &mut translator,
-        text,
-        format,
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-        &mut |w| progress::warn(&bar, w),
-    )?;
-    bar.finish_and_clear();
-    Ok(out)
+    translate_with_progress(&mut translator, text, format, runtime.quiet)
 }
 
 /// Runs one summary; with `stream`, prints pieces to stdout as they arrive.

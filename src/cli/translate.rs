@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use super::summarize::{build_summarizer, summarize_text, SummaryArgs, SummaryModelFlags};
 use super::{progress, InputArgs, RuntimeArgs};
 use crate::hub::{self, ModelSource};
-use crate::pipeline::translate::{translate_document, MarianTranslator, TranslateOptions};
+use crate::pipeline::translate::{
+    translate_document, MarianTranslator, TranslateOptions, Translator,
+};
 use crate::text::Format;
 
 #[derive(Debug, Args)]
@@ -122,20 +124,7 @@ pub fn run(args: TranslateArgs) -> Result<ExitCode> {
             batch_size: Some(args.batch_size as usize),
         };
         let mut translator = load_translator(&args.model, &args.runtime, &opts)?;
-        let bar = progress::bar(args.runtime.quiet, "sentences");
-        bar.set_message("translating");
-        let out = translate_document(
-            &mut translator,
-            &text,
-            format,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
-            &mut |w| progress::warn(&bar, w),
-        )?;
-        bar.finish_and_clear();
-        out
+        translate_with_progress(&mut translator, &text, format, args.runtime.quiet)?
     };
     if !args.summary {
         write_output(args.output.as_deref(), &translation)?;
@@ -178,6 +167,30 @@ pub fn summary_path(output: &Path) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     output.with_file_name(format!("{stem}.summary.txt"))
+}
+
+/// Translates a document with a progress bar over its sentences and
+/// warnings on stderr.
+pub fn translate_with_progress(
+    translator: &mut dyn Translator,
+    text: &str,
+    format: Format,
+    quiet: bool,
+) -> Result<String> {
+    let bar = progress::bar(quiet, "sentences");
+    bar.set_message("translating");
+    let out = translate_document(
+        translator,
+        text,
+        format,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+        &mut |w| progress::warn(&bar, w),
+    );
+    bar.finish_and_clear();
+    out
 }
 
 /// Writes to a file atomically, or to stdout (ending with a newline).
