@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests.
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Folder with the real test models: `$TOLK_TEST_MODELS`, else `<repo>/models/downloaded`
@@ -19,7 +20,10 @@ pub fn test_model(name: &str) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!(
+        // Written to the stderr handle, not with eprintln!, which the test harness captures:
+        // the line must be visible in a normal `cargo test` run.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: test model {} not found (run scripts/fetch-test-models.sh)",
             path.display()
         );
