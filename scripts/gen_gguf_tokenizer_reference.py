@@ -17,10 +17,10 @@ Cross-checks (printed, not recorded):
     with llama.cpp on every plain case, else the script fails.
   - --with-transformers: transformers' own GGUF conversion
     (AutoTokenizer.from_pretrained(dir, gguf_file=...), add_special_tokens=False,
-    split_special_tokens=True). It is NOT used as the reference: in transformers 4.57.1 it builds
-    a Unigram model for Gemma (ids differ from SentencePiece BPE; "<start_of_turn>" in plain text
-    still becomes id 105) and maps SmolLM2 through the Llama converter (its BOS becomes
-    <|im_start|>). The script only reports how many cases it gets right.
+    split_special_tokens=True). It is NOT used as the reference. Measured with transformers
+    4.57.1: SmolLM2 25/25 plain cases agree (but its post-processor would add <|im_start|> as
+    BOS with add_special_tokens=True); Gemma 5/25, because it builds a Unigram model where Gemma
+    uses SentencePiece BPE (and "<start_of_turn>" in plain text still becomes id 105).
 
 Regenerate (after scripts/fetch-test-models.sh):
   python3 -m venv /tmp/llamaenv && /tmp/llamaenv/bin/pip install llama-cpp-python==0.3.36
