@@ -446,6 +446,19 @@ pub struct MergeReport {
 /// removed, and records already present are not repeated, so running it
 /// twice, or after a crash, is harmless.
 pub fn merge_manifests(dir: &Path) -> Result<MergeReport> {
+    // Merging under a running shard would miss its later records.
+    let _main_lock = super::outputs::lock_output(dir, None)?;
+    let shard_locks = super::outputs::shard_lock_files(dir)?;
+    let mut held = Vec::new();
+    for path in &shard_locks {
+        held.push(super::outputs::lock_file(path, || {
+            format!(
+                "a shard is still running in {} ({} is locked); merge when all shards are done",
+                dir.display(),
+                path.display()
+            )
+        })?);
+    }
     let manifests = manifest_files(dir, MANIFEST_STEM)?;
     let main_path = dir.join(manifest_name(None));
     let shard_manifests: Vec<&PathBuf> = manifests.iter().filter(|p| **p != main_path).collect();
@@ -487,6 +500,7 @@ pub fn merge_manifests(dir: &Path) -> Result<MergeReport> {
         .iter()
         .copied()
         .chain(result_files.iter().filter(|p| **p != results_main))
+        .chain(&shard_locks)
     {
         std::fs::remove_file(path)
             .with_context(|| format!("{}: cannot remove after merging", path.display()))?;
@@ -586,6 +600,11 @@ mod tests {
         let mut r2 = JsonlLog::open(&dir.path().join(results_name(Some(&s2)))).unwrap();
         r2.append(&result("b.txt", "kb")).unwrap();
 
+        let running = crate::batch::outputs::lock_output(dir.path(), Some(&s1)).unwrap();
+        let err = merge_manifests(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("still running"), "{err}");
+        drop(running);
+
         let report = merge_manifests(dir.path()).unwrap();
         assert_eq!(
             report,
@@ -599,7 +618,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names.len(), 3, "{names:?}"); // and the lock file
         let index = ManifestIndex::load(dir.path(), false, &mut Vec::new()).unwrap();
         assert!(index.latest("a.txt").is_some() && index.latest("b.txt").is_some());
         let results: JsonlContents<ResultRecord> =

@@ -22,3 +22,6 @@ pub use run::{
     run_batch, BatchConfig, BatchReport, Engines, FileOutcome, Lazy, Observer, Outcome,
     OutputFormat, Tasks,
 };
+
+#[cfg(test)]
+mod tests;

@@ -74,25 +74,55 @@ pub struct OutputLock {
     _file: File,
 }
 
+/// `.tolk-batch.lock`, or `.tolk-batch.shard-I-of-N.lock` for a shard.
+pub fn lock_name(shard: Option<&Shard>) -> String {
+    match shard {
+        Some(s) => format!("{LOCK_STEM}.{}.lock", s.tag()),
+        None => format!("{LOCK_STEM}.lock"),
+    }
+}
+
+const LOCK_STEM: &str = ".tolk-batch";
+
+/// The shards' lock files in `out_dir` (not the main one).
+pub fn shard_lock_files(out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in
+        std::fs::read_dir(out_dir).with_context(|| format!("{}: cannot list", out_dir.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&format!("{LOCK_STEM}.shard-")) && name.ends_with(".lock") {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 pub fn lock_output(out_dir: &Path, shard: Option<&Shard>) -> Result<OutputLock> {
-    let name = match shard {
-        Some(s) => format!(".tolk-batch.{}.lock", s.tag()),
-        None => ".tolk-batch.lock".to_string(),
-    };
-    let path = out_dir.join(name);
+    let path = out_dir.join(lock_name(shard));
+    lock_file(&path, || {
+        format!(
+            "another `tolk batch` is writing to {}{}; wait for it to finish",
+            out_dir.display(),
+            shard.map(|s| format!(" as shard {s}")).unwrap_or_default()
+        )
+    })
+}
+
+/// Takes the lock in `path`, or fails with `busy()` when a live process holds it.
+pub fn lock_file(path: &Path, busy: impl FnOnce() -> String) -> Result<OutputLock> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("{}: cannot create the lock file", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(OutputLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow!(
-            "another `tolk batch` is writing to {}{}; wait for it to finish",
-            out_dir.display(),
-            shard.map(|s| format!(" as shard {s}")).unwrap_or_default()
-        )),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow!(busy())),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("{}: cannot lock", path.display()))
         }
@@ -155,9 +185,16 @@ pub fn stage(out_dir: &Path, rel: &str, contents: &[u8], prefix: &str) -> Result
         .unwrap_or_else(|| out_dir.to_path_buf());
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(prefix)
-        .suffix(TEMP_SUFFIX)
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(TEMP_SUFFIX);
+    // Temporary files are private (0600) by default; an output is an
+    // ordinary file, so it gets the mode any new file gets (0666 less umask).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut temp = builder
         .tempfile_in(&dir)
         .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
     temp.write_all(contents)
