@@ -17,10 +17,11 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Upper-cases sentences; remembers each model batch; fails on "BOOM";
-/// sets `cancel_at` after that many batches.
+/// sets `cancel_at` after that many batches; runs `during` at each batch.
 struct Upper {
     batches: Rc<RefCell<Vec<Vec<String>>>>,
     cancel: Option<(usize, &'static AtomicBool)>,
+    during: Option<Box<dyn Fn()>>,
 }
 
 impl Translator for Upper {
@@ -28,6 +29,9 @@ impl Translator for Upper {
         "upper".into()
     }
     fn translate_batch(&mut self, s: &[&str]) -> Result<Vec<String>> {
+        if let Some(during) = &self.during {
+            during();
+        }
         if s.iter().any(|x| x.contains("BOOM")) {
             bail!("the model choked");
         }
@@ -82,10 +86,19 @@ struct Run {
 }
 
 fn run_with(cfg: BatchConfig, cancel: Option<(usize, &'static AtomicBool)>) -> Run {
+    run_full(cfg, cancel, None)
+}
+
+fn run_full(
+    cfg: BatchConfig,
+    cancel: Option<(usize, &'static AtomicBool)>,
+    during: Option<Box<dyn Fn()>>,
+) -> Run {
     let batches = Rc::new(RefCell::new(Vec::new()));
     let translator = Upper {
         batches: Rc::clone(&batches),
         cancel,
+        during,
     };
     let summarize = cfg.tasks.summarize;
     let engines = Engines {
@@ -379,6 +392,7 @@ fn the_output_folder_may_not_be_the_input_and_is_skipped_inside_it() {
         translator: Lazy::ready(Box::new(Upper {
             batches,
             cancel: None,
+            during: None,
         })),
         summarizer: None,
     };
@@ -391,4 +405,65 @@ fn the_output_folder_may_not_be_the_input_and_is_skipped_inside_it() {
     // The outputs (`a.txt.en.txt` matches *.txt) are not read back as inputs.
     let second = run(config(&input, &out));
     assert_eq!((second.report.total, second.report.skipped), (1, 1));
+}
+
+#[test]
+fn an_input_that_changes_during_the_run_is_translated_as_read_and_redone_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    write(&input, "a.txt", b"Erste Fassung.");
+    let path = input.join("a.txt");
+    let edit: Box<dyn Fn()> = Box::new(move || {
+        // A different size, so the change shows even within one mtime tick.
+        fs::write(&path, "Zweite, längere Fassung.").unwrap();
+    });
+    let first = run_full(config(&input, &out), None, Some(edit));
+    assert_eq!(first.report.done, 1);
+    assert_eq!(
+        fs::read_to_string(out.join("a.txt.en.txt")).unwrap(),
+        "ERSTE FASSUNG.\n"
+    );
+    let record = &manifest(&out)[0];
+    assert!(record.changed_during_run);
+    assert_eq!(
+        record.sha256.as_deref(),
+        Some(super::outputs::sha256_hex(b"Erste Fassung.").as_str())
+    );
+    let second = run(config(&input, &out));
+    assert_eq!(second.report.done, 1);
+    assert_eq!(
+        fs::read_to_string(out.join("a.txt.en.txt")).unwrap(),
+        "ZWEITE, LÄNGERE FASSUNG.\n"
+    );
+}
+
+#[test]
+fn summarize_only_writes_only_summaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    write(
+        &input,
+        "a.txt",
+        b"Eins ist gut. Zwei ist gut. Drei ist gut.",
+    );
+    let mut cfg = config(&input, &out);
+    cfg.tasks = Tasks {
+        translate: false,
+        summarize: true,
+    };
+    cfg.summary_model = Some("extractive-textrank".into());
+    let r = run(cfg);
+    assert_eq!(r.report.done, 1);
+    assert_eq!(
+        files_under(&out),
+        [
+            ".tolk-batch.lock",
+            "a.txt.summary.txt",
+            "tolk-manifest.jsonl"
+        ]
+    );
+    let summary = fs::read_to_string(out.join("a.txt.summary.txt")).unwrap();
+    // One sentence of the (upper-cased) translation.
+    assert!(summary.ends_with("IST GUT.\n"), "{summary:?}");
+    assert_eq!(summary.matches('.').count(), 1, "{summary:?}");
 }

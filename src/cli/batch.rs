@@ -139,7 +139,7 @@ pub struct BatchArgs {
     pub batch_size: u32,
 
     /// How summaries are made (as `tolk summarize --method`).
-    #[arg(long, value_enum, default_value = "extractive")]
+    #[arg(long, value_enum, value_name = "METHOD", default_value = "extractive")]
     pub summary_method: SummaryMethod,
 
     /// Hub repository of the summary model (llm, t5).
@@ -359,7 +359,13 @@ struct CliObserver {
 
 fn styled(bar: ProgressBar, template: &str) -> ProgressBar {
     if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
+        let style = style.progress_chars("=> ").with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        );
+        bar.set_style(style);
     }
     bar
 }
@@ -374,7 +380,7 @@ impl CliObserver {
             ));
             let sentences = multi.add(styled(
                 ProgressBar::new(0),
-                "  sentences [{bar:30}] {pos}/{len} ({per_sec})",
+                "  sentences [{bar:30}] {pos}/{len} ({rate})",
             ));
             (multi, files, sentences)
         });
