@@ -14,7 +14,6 @@ use super::manifest::ManifestIndex;
 use anyhow::{anyhow, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `out/<input>.en.txt`
@@ -170,39 +169,15 @@ pub fn holds(out_dir: &Path, rel: &str, sha256: &str) -> bool {
 /// An output written and synced under a temporary name, not yet in place.
 /// Dropped without [`Staged::commit`], the temporary file is removed.
 pub struct Staged {
-    temp: tempfile::TempPath,
-    target: PathBuf,
+    file: crate::io::StagedFile,
     pub rel: String,
     pub sha256: String,
 }
 
 /// Writes `contents` to a temporary file next to `out_dir/rel`.
 pub fn stage(out_dir: &Path, rel: &str, contents: &[u8], prefix: &str) -> Result<Staged> {
-    let target = out_dir.join(rel);
-    let dir = target
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| out_dir.to_path_buf());
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix).suffix(TEMP_SUFFIX);
-    // Temporary files are private (0600) by default; an output is an
-    // ordinary file, so it gets the mode any new file gets (0666 less umask).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut temp = builder
-        .tempfile_in(&dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    temp.write_all(contents)
-        .and_then(|_| temp.as_file().sync_all())
-        .with_context(|| format!("{}: cannot write", target.display()))?;
     Ok(Staged {
-        temp: temp.into_temp_path(),
-        target,
+        file: crate::io::stage(&out_dir.join(rel), contents, prefix, TEMP_SUFFIX)?,
         rel: rel.to_string(),
         sha256: sha256_hex(contents),
     })
@@ -211,11 +186,7 @@ pub fn stage(out_dir: &Path, rel: &str, contents: &[u8], prefix: &str) -> Result
 impl Staged {
     /// Renames the temporary file into place.
     pub fn commit(self) -> Result<()> {
-        let target = self.target;
-        self.temp
-            .persist(&target)
-            .map_err(|e| e.error)
-            .with_context(|| format!("{}: cannot move the output into place", target.display()))
+        self.file.commit()
     }
 }
 
