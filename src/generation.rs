@@ -1,1 +1,475 @@
+//! Greedy and beam-search decoding for encoder-decoder models, matching
+//! `transformers`' `generate()` (v4.57) token for token.
+//!
+//! The search runs on the host over each step's logits; the model behind
+//! [`StepModel`] keeps its own caches and is told which rows survive. Each
+//! sentence of a batch is searched independently (as in `transformers`,
+//! where batch items never interact), and a finished sentence leaves the
+//! batch at once, so later steps only pay for sentences still decoding.
 
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+
+/// When beam search stops, as `generation_config.early_stopping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EarlyStopping {
+    /// Stop when the best running beam can no longer beat the finished ones
+    /// (heuristic on the current length). The `transformers` default.
+    #[default]
+    Heuristic,
+    /// Stop as soon as `num_beams` hypotheses are finished.
+    Done,
+    /// Canonical beam search: only stop when no better hypothesis is possible.
+    Never,
+}
+
+/// Decoding settings, named as in `generation_config.json`.
+#[derive(Debug, Clone)]
+pub struct GenerationConfig {
+    /// Maximum length of the target sequence, counting the decoder start token.
+    pub max_length: usize,
+    pub min_length: usize,
+    pub num_beams: usize,
+    pub length_penalty: f32,
+    pub early_stopping: EarlyStopping,
+    pub decoder_start_token_id: u32,
+    pub eos_token_id: u32,
+    /// Forced as the last token when `max_length` is reached.
+    pub forced_eos_token_id: Option<u32>,
+    /// Token sequences that may never be generated.
+    pub bad_words_ids: Vec<Vec<u32>>,
+}
+
+/// A finished hypothesis: the generated tokens (without the decoder start
+/// token, with the final EOS) and its score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hypothesis {
+    pub tokens: Vec<u32>,
+    /// Beam search: the length-normalized sum of log-probabilities.
+    /// Greedy: the sum of the chosen tokens' log-probabilities.
+    pub score: f32,
+    /// Greedy only: log-probability of each chosen token (after the logits
+    /// processors), as `transformers` reports through `output_scores`.
+    pub token_logprobs: Vec<f32>,
+}
+
+/// A decoder that advances every live row by one token.
+pub trait StepModel {
+    /// Feeds one token per row and returns next-token logits, (rows, vocab) f32.
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
+    /// Keeps rows: new row `i` is old row `rows[i]` (rows may repeat).
+    fn select_rows(&mut self, rows: &[u32]) -> Result<()>;
+}
+
+/// Decodes a batch of `batch` sentences whose encoder state the model holds
+/// (one row per sentence), greedily or with beam search per `cfg.num_beams`.
+pub fn generate(
+    model: &mut dyn StepModel,
+    batch: usize,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Hypothesis>> {
+    if cfg.max_length < 2 {
+        bail!("max_length must be at least 2 (the start token and one more)");
+    }
+    if batch == 0 {
+        return Ok(Vec::new());
+    }
+    if cfg.num_beams <= 1 {
+        greedy(model, batch, cfg)
+    } else {
+        beam_search(model, batch, cfg)
+    }
+}
+
+/// The logits processors that `transformers` builds from these settings:
+/// bad words, minimum length, and the forced EOS at the last position.
+fn process(scores: &mut [f32], generated: &[u32], cur_len: usize, cfg: &GenerationConfig) {
+    for bad in &cfg.bad_words_ids {
+        if let Some((&last, prefix)) = bad.split_last() {
+            if generated.ends_with(prefix) {
+                if let Some(s) = scores.get_mut(last as usize) {
+                    *s = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    if cur_len < cfg.min_length {
+        if let Some(s) = scores.get_mut(cfg.eos_token_id as usize) {
+            *s = f32::NEG_INFINITY;
+        }
+    }
+    if let Some(eos) = cfg.forced_eos_token_id {
+        if cur_len == cfg.max_length - 1 {
+            scores.fill(f32::NEG_INFINITY);
+            if let Some(s) = scores.get_mut(eos as usize) {
+                *s = 0.0;
+            }
+        }
+    }
+}
+
+fn log_softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return;
+    }
+    let sum: f64 = row.iter().map(|&x| f64::from((x - max).exp())).sum();
+    let log_sum = sum.ln() as f32;
+    for x in row.iter_mut() {
+        *x = *x - max - log_sum;
+    }
+}
+
+fn rows_of(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(logits.to_vec2::<f32>()?)
+}
+
+fn greedy(
+    model: &mut dyn StepModel,
+    batch: usize,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Hypothesis>> {
+    let mut hyps = vec![
+        Hypothesis {
+            tokens: Vec::new(),
+            score: 0.0,
+            token_logprobs: Vec::new(),
+        };
+        batch
+    ];
+    // Sentences still decoding, in state-row order.
+    let mut live: Vec<usize> = (0..batch).collect();
+    let mut last = vec![cfg.decoder_start_token_id; batch];
+    let mut cur_len = 1;
+    while !live.is_empty() {
+        let logits = rows_of(&model.step(&last)?)?;
+        let mut keep = Vec::with_capacity(live.len());
+        for (row, mut scores) in logits.into_iter().enumerate() {
+            let hyp = &mut hyps[live[row]];
+            process(&mut scores, &hyp.tokens, cur_len, cfg);
+            // First maximum wins ties, as torch.argmax.
+            let (token, _) =
+                scores
+                    .iter()
+                    .enumerate()
+                    .fold((0usize, f32::NEG_INFINITY), |best, (i, &s)| {
+                        if s > best.1 {
+                            (i, s)
+                        } else {
+                            best
+                        }
+                    });
+            log_softmax(&mut scores);
+            let logprob = scores[token];
+            hyp.tokens.push(token as u32);
+            hyp.token_logprobs.push(logprob);
+            hyp.score += logprob;
+            if token as u32 != cfg.eos_token_id && cur_len + 1 < cfg.max_length {
+                keep.push(row);
+            }
+        }
+        cur_len += 1;
+        if keep.len() != live.len() {
+            if keep.is_empty() {
+                break;
+            }
+            model.select_rows(&keep.iter().map(|&r| r as u32).collect::<Vec<_>>())?;
+            live = keep.iter().map(|&r| live[r]).collect();
+        }
+        last = live
+            .iter()
+            .map(|&i| *hyps[i].tokens.last().unwrap_or(&0))
+            .collect();
+    }
+    Ok(hyps)
+}
+
+/// Beam search state of one sentence, mirroring the tensors of
+/// `GenerationMixin._beam_search` for one batch item.
+struct BeamItem {
+    running: Vec<Vec<u32>>,
+    running_scores: Vec<f32>,
+    /// The best `num_beams` finished hypotheses: (tokens, score, is_finished).
+    finished: Vec<(Vec<u32>, f32, bool)>,
+    improvable: bool,
+}
+
+/// `transformers` marks impossible continuations by adding this, in f32.
+const NEG_BIG: f32 = -1.0e9;
+
+fn top_k_desc(values: &[(f32, usize, u32)], k: usize) -> Vec<(f32, usize, u32)> {
+    let mut v = values.to_vec();
+    // Stable sort: among equal scores the earlier candidate wins.
+    v.sort_by(|a, b| b.0.total_cmp(&a.0));
+    v.truncate(k);
+    v
+}
+
+fn beam_search(
+    model: &mut dyn StepModel,
+    batch: usize,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Hypothesis>> {
+    let nb = cfg.num_beams;
+    let k = 2 * nb;
+    let lp = cfg.length_penalty;
+    // Every sentence starts with `nb` copies of its encoder state.
+    let expand: Vec<u32> = (0..batch as u32)
+        .flat_map(|i| std::iter::repeat_n(i, nb))
+        .collect();
+    model.select_rows(&expand)?;
+    let mut items: Vec<BeamItem> = (0..batch)
+        .map(|_| BeamItem {
+            running: vec![Vec::new(); nb],
+            // Only the first beam starts live, so the first step does not
+            // pick the same token in every beam.
+            running_scores: (0..nb)
+                .map(|b| if b == 0 { 0.0 } else { NEG_BIG })
+                .collect(),
+            finished: vec![(Vec::new(), NEG_BIG, false); nb],
+            improvable: true,
+        })
+        .collect();
+    let mut live: Vec<usize> = (0..batch).collect();
+    let mut last = vec![cfg.decoder_start_token_id; batch * nb];
+    let mut cur_len = 1usize;
+    while !live.is_empty() {
+        let logits = rows_of(&model.step(&last)?)?;
+        let mut next_rows: Vec<u32> = Vec::with_capacity(live.len() * nb);
+        let mut still_live = Vec::with_capacity(live.len());
+        for (slot, &item_idx) in live.iter().enumerate() {
+            let item = &mut items[item_idx];
+            // Candidates (accumulated score, source beam, token), best first.
+            let mut candidates = Vec::with_capacity(nb * k);
+            for beam in 0..nb {
+                let mut scores = logits[slot * nb + beam].clone();
+                log_softmax(&mut scores);
+                process(&mut scores, &item.running[beam], cur_len, cfg);
+                let base = item.running_scores[beam];
+                let row: Vec<(f32, usize, u32)> = scores
+                    .iter()
+                    .enumerate()
+                    .map(|(t, &s)| (s + base, beam, t as u32))
+                    .collect();
+                candidates.extend(top_k_desc(&row, k));
+            }
+            let top = top_k_desc(&candidates, k);
+            let hits: Vec<bool> = top
+                .iter()
+                .map(|&(_, _, t)| t == cfg.eos_token_id || cur_len + 1 >= cfg.max_length)
+                .collect();
+
+            // Next running beams: the best candidates that did not finish.
+            let running_candidates: Vec<(f32, usize, u32)> = top
+                .iter()
+                .zip(&hits)
+                .enumerate()
+                .map(|(i, (&(s, _, _), &hit))| (if hit { s + NEG_BIG } else { s }, i, 0))
+                .collect();
+            let chosen = top_k_desc(&running_candidates, nb);
+
+            // Finished hypotheses: merge the old ones with the new ones.
+            let all_finished = item.finished.iter().all(|f| f.2);
+            let norm = ((cur_len) as f64).powf(f64::from(lp)) as f32;
+            let mut merged: Vec<(f32, usize, u32)> = item
+                .finished
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.1, i, 0))
+                .collect();
+            for (i, (&(score, _, _), &hit)) in top.iter().zip(&hits).enumerate() {
+                let just_finished = hit && i < nb;
+                let mut value = score / norm;
+                if all_finished && cfg.early_stopping == EarlyStopping::Done {
+                    value += NEG_BIG;
+                }
+                if !item.improvable {
+                    value += NEG_BIG;
+                }
+                if !just_finished {
+                    value += NEG_BIG;
+                }
+                merged.push((value, nb + i, 0));
+            }
+            let best = top_k_desc(&merged, nb);
+            let new_finished: Vec<(Vec<u32>, f32, bool)> = best
+                .iter()
+                .map(|&(value, idx, _)| {
+                    if idx < nb {
+                        let f = &item.finished[idx];
+                        (f.0.clone(), value, f.2)
+                    } else {
+                        let i = idx - nb;
+                        let (_, beam, token) = top[i];
+                        let mut seq = item.running[beam].clone();
+                        seq.push(token);
+                        (seq, value, hits[i] && i < nb)
+                    }
+                })
+                .collect();
+
+            let new_running: Vec<Vec<u32>> = chosen
+                .iter()
+                .map(|&(_, i, _)| {
+                    let (_, beam, token) = top[i];
+                    let mut seq = item.running[beam].clone();
+                    seq.push(token);
+                    seq
+                })
+                .collect();
+            let source_beams: Vec<usize> = chosen.iter().map(|&(_, i, _)| top[i].1).collect();
+            item.running_scores = chosen.iter().map(|&(s, _, _)| s).collect();
+            item.running = new_running;
+            item.finished = new_finished;
+
+            // Can a running beam still beat the worst finished one?
+            let hyp_len = if cfg.early_stopping == EarlyStopping::Never && lp > 0.0 {
+                cfg.max_length - 1
+            } else {
+                cur_len
+            };
+            let best_possible =
+                item.running_scores[0] / (hyp_len as f64).powf(f64::from(lp)) as f32;
+            let min_finished = item
+                .finished
+                .iter()
+                .map(|f| f.1)
+                .fold(f32::INFINITY, f32::min);
+            let improvable = item
+                .finished
+                .iter()
+                .any(|f| best_possible > if f.2 { min_finished } else { NEG_BIG });
+            item.improvable &= improvable;
+
+            let done_by_count =
+                cfg.early_stopping == EarlyStopping::Done && item.finished.iter().all(|f| f.2);
+            let no_continuation = hits.iter().all(|&h| h);
+            if item.improvable && !done_by_count && !no_continuation {
+                still_live.push(item_idx);
+                next_rows.extend(source_beams.iter().map(|&b| (slot * nb + b) as u32));
+            }
+        }
+        cur_len += 1;
+        live = still_live;
+        if live.is_empty() {
+            break;
+        }
+        model.select_rows(&next_rows)?;
+        last = live
+            .iter()
+            .flat_map(|&i| items[i].running.iter().map(|seq| *seq.last().unwrap_or(&0)))
+            .collect();
+    }
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let (tokens, score, _) = item.finished.into_iter().next().unwrap_or_default();
+            Hypothesis {
+                tokens,
+                score,
+                token_logprobs: Vec::new(),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(num_beams: usize) -> GenerationConfig {
+        GenerationConfig {
+            max_length: 6,
+            min_length: 0,
+            num_beams,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+            decoder_start_token_id: 3,
+            eos_token_id: 0,
+            forced_eos_token_id: Some(0),
+            bad_words_ids: vec![vec![3]],
+        }
+    }
+
+    /// A toy model whose next-token distribution depends only on the last
+    /// token: a fixed transition table.
+    struct Table {
+        rows: usize,
+        table: Vec<Vec<f32>>,
+    }
+
+    impl StepModel for Table {
+        fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+            assert_eq!(tokens.len(), self.rows);
+            let data: Vec<f32> = tokens
+                .iter()
+                .flat_map(|&t| self.table[t as usize].clone())
+                .collect();
+            Ok(Tensor::from_vec(
+                data,
+                (tokens.len(), 4),
+                &candle_core::Device::Cpu,
+            )?)
+        }
+        fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+            self.rows = rows.len();
+            Ok(())
+        }
+    }
+
+    fn table() -> Table {
+        Table {
+            rows: 1,
+            table: vec![
+                vec![0.0, 0.0, 0.0, 0.0],
+                vec![-1.0, 0.5, 2.0, 9.0], // after 1: 2 (3 is banned)
+                vec![1.5, 1.0, -3.0, 0.0], // after 2: eos
+                vec![-2.0, 3.0, 1.0, 0.0], // after start: 1
+            ],
+        }
+    }
+
+    #[test]
+    fn greedy_follows_argmax_bans_bad_words_and_stops_at_eos() {
+        let hyps = generate(&mut table(), 1, &cfg(1)).unwrap();
+        assert_eq!(hyps[0].tokens, vec![1, 2, 0]);
+        assert_eq!(hyps[0].token_logprobs.len(), 3);
+        assert!(hyps[0].token_logprobs.iter().all(|&p| p < 0.0));
+    }
+
+    #[test]
+    fn forced_eos_ends_at_max_length() {
+        let mut t = table();
+        t.table[2] = vec![-5.0, 9.0, 0.0, 0.0]; // 2 → 1 → 2 → 1 ... never eos
+        let hyps = generate(&mut t, 1, &cfg(1)).unwrap();
+        assert_eq!(hyps[0].tokens, vec![1, 2, 1, 2, 0]);
+        assert_eq!(hyps[0].tokens.len(), 6 - 1);
+    }
+
+    #[test]
+    fn beam_search_finds_a_better_sequence_than_greedy() {
+        // Greedy takes 1 (best first step) and is then stuck with a bad
+        // continuation; beam search keeps 2 as well and wins.
+        let t = Table {
+            rows: 1,
+            table: vec![
+                vec![0.0, 0.0, 0.0, 0.0],
+                vec![0.0, 0.0, 0.0, -9.0],
+                vec![9.0, -9.0, -9.0, -9.0],
+                vec![-9.0, 1.0, 0.9, -9.0],
+            ],
+        };
+        let mut t1 = Table {
+            rows: 1,
+            table: t.table.clone(),
+        };
+        let greedy = generate(&mut t1, 1, &cfg(1)).unwrap();
+        assert_eq!(greedy[0].tokens, vec![1, 0]);
+        let mut t2 = Table {
+            rows: 1,
+            table: t.table.clone(),
+        };
+        let beam = generate(&mut t2, 1, &cfg(2)).unwrap();
+        assert_eq!(beam[0].tokens, vec![2, 0]);
+    }
+}

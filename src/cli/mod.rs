@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 pub mod batch;
 pub mod models;
+pub mod progress;
 pub mod summarize;
 pub mod translate;
 
@@ -93,7 +94,10 @@ impl InputArgs {
 /// Parses the command line, runs the command and maps errors to one line on
 /// stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     let result = match cli.command {
         Command::Translate(args) => translate::run(args),
         Command::Summarize(args) => summarize::run(args),
@@ -107,6 +111,29 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints help and version as clap does; a usage mistake becomes one line
+/// (exit code 2, as clap uses) instead of clap's multi-line report.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = err.print();
+        return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("tolk: error: {first} (see --help)");
+    ExitCode::from(2)
 }
 
 /// Joins an error and its causes into one line, skipping causes that the

@@ -1,1 +1,527 @@
+//! MarianMT (the Helsinki-NLP opus-mt models), written for batched,
+//! cached decoding.
+//!
+//! candle-transformers 0.11.1 ships a Marian module, but it falls short for a
+//! translator (see shared known-facts): its encoder keeps a KV cache that
+//! leaks between calls, it has no padding mask (so no batching of sentences of
+//! different lengths), it recomputes cross-attention keys/values at every
+//! step, and its `Config` has no defaults for older `config.json` files. This
+//! module fixes all four by construction: the model holds only weights, and
+//! all per-call state lives in a [`DecoderState`] that the caller owns.
+//!
+//! Layout and numerics follow `transformers`' `MarianMTModel` (post-norm
+//! blocks, scaled embeddings, non-interleaved sinusoidal positions, tied
+//! output projection plus `final_logits_bias`).
 
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_nn::{layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+/// `config.json` of a Marian model. Every field has the default of
+/// `transformers.MarianConfig`, so old opus-mt configs that lack some load.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub model_type: Option<String>,
+    pub vocab_size: usize,
+    pub decoder_vocab_size: Option<usize>,
+    pub max_position_embeddings: usize,
+    pub encoder_layers: usize,
+    pub encoder_ffn_dim: usize,
+    pub encoder_attention_heads: usize,
+    pub decoder_layers: usize,
+    pub decoder_ffn_dim: usize,
+    pub decoder_attention_heads: usize,
+    pub activation_function: String,
+    pub d_model: usize,
+    pub scale_embedding: bool,
+    pub pad_token_id: u32,
+    pub eos_token_id: u32,
+    pub decoder_start_token_id: u32,
+    pub forced_eos_token_id: Option<u32>,
+    pub share_encoder_decoder_embeddings: bool,
+    pub tie_word_embeddings: bool,
+    // Generation defaults that older checkpoints keep in config.json.
+    pub num_beams: Option<usize>,
+    pub max_length: Option<usize>,
+    pub bad_words_ids: Option<Vec<Vec<u32>>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model_type: None,
+            vocab_size: 58101,
+            decoder_vocab_size: None,
+            max_position_embeddings: 1024,
+            encoder_layers: 12,
+            encoder_ffn_dim: 4096,
+            encoder_attention_heads: 16,
+            decoder_layers: 12,
+            decoder_ffn_dim: 4096,
+            decoder_attention_heads: 16,
+            activation_function: "gelu".into(),
+            d_model: 1024,
+            scale_embedding: false,
+            pad_token_id: 58100,
+            eos_token_id: 0,
+            decoder_start_token_id: 58100,
+            forced_eos_token_id: Some(0),
+            share_encoder_decoder_embeddings: true,
+            tie_word_embeddings: true,
+            num_beams: None,
+            max_length: None,
+            bad_words_ids: None,
+        }
+    }
+}
+
+impl Config {
+    pub fn target_vocab_size(&self) -> usize {
+        self.decoder_vocab_size.unwrap_or(self.vocab_size)
+    }
+}
+
+/// Feed-forward activations by their `transformers` names.
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    Silu,
+    GeluErf,
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "swish" | "silu" => Self::Silu,
+            "gelu" => Self::GeluErf,
+            "gelu_new" | "gelu_fast" | "gelu_pytorch_tanh" => Self::GeluTanh,
+            "relu" => Self::Relu,
+            other => candle_core::bail!("unsupported activation_function '{other}' in config.json"),
+        })
+    }
+
+    fn apply(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Silu => candle_nn::ops::silu(xs),
+            Self::GeluErf => xs.gelu_erf(),
+            Self::GeluTanh => xs.gelu(),
+            Self::Relu => xs.relu(),
+        }
+    }
+}
+
+/// Sinusoidal position table as `MarianSinusoidalPositionalEmbedding` builds
+/// it: sines in the first half of each row, cosines in the second, computed
+/// in f64 and rounded once, as numpy does there.
+fn sinusoidal_table(n_pos: usize, dim: usize, device: &Device) -> Result<Tensor> {
+    let half = dim.div_ceil(2);
+    let mut data = vec![0f32; n_pos * dim];
+    for pos in 0..n_pos {
+        let row = &mut data[pos * dim..(pos + 1) * dim];
+        for j in 0..dim {
+            let angle = pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / dim as f64);
+            if j % 2 == 0 {
+                row[j / 2] = angle.sin() as f32;
+            } else {
+                row[half + j / 2] = angle.cos() as f32;
+            }
+        }
+    }
+    Tensor::from_vec(data, (n_pos, dim), device)
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    num_heads: usize,
+    head_dim: usize,
+    scaling: f64,
+}
+
+impl Attention {
+    fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> Result<Self> {
+        let head_dim = dim / num_heads;
+        Ok(Self {
+            q_proj: linear(dim, dim, vb.pp("q_proj"))?,
+            k_proj: linear(dim, dim, vb.pp("k_proj"))?,
+            v_proj: linear(dim, dim, vb.pp("v_proj"))?,
+            out_proj: linear(dim, dim, vb.pp("out_proj"))?,
+            num_heads,
+            head_dim,
+            scaling: (head_dim as f64).powf(-0.5),
+        })
+    }
+
+    /// (b, t, dim) → (b, heads, t, head_dim)
+    fn split_heads(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        xs.reshape((b, t, self.num_heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    fn project_kv(&self, xs: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.split_heads(&self.k_proj.forward(xs)?)?,
+            self.split_heads(&self.v_proj.forward(xs)?)?,
+        ))
+    }
+
+    /// Attends `xs` (b, t, dim) to keys/values (b, heads, s, head_dim).
+    /// `mask` is added to the scores: (b, 1, 1|t, s) with 0 or a large negative.
+    fn attend(&self, xs: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, dim) = xs.dims3()?;
+        let q = self.split_heads(&(self.q_proj.forward(xs)? * self.scaling)?)?;
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        probs
+            .matmul(v)?
+            .transpose(1, 2)?
+            .reshape((b, t, dim))?
+            .apply(&self.out_proj)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FeedForward {
+    fc1: Linear,
+    fc2: Linear,
+    activation: Activation,
+}
+
+impl FeedForward {
+    fn new(dim: usize, ffn: usize, activation: Activation, vb: &VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: linear(dim, ffn, vb.pp("fc1"))?,
+            fc2: linear(ffn, dim, vb.pp("fc2"))?,
+            activation,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.activation
+            .apply(&self.fc1.forward(xs)?)?
+            .apply(&self.fc2)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    self_attn: Attention,
+    self_attn_layer_norm: LayerNorm,
+    ffn: FeedForward,
+    final_layer_norm: LayerNorm,
+}
+
+impl EncoderLayer {
+    fn new(cfg: &Config, activation: Activation, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model;
+        Ok(Self {
+            self_attn: Attention::new(d, cfg.encoder_attention_heads, vb.pp("self_attn"))?,
+            self_attn_layer_norm: layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
+            ffn: FeedForward::new(d, cfg.encoder_ffn_dim, activation, &vb)?,
+            final_layer_norm: layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (k, v) = self.self_attn.project_kv(xs)?;
+        let attn = self.self_attn.attend(xs, &k, &v, Some(mask))?;
+        let xs = (attn + xs)?.apply(&self.self_attn_layer_norm)?;
+        (self.ffn.forward(&xs)? + xs)?.apply(&self.final_layer_norm)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attn: Attention,
+    self_attn_layer_norm: LayerNorm,
+    encoder_attn: Attention,
+    encoder_attn_layer_norm: LayerNorm,
+    ffn: FeedForward,
+    final_layer_norm: LayerNorm,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &Config, activation: Activation, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model;
+        let heads = cfg.decoder_attention_heads;
+        Ok(Self {
+            self_attn: Attention::new(d, heads, vb.pp("self_attn"))?,
+            self_attn_layer_norm: layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
+            encoder_attn: Attention::new(d, heads, vb.pp("encoder_attn"))?,
+            encoder_attn_layer_norm: layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
+            ffn: FeedForward::new(d, cfg.decoder_ffn_dim, activation, &vb)?,
+            final_layer_norm: layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
+        })
+    }
+}
+
+/// Per-layer decoder cache: self-attention keys/values grown step by step,
+/// cross-attention keys/values computed once from the encoder output.
+#[derive(Debug, Clone)]
+struct LayerCache {
+    self_kv: Option<(Tensor, Tensor)>,
+    cross_k: Tensor,
+    cross_v: Tensor,
+}
+
+/// Everything one decoding run carries between steps, one row per hypothesis.
+#[derive(Debug, Clone)]
+pub struct DecoderState {
+    layers: Vec<LayerCache>,
+    /// (rows, 1, 1, src_len): 0 for real source tokens, large negative for padding.
+    cross_mask: Tensor,
+    /// Number of target positions already decoded.
+    pub position: usize,
+}
+
+impl DecoderState {
+    pub fn rows(&self) -> Result<usize> {
+        self.cross_mask.dim(0)
+    }
+
+    /// Keeps (and duplicates) rows: row `i` of the new state is row
+    /// `rows[i]` of the old one. Used for beam re-ranking and to drop
+    /// finished sentences from a batch.
+    pub fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        let idx = Tensor::new(rows, self.cross_mask.device())?;
+        for layer in self.layers.iter_mut() {
+            if let Some((k, v)) = &layer.self_kv {
+                layer.self_kv = Some((k.index_select(&idx, 0)?, v.index_select(&idx, 0)?));
+            }
+            layer.cross_k = layer.cross_k.index_select(&idx, 0)?;
+            layer.cross_v = layer.cross_v.index_select(&idx, 0)?;
+        }
+        self.cross_mask = self.cross_mask.index_select(&idx, 0)?;
+        Ok(())
+    }
+}
+
+/// A large negative number for masked attention scores: finite, so a
+/// softmax over a row can never produce NaN.
+const MASKED: f32 = -1e9;
+
+/// MarianMT: encoder, decoder and the output projection.
+#[derive(Debug, Clone)]
+pub struct MarianModel {
+    cfg: Config,
+    encoder_embed: Embedding,
+    decoder_embed: Embedding,
+    positions: Tensor,
+    encoder_layers: Vec<EncoderLayer>,
+    decoder_layers: Vec<DecoderLayer>,
+    lm_head: Linear,
+    final_logits_bias: Tensor,
+    embed_scale: f64,
+}
+
+impl MarianModel {
+    /// Builds the model from `transformers`-named weights
+    /// (`model.encoder.layers.0.self_attn.q_proj.weight`, ...).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let activation = Activation::parse(&cfg.activation_function)?;
+        let d = cfg.d_model;
+        let heads_fit = |h: usize| h > 0 && d.is_multiple_of(h);
+        if d == 0
+            || !heads_fit(cfg.encoder_attention_heads)
+            || !heads_fit(cfg.decoder_attention_heads)
+        {
+            candle_core::bail!(
+                "config.json: d_model {d} is not divisible by the attention head counts"
+            );
+        }
+        let root = if vb.contains_tensor("model.shared.weight") {
+            vb.pp("model")
+        } else {
+            vb.clone()
+        };
+        let shared = candle_nn::embedding(cfg.vocab_size, d, root.pp("shared"))?;
+        let encoder_embed = if root.contains_tensor("encoder.embed_tokens.weight")
+            && !cfg.share_encoder_decoder_embeddings
+        {
+            candle_nn::embedding(cfg.vocab_size, d, root.pp("encoder.embed_tokens"))?
+        } else {
+            shared.clone()
+        };
+        let target_vocab = cfg.target_vocab_size();
+        let decoder_embed = if root.contains_tensor("decoder.embed_tokens.weight")
+            && !cfg.share_encoder_decoder_embeddings
+        {
+            candle_nn::embedding(target_vocab, d, root.pp("decoder.embed_tokens"))?
+        } else {
+            shared.clone()
+        };
+        let lm_head = if vb.contains_tensor("lm_head.weight") && !cfg.tie_word_embeddings {
+            Linear::new(vb.get((target_vocab, d), "lm_head.weight")?, None)
+        } else {
+            Linear::new(decoder_embed.embeddings().clone(), None)
+        };
+        let final_logits_bias = if vb.contains_tensor("final_logits_bias") {
+            vb.get((1, target_vocab), "final_logits_bias")?
+        } else {
+            Tensor::zeros((1, target_vocab), vb.dtype(), vb.device())?
+        };
+        let positions = if root.contains_tensor("encoder.embed_positions.weight") {
+            root.get(
+                (cfg.max_position_embeddings, d),
+                "encoder.embed_positions.weight",
+            )?
+        } else {
+            sinusoidal_table(cfg.max_position_embeddings, d, vb.device())?.to_dtype(vb.dtype())?
+        };
+        let encoder_layers = (0..cfg.encoder_layers)
+            .map(|i| EncoderLayer::new(cfg, activation, root.pp(format!("encoder.layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let decoder_layers = (0..cfg.decoder_layers)
+            .map(|i| DecoderLayer::new(cfg, activation, root.pp(format!("decoder.layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            encoder_embed,
+            decoder_embed,
+            positions,
+            encoder_layers,
+            decoder_layers,
+            lm_head,
+            final_logits_bias,
+            embed_scale: if cfg.scale_embedding {
+                (d as f64).sqrt()
+            } else {
+                1.0
+            },
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        self.positions.device()
+    }
+
+    /// Longest sequence (source or target) the position table covers.
+    pub fn max_positions(&self) -> usize {
+        self.cfg.max_position_embeddings
+    }
+
+    fn embed(&self, table: &Embedding, ids: &Tensor, start: usize) -> Result<Tensor> {
+        let t = ids.dim(1)?;
+        if start + t > self.max_positions() {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds the model's {} positions",
+                start + t,
+                self.max_positions()
+            );
+        }
+        let xs = (table.forward(ids)? * self.embed_scale)?;
+        xs.broadcast_add(&self.positions.narrow(0, start, t)?.unsqueeze(0)?)
+    }
+
+    /// Encodes a right-padded batch and returns the decoder state for it.
+    ///
+    /// `input_ids`: (batch, src_len) u32; `lengths[i]`: real tokens of row i
+    /// (the rest is padding, masked out of every attention).
+    pub fn encode(&self, input_ids: &Tensor, lengths: &[usize]) -> Result<DecoderState> {
+        let (batch, src_len) = input_ids.dims2()?;
+        let mut mask = vec![0f32; batch * src_len];
+        for (row, &len) in lengths.iter().enumerate() {
+            for m in &mut mask[row * src_len + len.min(src_len)..(row + 1) * src_len] {
+                *m = MASKED;
+            }
+        }
+        let dtype = self.positions.dtype();
+        let mask =
+            Tensor::from_vec(mask, (batch, 1, 1, src_len), input_ids.device())?.to_dtype(dtype)?;
+        let mut xs = self.embed(&self.encoder_embed, input_ids, 0)?;
+        for layer in &self.encoder_layers {
+            xs = layer.forward(&xs, &mask)?;
+        }
+        let layers = self
+            .decoder_layers
+            .iter()
+            .map(|layer| {
+                let (cross_k, cross_v) = layer.encoder_attn.project_kv(&xs)?;
+                Ok(LayerCache {
+                    self_kv: None,
+                    cross_k,
+                    cross_v,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DecoderState {
+            layers,
+            cross_mask: mask,
+            position: 0,
+        })
+    }
+
+    /// Runs the decoder on one new token per row and returns the next-token
+    /// logits, (rows, target_vocab) in f32.
+    pub fn decode_step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::from_slice(tokens, (tokens.len(), 1), self.device())?;
+        let mut xs = self.embed(&self.decoder_embed, &ids, state.position)?;
+        for (layer, cache) in self.decoder_layers.iter().zip(state.layers.iter_mut()) {
+            // Self-attention over all previous target positions: no mask is
+            // needed when decoding one position at a time.
+            let (k, v) = layer.self_attn.project_kv(&xs)?;
+            let (k, v) = match &cache.self_kv {
+                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+                None => (k, v),
+            };
+            let attn = layer.self_attn.attend(&xs, &k, &v, None)?;
+            cache.self_kv = Some((k, v));
+            xs = (attn + &xs)?.apply(&layer.self_attn_layer_norm)?;
+            let cross = layer.encoder_attn.attend(
+                &xs,
+                &cache.cross_k,
+                &cache.cross_v,
+                Some(&state.cross_mask),
+            )?;
+            xs = (cross + &xs)?.apply(&layer.encoder_attn_layer_norm)?;
+            xs = (layer.ffn.forward(&xs)? + &xs)?.apply(&layer.final_layer_norm)?;
+        }
+        state.position += 1;
+        let logits = self.lm_head.forward(&xs.i((.., 0, ..))?)?;
+        logits
+            .broadcast_add(&self.final_logits_bias)?
+            .to_dtype(DType::F32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sinusoids_match_the_transformers_layout() {
+        let t = sinusoidal_table(4, 6, &Device::Cpu).unwrap();
+        let rows: Vec<Vec<f32>> = t.to_vec2().unwrap();
+        // Position 0: sin(0)=0 in the first half, cos(0)=1 in the second.
+        assert_eq!(rows[0], vec![0., 0., 0., 1., 1., 1.]);
+        // Position 3, pair 1 (exponent 2/6): sin in column 1, cos in column 4.
+        let angle = 3f64 / 10000f64.powf(2.0 / 6.0);
+        assert!((rows[3][1] - angle.sin() as f32).abs() < 1e-7);
+        assert!((rows[3][4] - angle.cos() as f32).abs() < 1e-7);
+    }
+
+    #[test]
+    fn old_configs_get_transformers_defaults() {
+        let cfg: Config = serde_json::from_str(r#"{"d_model": 512, "vocab_size": 100}"#).unwrap();
+        assert_eq!(cfg.d_model, 512);
+        assert_eq!(cfg.encoder_layers, 12);
+        assert_eq!(cfg.target_vocab_size(), 100);
+        assert!(Activation::parse(&cfg.activation_function).is_ok());
+        assert!(Activation::parse("mystery").is_err());
+    }
+}

@@ -1,5 +1,7 @@
 //! Summarization engines behind one [`Summarizer`] trait.
 
+pub mod extractive;
+
 use crate::text::Lang;
 use anyhow::Result;
 

@@ -1,0 +1,153 @@
+//! `tolk summarize` with engines that need no downloaded model: the
+//! extractive engine, German articles translated first by the tiny Marian
+//! fixture, and the error paths.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tolk(home: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("tolk").unwrap();
+    cmd.env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HUB_CACHE")
+        .env("HF_HOME", home.join("hf"))
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("RAYON_NUM_THREADS", "2");
+    cmd
+}
+
+const ENGLISH: &str = "The city council approved the new budget on Monday. \
+The budget raises spending on schools and public transport. \
+Critics said the budget ignores rising rents. \
+The weather was sunny all week. \
+The mayor defended the budget as a plan for families and schools.";
+
+fn sentences_of(text: &str) -> Vec<String> {
+    tolk::text::split_sentences(text)
+}
+
+#[test]
+fn extractive_summary_of_english_picks_whole_sentences_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tolk(tmp.path())
+        .args([
+            "summarize",
+            "--method",
+            "extractive",
+            "--sentences",
+            "2",
+            "-",
+        ])
+        .write_stdin(ENGLISH)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8(out.stdout).unwrap();
+    let picked = sentences_of(summary.trim());
+    assert_eq!(picked.len(), 2, "{summary}");
+    let all = sentences_of(ENGLISH);
+    let positions: Vec<usize> = picked
+        .iter()
+        .map(|s| all.iter().position(|a| a == s).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "not in article order: {positions:?}"
+    );
+    assert!(
+        !summary.contains("weather"),
+        "the off-topic sentence was picked: {summary}"
+    );
+}
+
+#[test]
+fn german_articles_are_translated_before_extraction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tolk(tmp.path())
+        .args([
+            "summarize",
+            "--method",
+            "extractive",
+            "--length",
+            "short",
+            "--translation-model-dir",
+        ])
+        .arg(root().join("tests/fixtures/marian-tiny"))
+        .arg(root().join("samples/de_article.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8(out.stdout).unwrap();
+    assert!(!summary.trim().is_empty());
+    // The tiny model's "English" shares no words with the German article.
+    assert!(
+        !summary.contains("Kasachstan") && !summary.contains("Regierung"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn summary_errors_and_empty_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tolk(tmp.path())
+        .args(["summarize", "--sentences", "0", "-"])
+        .write_stdin(ENGLISH)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--sentences must be at least 1"), "{err}");
+
+    tolk(tmp.path())
+        .args(["summarize", "--method", "extractive", "-"])
+        .write_stdin("   \n")
+        .assert()
+        .success()
+        .stdout("");
+}
+
+#[test]
+fn translate_with_summary_writes_both_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("article.en.txt");
+    tolk(tmp.path())
+        .args([
+            "translate",
+            "--summary",
+            "--method",
+            "extractive",
+            "--beams",
+            "1",
+            "--model-dir",
+        ])
+        .arg(root().join("tests/fixtures/marian-tiny"))
+        .arg(root().join("samples/de_article.txt"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    let translation = std::fs::read_to_string(&out).unwrap();
+    let summary = std::fs::read_to_string(tmp.path().join("article.en.summary.txt")).unwrap();
+    assert!(!summary.trim().is_empty());
+    // Extractive: every word of the summary comes from the translation
+    // (the tiny model's output has no sentence punctuation to split on).
+    for word in summary.split_whitespace() {
+        assert!(
+            translation.contains(word),
+            "{word:?} is not in the translation"
+        );
+    }
+    assert!(summary.len() < translation.len());
+}
