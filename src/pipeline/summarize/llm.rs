@@ -7,7 +7,6 @@
 //! context is summarized in parts whose summaries are then combined
 //! (map-reduce, repeated until it fits), never silently truncated.
 
-pub mod chunk;
 pub mod generate;
 pub mod loader;
 pub mod prompt;
@@ -18,7 +17,7 @@ pub use loader::{LoadOptions, SUPPORTED_ARCHITECTURES};
 
 use super::{Summarizer, SummaryLength, SummaryRequest};
 use crate::models::causal_lm::CausalLm;
-use crate::text::Lang;
+use crate::text::{self, Lang};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use generate::generate;
@@ -213,8 +212,8 @@ impl LlmSummarizer {
         // Map: summarize parts that fit, each on its own.
         let part_task = Task::SummarizePart { lang, length };
         let budget = self.text_budget(part_task, max_new)?;
-        let sentences = chunk::split_sentences(text);
-        let parts = chunk::chunk_sentences(&sentences, budget, &|s| self.count_tokens(s));
+        let sentences = text::sentences_in(text);
+        let parts = text::chunk_sentences(&sentences, budget, &|s| self.count_tokens(s));
         let mut partials = Vec::with_capacity(parts.len());
         for part in &parts {
             let summary = self.run(part_task, part, max_new, &mut |_| {})?;
@@ -247,7 +246,7 @@ impl LlmSummarizer {
             bail!("the partial summaries still do not fit the context after {round} rounds of combining");
         }
         let budget = self.text_budget(task, max_new)?;
-        let groups = chunk::chunk_sentences(&partials, budget, &|s| self.count_tokens(s));
+        let groups = text::chunk_sentences(&partials, budget, &|s| self.count_tokens(s));
         if groups.len() >= partials.len() {
             // Each summary fills a prompt on its own: combining cannot shrink them.
             bail!(
