@@ -151,3 +151,62 @@ fn translate_with_summary_writes_both_files() {
     }
     assert!(summary.len() < translation.len());
 }
+
+mod common;
+
+/// The llm engine end to end on a real model (SmolLM2-135M from PyPI):
+/// streaming prints exactly what the non-streaming run returns.
+#[test]
+fn llm_summary_streams_what_it_returns() {
+    let Some(model) = common::test_model("SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let out = tolk(tmp.path())
+            .args(["summarize", "--sentences", "1", "--model-file"])
+            .arg(&model)
+            .args(extra)
+            .arg(root().join("samples/en_article.txt"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let streamed = run(&["--stream"]);
+    assert!(!plain.trim().is_empty());
+    assert_eq!(plain.trim_end(), streamed.trim_end());
+    let article = std::fs::read_to_string(root().join("samples/en_article.txt")).unwrap();
+    assert!(plain.len() < article.len() / 2, "not a summary: {plain}");
+    assert!(plain.contains("Kazakhstan"), "off topic: {plain}");
+}
+
+#[test]
+fn llm_model_dir_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tolk(tmp.path())
+        .args(["summarize", "--source", "en", "--model-dir"])
+        .arg(tmp.path())
+        .arg(root().join("samples/en_article.txt"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds no .gguf file"), "{err}");
+    let out = tolk(tmp.path())
+        .args(["summarize", "--source", "en", "--offline", "-"])
+        .write_stdin(ENGLISH)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tolk models pull HuggingFaceTB/SmolLM2-1.7B-Instruct-GGUF"),
+        "{err}"
+    );
+}
