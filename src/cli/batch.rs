@@ -7,6 +7,7 @@
 //! (Ctrl-C), 1 when the run could not go on at all (no input folder, an
 //! unwritable output folder, a model that does not load).
 
+use super::summarize::{self, Method, SummaryArgs, SummaryModelFlags};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -21,7 +22,6 @@ use crate::batch::{
     Lazy, Observer, Outcome, OutputFormat, Shard, Tasks,
 };
 use crate::hub::ModelSource;
-use crate::pipeline::summarize::extractive::{self, ExtractiveSummarizer};
 use crate::pipeline::translate::{TranslateOptions, Translator};
 use crate::pipeline::{Summarizer, SummaryLength};
 use crate::text::Format;
@@ -138,17 +138,13 @@ pub struct BatchArgs {
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch_size: u32,
 
-    /// How summaries are made (as `tolk summarize --method`).
+    /// How summaries are made (as `tolk summarize --method`): extractive is
+    /// instant; llm and t5 load a model once for the whole run.
     #[arg(long, value_enum, value_name = "METHOD", default_value = "extractive")]
-    pub summary_method: SummaryMethod,
+    pub summary_method: Method,
 
-    /// Hub repository of the summary model (llm, t5).
-    #[arg(long, value_name = "REPO")]
-    pub summary_model: Option<String>,
-
-    /// A local summary model file (llm: a GGUF file).
-    #[arg(long, value_name = "FILE")]
-    pub summary_model_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub summary_model: SummaryModelFlags,
 
     /// Summary length: short, medium or long.
     #[arg(long, value_name = "LENGTH", default_value = "short", value_parser = parse_length)]
@@ -178,59 +174,24 @@ pub enum BatchFormat {
     Jsonl,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SummaryMethod {
-    /// The article's most central sentences (no model).
-    Extractive,
-    /// A GGUF instruction-tuned language model.
-    Llm,
-    /// A T5-family summarization model.
-    T5,
-}
-
 fn parse_length(s: &str) -> Result<SummaryLength, String> {
     SummaryLength::preset(s)
         .ok_or_else(|| format!("unknown length {s:?}: expected short, medium or long"))
 }
 
-/// The summary engine of a batch.
-pub fn build_summarizer(args: &BatchArgs) -> Result<Box<dyn Summarizer>> {
-    match args.summary_method {
-        SummaryMethod::Extractive => {
-            if args.summary_model.is_some() || args.summary_model_file.is_some() {
-                bail!("--summary-model and --summary-model-file do not apply to --summary-method extractive");
-            }
-            Ok(Box::new(ExtractiveSummarizer::new()))
-        }
-        SummaryMethod::Llm | SummaryMethod::T5 => bail!(
-            "--summary-method {} is not available in batch mode yet; use --summary-method extractive",
-            method_name(args.summary_method)
-        ),
-    }
+/// The summary flags of `tolk summarize` that a batch run uses.
+fn summary_args(args: &BatchArgs) -> SummaryArgs {
+    SummaryArgs::for_method(args.summary_method)
 }
 
-fn method_name(method: SummaryMethod) -> &'static str {
-    match method {
-        SummaryMethod::Extractive => "extractive",
-        SummaryMethod::Llm => "llm",
-        SummaryMethod::T5 => "t5",
-    }
+/// The summary engine of a batch: the same engines as `tolk summarize`.
+pub fn build_summarizer(args: &BatchArgs) -> Result<Box<dyn Summarizer>> {
+    summarize::build_summarizer(&summary_args(args), &(&args.summary_model).into(), &args.runtime)
 }
 
 /// The summary engine's id for job keys, known without loading it.
 fn summary_model_id(args: &BatchArgs) -> String {
-    match args.summary_method {
-        SummaryMethod::Extractive => extractive::MODEL_ID.to_string(),
-        method => {
-            let what = args
-                .summary_model_file
-                .as_ref()
-                .map(|f| f.display().to_string())
-                .or_else(|| args.summary_model.clone())
-                .unwrap_or_default();
-            format!("{}:{what}", method_name(method))
-        }
-    }
+    summarize::summarizer_id(&summary_args(args), &(&args.summary_model).into())
 }
 
 /// The translation model's id for job keys: the repo (and revision), or the

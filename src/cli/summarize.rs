@@ -173,6 +173,23 @@ pub enum Method {
 }
 
 impl SummaryArgs {
+    /// The defaults of `tolk summarize` with another method.
+    pub fn for_method(method: Method) -> Self {
+        Self {
+            method,
+            length: "short".into(),
+            sentences: None,
+            max_words: None,
+            source: None,
+            via_translation: false,
+            direct: false,
+            stream: false,
+            temperature: 0.0,
+            top_p: None,
+            seed: 299_792_458,
+        }
+    }
+
     /// The requested length; `--sentences 0` / `--max-words 0` are errors.
     pub fn length(&self) -> Result<SummaryLength> {
         match (self.sentences, self.max_words) {
