@@ -2,3 +2,4 @@
 //! (loading a folder is the job of the pipeline, as in candle-transformers).
 
 pub mod marian;
+pub mod t5;

@@ -3,3 +3,4 @@
 
 pub mod marian;
 pub mod spm;
+pub mod t5;
