@@ -170,13 +170,15 @@ def randomize(model: T5ForConditionalGeneration, rng: torch.Generator, eos_scale
         model.get_output_embeddings().weight[1] *= eos_scale
 
 
-def generate(model, tokenizer, texts, no_repeat_ngram_size=0):
+def generate(model, tokenizer, texts, no_repeat_ngram_size=0, num_beams=1):
     batch = tokenizer(texts, return_tensors="pt", padding=True)
     with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False,
+        out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, num_beams=num_beams, do_sample=False,
                              no_repeat_ngram_size=no_repeat_ngram_size,
                              output_scores=True, return_dict_in_generate=True)
     ids = [[int(t) for t in row] for row in out.sequences]
+    if num_beams > 1:
+        return ids, [float(x) for x in out.sequences_scores]
     logp = [torch.log_softmax(s.float(), dim=-1) for s in out.scores]
     scores = [[float(logp[step][row, ids[row][step + 1]]) for step in range(len(logp))
                if step + 1 < len(ids[row])] for row in range(len(ids))]
@@ -202,6 +204,7 @@ def build(seed: int, eos_scale: float, gated: bool, tokenizer, vocab_size: int):
         full = PREFIX + text
         (ids,), (scores,) = generate(model, tokenizer, [full])
         (nr3_ids,), _ = generate(model, tokenizer, [full], no_repeat_ngram_size=3)
+        (beam_ids,), (beam_score,) = generate(model, tokenizer, [full], num_beams=4)
         cases.append({
             "text": full,
             "input_ids": tokenizer(full)["input_ids"],
@@ -210,6 +213,9 @@ def build(seed: int, eos_scale: float, gated: bool, tokenizer, vocab_size: int):
             "greedy_logprobs": scores,
             # Greedy with no_repeat_ngram_size=3, the engine's default.
             "greedy_nr3_ids": nr3_ids,
+            "beam4_ids": beam_ids,
+            "beam4_text": tokenizer.decode(beam_ids, skip_special_tokens=True),
+            "beam4_score": beam_score,
         })
     batch_ids, _ = generate(model, tokenizer, [c["text"] for c in cases])
     batch = [strip_after_eos(r) for r in batch_ids]

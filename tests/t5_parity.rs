@@ -3,7 +3,7 @@
 //! tests/fixtures/t5-tiny-relu: T5 style, relu, tied output, spiece.model
 //! only; both made by scripts/gen_t5_fixture.py): position buckets,
 //! tokenizer ids, greedy token ids, texts and log-probabilities, padded
-//! batches, the n-gram ban; then the summarizer's behaviour: map-reduce of
+//! batches, the n-gram ban, beam search; then the summarizer's behaviour: map-reduce of
 //! long inputs, streaming, empty input, and clear errors for broken models.
 
 use serde::Deserialize;
@@ -38,6 +38,9 @@ struct Case {
     greedy_text: String,
     greedy_logprobs: Vec<f32>,
     greedy_nr3_ids: Vec<u32>,
+    beam4_ids: Vec<u32>,
+    beam4_text: String,
+    beam4_score: f32,
 }
 
 #[derive(Deserialize)]
@@ -292,6 +295,34 @@ fn no_repeat_ngram_ban_matches_transformers() {
     }
 }
 
+#[test]
+fn beam_search_matches_transformers() {
+    let r = reference();
+    for name in MODELS {
+        let t = load_with(
+            name,
+            T5Options {
+                num_beams: Some(4),
+                ..parity_options()
+            },
+        );
+        for c in &r.models[name].cases {
+            let hyp = &t
+                .generate_ids(std::slice::from_ref(&c.input_ids), r.max_new_tokens, None)
+                .unwrap()[0];
+            assert_eq!(hyp.tokens, generated(&c.beam4_ids), "{name}: {:?}", c.text);
+            assert_eq!(t.tokenizer().decode(&hyp.tokens).unwrap(), c.beam4_text);
+            assert!(
+                (hyp.score - c.beam4_score).abs() < 1e-3,
+                "{name}: {:?}: score {} vs {}",
+                c.text,
+                hyp.score,
+                c.beam4_score
+            );
+        }
+    }
+}
+
 fn request(text: &str) -> SummaryRequest<'_> {
     SummaryRequest {
         text,
@@ -419,6 +450,31 @@ fn empty_input_gives_an_empty_summary() {
         assert_eq!(summary, "");
         assert!(!called);
     }
+}
+
+#[test]
+fn german_input_is_summarized_with_a_warning() {
+    let r = reference();
+    let mut t = load("t5-tiny");
+    let c = &r.models["t5-tiny"].cases[3];
+    let article = c.text.strip_prefix(&r.prefix).unwrap();
+    assert!(article.starts_with("Die Regierung"));
+    let req = SummaryRequest {
+        lang: Lang::De,
+        ..request(article)
+    };
+    assert_eq!(
+        t.summarize(&req, &mut |_| {}).unwrap(),
+        c.greedy_text.trim()
+    );
+    let warnings = t.take_warnings();
+    assert!(
+        warnings.iter().any(|w| w.contains("translate")),
+        "{warnings:?}"
+    );
+    // English input leaves no such warning.
+    t.summarize(&request(article), &mut |_| {}).unwrap();
+    assert!(t.take_warnings().is_empty());
 }
 
 #[test]

@@ -17,13 +17,14 @@
 //! common checkpoints are trained on English summaries. This engine
 //! summarizes the text it is given, whatever `SummaryRequest::lang` says;
 //! for German articles the CLI translates to English first and passes the
-//! translation (`lang: En`).
+//! translation (`lang: En`). Given `lang: De`, it still summarizes, and
+//! leaves a warning in [`T5Summarizer::take_warnings`].
 
 use super::{Summarizer, SummaryLength, SummaryRequest};
 use crate::generation::{self, EarlyStopping, GenerationConfig, Hypothesis, StepModel};
 use crate::hub::ModelFiles;
 use crate::models::t5::{Config, DecoderState, T5Model};
-use crate::text::{chunk_sentences, normalize_whitespace, sentences_in, split_sentences};
+use crate::text::{chunk_sentences, normalize_whitespace, sentences_in, split_sentences, Lang};
 use crate::tokenize::t5::T5Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -378,6 +379,11 @@ impl Summarizer for T5Summarizer {
             Some(n) => n.max(1),
             None => max_new_tokens_for(req.length)?,
         };
+        if req.lang == Lang::De {
+            self.warnings.push(
+                "T5 models summarize in the language of their input: a German article gets a German (or poor) summary; translate it to English first".to_string(),
+            );
+        }
         self.summarize_text(req.text, max_new_tokens, on_text)
     }
 }
