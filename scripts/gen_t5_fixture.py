@@ -247,6 +247,14 @@ def main() -> None:
     slow = T5Tokenizer(vocab_file=str(tmp / "spiece.model"), extra_ids=EXTRA_IDS, legacy=True)
     tok_dir = tmp / "tok"
     tokenizer.save_pretrained(str(tok_dir))
+    # As in real T5 repos: tokenizer.json is the tokenizer, without spiece.model
+    # and without `add_prefix_space` in tokenizer_config.json (which would make
+    # transformers rebuild it from spiece.model). The reference tokenizer is
+    # loaded exactly as a user of the fixture folder would load it.
+    (tok_dir / "spiece.model").unlink()
+    tok_cfg = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    tok_cfg.pop("add_prefix_space", None)
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
     tokenizer = T5TokenizerFast.from_pretrained(str(tok_dir))
     # As in real T5 checkpoints, the embedding table is padded beyond the
     # tokenizer's size to a multiple of 64.
