@@ -210,3 +210,53 @@ fn llm_model_dir_errors() {
         "{err}"
     );
 }
+
+/// The t5 engine from the CLI, on the tiny T5 fixture: deterministic, and
+/// streaming prints what the plain run returns.
+#[test]
+fn t5_summary_from_a_local_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let out = tolk(tmp.path())
+            .args([
+                "summarize",
+                "--method",
+                "t5",
+                "--source",
+                "en",
+                "--model-dir",
+            ])
+            .arg(root().join("tests/fixtures/t5-tiny"))
+            .args(extra)
+            .arg(root().join("samples/en_article.txt"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    assert!(!plain.trim().is_empty());
+    assert_eq!(plain, run(&[]));
+    assert_eq!(plain.trim_end(), run(&["--stream"]).trim_end());
+
+    let out = tolk(tmp.path())
+        .args([
+            "summarize",
+            "--method",
+            "t5",
+            "--source",
+            "en",
+            "--model-dir",
+        ])
+        .arg(root().join("tests/fixtures/marian-tiny"))
+        .arg(root().join("samples/en_article.txt"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}

@@ -186,7 +186,11 @@ fn summary_args(args: &BatchArgs) -> SummaryArgs {
 
 /// The summary engine of a batch: the same engines as `tolk summarize`.
 pub fn build_summarizer(args: &BatchArgs) -> Result<Box<dyn Summarizer>> {
-    summarize::build_summarizer(&summary_args(args), &(&args.summary_model).into(), &args.runtime)
+    summarize::build_summarizer(
+        &summary_args(args),
+        &(&args.summary_model).into(),
+        &args.runtime,
+    )
 }
 
 /// The summary engine's id for job keys, known without loading it.

@@ -12,6 +12,7 @@ use super::translate::{
 use super::{InputArgs, RuntimeArgs};
 use crate::pipeline::summarize::extractive::ExtractiveSummarizer;
 use crate::pipeline::summarize::llm::{LlmOptions, LlmSummarizer, SamplingOptions};
+use crate::pipeline::summarize::t5::{T5Options, T5Summarizer};
 use crate::pipeline::translate::TranslateOptions;
 use crate::pipeline::{Summarizer, SummaryLength, SummaryRequest};
 use crate::text::{detect_language, Format, Lang};
@@ -237,7 +238,21 @@ pub fn build_summarizer(
             Ok(Box::new(LlmSummarizer::load(&path, &device, opts)?))
         }
         Method::T5 => {
-            bail!("--method t5 is not available in this build yet; use --method llm or extractive")
+            let source = match (&model.model_dir, &model.model, &model.model_file) {
+                (_, _, Some(_)) => bail!("--model-file is for GGUF models (--method llm); give a T5 folder with --model-dir"),
+                (Some(dir), _, _) => crate::hub::ModelSource::Dir(dir.clone()),
+                (None, Some(repo), _) => runtime.hub_source(repo),
+                (None, None, _) => runtime.hub_source(crate::hub::DEFAULT_T5_MODEL),
+            };
+            let files =
+                crate::hub::resolve_needs(&source, crate::hub::T5_FILES, &runtime.hub_options())?;
+            crate::device::set_threads(runtime.threads);
+            let device = crate::device::open(runtime.device)?;
+            Ok(Box::new(T5Summarizer::load(
+                &files,
+                &device,
+                T5Options::default(),
+            )?))
         }
     }
 }
@@ -255,7 +270,8 @@ pub fn summarizer_id(args: &SummaryArgs, model: &SummaryModelArgs) -> String {
                 crate::hub::DEFAULT_SUMMARY_MODEL,
                 crate::hub::DEFAULT_SUMMARY_FILE
             ),
-            _ => String::new(),
+            Method::T5 => crate::hub::DEFAULT_T5_MODEL.to_string(),
+            Method::Extractive => String::new(),
         },
     };
     match args.method {

@@ -58,6 +58,8 @@ pub const DEFAULT_MODELS: &[DefaultModel] = &[
 /// instruction-tuned model of the llama family, whose code and tokenizer the
 /// tests check against real files (SmolLM2-135M shares its tokenizer).
 pub const DEFAULT_SUMMARY_MODEL: &str = "HuggingFaceTB/SmolLM2-1.7B-Instruct-GGUF";
+/// The T5 model `--method t5` uses when none is given.
+pub const DEFAULT_T5_MODEL: &str = "google/flan-t5-base";
 /// The file of [`DEFAULT_SUMMARY_MODEL`] tolk downloads.
 pub const DEFAULT_SUMMARY_FILE: &str = "smollm2-1.7b-instruct-q4_k_m.gguf";
 

@@ -7,3 +7,4 @@ pub mod llm_blocks;
 pub mod marian;
 pub mod quantized_gemma3;
 pub mod quantized_llama;
+pub mod t5;

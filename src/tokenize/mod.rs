@@ -4,3 +4,4 @@
 pub mod gguf;
 pub mod marian;
 pub mod spm;
+pub mod t5;

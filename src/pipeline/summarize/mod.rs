@@ -1,6 +1,7 @@
 //! Summarization engines behind one [`Summarizer`] trait.
 
 pub mod extractive;
+pub mod t5;
 
 use crate::text::Lang;
 use anyhow::Result;
