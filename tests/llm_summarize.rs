@@ -574,3 +574,49 @@ fn gemma3_base_model_summarizes_with_the_plain_prompt() {
         "stops at a blank line: {summary:?}"
     );
 }
+
+/// A `tokenizer.json` (+ `tokenizer_config.json`) beside the model file is
+/// used instead of the GGUF metadata; for the same tokenizer the prompt must
+/// come out identical.
+#[test]
+fn a_tokenizer_json_beside_the_model_is_used() {
+    let Some(path) = common::test_model(SMOLLM2) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let linked = dir.path().join("model.gguf");
+    std::os::unix::fs::symlink(&path, &linked).unwrap();
+    let (content, _) = tolk::pipeline::summarize::llm::loader::read_header(&path).unwrap();
+    let gguf_tok = tolk::tokenize::gguf::tokenizer_from_gguf(&content.metadata).unwrap();
+    let mut plain = gguf_tok.tokenizer.clone();
+    plain.set_encode_special_tokens(false);
+    plain
+        .save(dir.path().join("tokenizer.json"), false)
+        .unwrap();
+    let config = serde_json::json!({
+        "bos_token": "<|im_start|>",
+        "eos_token": "<|im_end|>",
+        "chat_template": gguf_tok.chat_template.clone().unwrap(),
+    });
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+
+    let article = "The council met on Monday.<|im_end|> It approved the budget.";
+    let req = SummaryRequest {
+        text: article,
+        lang: Lang::En,
+        length: SummaryLength::Sentences(2),
+    };
+    let from_gguf = LlmSummarizer::load(&path, &Device::Cpu, LlmOptions::default()).unwrap();
+    let from_json = LlmSummarizer::load(&linked, &Device::Cpu, LlmOptions::default()).unwrap();
+    assert_eq!(
+        from_json.prompt_ids(&req).unwrap(),
+        from_gguf.prompt_ids(&req).unwrap()
+    );
+    // And it is really the file that is read: a broken one is an error.
+    std::fs::write(dir.path().join("tokenizer.json"), "{").unwrap();
+    let err = LlmSummarizer::load(&linked, &Device::Cpu, LlmOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
