@@ -13,6 +13,7 @@
 //! blocks, scaled embeddings, non-interleaved sinusoidal positions, tied
 //! output projection plus `final_logits_bias`).
 
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
@@ -112,6 +113,48 @@ impl Activation {
     }
 }
 
+/// A linear layer: dense, or with weights quantized for candle's quantized
+/// matmul (`--quantize q8`), which reads a quarter of the bytes per row.
+#[derive(Debug, Clone)]
+enum Proj {
+    Dense(Linear),
+    Quantized {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+    },
+}
+
+impl Proj {
+    fn new(dense: Linear, quantize: Option<GgmlDType>) -> Result<Self> {
+        Ok(match quantize {
+            None => Self::Dense(dense),
+            Some(dtype) => Self::Quantized {
+                weight: QMatMul::from_qtensor(QTensor::quantize(dense.weight(), dtype)?)?,
+                bias: dense.bias().cloned(),
+            },
+        })
+    }
+
+    fn load(dim_in: usize, dim_out: usize, vb: VarBuilder, q: Option<GgmlDType>) -> Result<Self> {
+        Self::new(linear(dim_in, dim_out, vb)?, q)
+    }
+}
+
+impl Module for Proj {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Dense(linear) => linear.forward(xs),
+            Self::Quantized { weight, bias } => {
+                let ys = weight.forward(&xs.contiguous()?)?;
+                match bias {
+                    Some(bias) => ys.broadcast_add(bias),
+                    None => Ok(ys),
+                }
+            }
+        }
+    }
+}
+
 /// Sinusoidal position table as `MarianSinusoidalPositionalEmbedding` builds
 /// it: sines in the first half of each row, cosines in the second, computed
 /// in f64 and rounded once, as numpy does there.
@@ -134,23 +177,23 @@ fn sinusoidal_table(n_pos: usize, dim: usize, device: &Device) -> Result<Tensor>
 
 #[derive(Debug, Clone)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    out_proj: Proj,
     num_heads: usize,
     head_dim: usize,
     scaling: f64,
 }
 
 impl Attention {
-    fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(dim: usize, num_heads: usize, vb: VarBuilder, q: Option<GgmlDType>) -> Result<Self> {
         let head_dim = dim / num_heads;
         Ok(Self {
-            q_proj: linear(dim, dim, vb.pp("q_proj"))?,
-            k_proj: linear(dim, dim, vb.pp("k_proj"))?,
-            v_proj: linear(dim, dim, vb.pp("v_proj"))?,
-            out_proj: linear(dim, dim, vb.pp("out_proj"))?,
+            q_proj: Proj::load(dim, dim, vb.pp("q_proj"), q)?,
+            k_proj: Proj::load(dim, dim, vb.pp("k_proj"), q)?,
+            v_proj: Proj::load(dim, dim, vb.pp("v_proj"), q)?,
+            out_proj: Proj::load(dim, dim, vb.pp("out_proj"), q)?,
             num_heads,
             head_dim,
             scaling: (head_dim as f64).powf(-0.5),
@@ -193,16 +236,22 @@ impl Attention {
 
 #[derive(Debug, Clone)]
 struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Proj,
+    fc2: Proj,
     activation: Activation,
 }
 
 impl FeedForward {
-    fn new(dim: usize, ffn: usize, activation: Activation, vb: &VarBuilder) -> Result<Self> {
+    fn new(
+        dim: usize,
+        ffn: usize,
+        activation: Activation,
+        vb: &VarBuilder,
+        q: Option<GgmlDType>,
+    ) -> Result<Self> {
         Ok(Self {
-            fc1: linear(dim, ffn, vb.pp("fc1"))?,
-            fc2: linear(ffn, dim, vb.pp("fc2"))?,
+            fc1: Proj::load(dim, ffn, vb.pp("fc1"), q)?,
+            fc2: Proj::load(ffn, dim, vb.pp("fc2"), q)?,
             activation,
         })
     }
@@ -223,12 +272,18 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn new(cfg: &Config, activation: Activation, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        cfg: &Config,
+        activation: Activation,
+        vb: VarBuilder,
+        q: Option<GgmlDType>,
+    ) -> Result<Self> {
         let d = cfg.d_model;
+        let heads = cfg.encoder_attention_heads;
         Ok(Self {
-            self_attn: Attention::new(d, cfg.encoder_attention_heads, vb.pp("self_attn"))?,
+            self_attn: Attention::new(d, heads, vb.pp("self_attn"), q)?,
             self_attn_layer_norm: layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-            ffn: FeedForward::new(d, cfg.encoder_ffn_dim, activation, &vb)?,
+            ffn: FeedForward::new(d, cfg.encoder_ffn_dim, activation, &vb, q)?,
             final_layer_norm: layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
         })
     }
@@ -252,15 +307,20 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &Config, activation: Activation, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        cfg: &Config,
+        activation: Activation,
+        vb: VarBuilder,
+        q: Option<GgmlDType>,
+    ) -> Result<Self> {
         let d = cfg.d_model;
         let heads = cfg.decoder_attention_heads;
         Ok(Self {
-            self_attn: Attention::new(d, heads, vb.pp("self_attn"))?,
+            self_attn: Attention::new(d, heads, vb.pp("self_attn"), q)?,
             self_attn_layer_norm: layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-            encoder_attn: Attention::new(d, heads, vb.pp("encoder_attn"))?,
+            encoder_attn: Attention::new(d, heads, vb.pp("encoder_attn"), q)?,
             encoder_attn_layer_norm: layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
-            ffn: FeedForward::new(d, cfg.decoder_ffn_dim, activation, &vb)?,
+            ffn: FeedForward::new(d, cfg.decoder_ffn_dim, activation, &vb, q)?,
             final_layer_norm: layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
         })
     }
@@ -320,7 +380,7 @@ pub struct MarianModel {
     positions: Tensor,
     encoder_layers: Vec<EncoderLayer>,
     decoder_layers: Vec<DecoderLayer>,
-    lm_head: Linear,
+    lm_head: Proj,
     final_logits_bias: Tensor,
     embed_scale: f64,
 }
@@ -329,6 +389,18 @@ impl MarianModel {
     /// Builds the model from `transformers`-named weights
     /// (`model.encoder.layers.0.self_attn.q_proj.weight`, ...).
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Self::new_quantized(cfg, vb, None)
+    }
+
+    /// Like [`MarianModel::new`], with every linear layer (the output
+    /// projection included) quantized to `quantize` as it is loaded; the
+    /// embeddings, norms and biases stay in the loader's dtype.
+    pub fn new_quantized(
+        cfg: &Config,
+        vb: VarBuilder,
+        quantize: Option<GgmlDType>,
+    ) -> Result<Self> {
+        let q = quantize;
         let activation = Activation::parse(&cfg.activation_function)?;
         let d = cfg.d_model;
         let heads_fit = |h: usize| h > 0 && d.is_multiple_of(h);
@@ -366,6 +438,7 @@ impl MarianModel {
         } else {
             Linear::new(decoder_embed.embeddings().clone(), None)
         };
+        let lm_head = Proj::new(lm_head, q)?;
         let final_logits_bias = if vb.contains_tensor("final_logits_bias") {
             vb.get((1, target_vocab), "final_logits_bias")?
         } else {
@@ -380,10 +453,10 @@ impl MarianModel {
             sinusoidal_table(cfg.max_position_embeddings, d, vb.device())?.to_dtype(vb.dtype())?
         };
         let encoder_layers = (0..cfg.encoder_layers)
-            .map(|i| EncoderLayer::new(cfg, activation, root.pp(format!("encoder.layers.{i}"))))
+            .map(|i| EncoderLayer::new(cfg, activation, root.pp(format!("encoder.layers.{i}")), q))
             .collect::<Result<Vec<_>>>()?;
         let decoder_layers = (0..cfg.decoder_layers)
-            .map(|i| DecoderLayer::new(cfg, activation, root.pp(format!("decoder.layers.{i}"))))
+            .map(|i| DecoderLayer::new(cfg, activation, root.pp(format!("decoder.layers.{i}")), q))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cfg: cfg.clone(),
