@@ -215,21 +215,61 @@ impl Attention {
         ))
     }
 
-    /// Attends `xs` (b, t, dim) to keys/values (b, heads, s, head_dim).
-    /// `mask` is added to the scores: (b, 1, 1|t, s) with 0 or a large negative.
-    fn attend(&self, xs: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, t, dim) = xs.dims3()?;
-        let q = self.split_heads(&(self.q_proj.forward(xs)? * self.scaling)?)?;
+    /// Scaled queries of `xs` (b, t, dim), as (b, heads, t, head_dim).
+    fn query(&self, xs: &Tensor) -> Result<Tensor> {
+        self.split_heads(&(self.q_proj.forward(xs)? * self.scaling)?)
+    }
+
+    /// softmax(q kᵀ + mask) v for q (b, heads, t, head_dim) and keys/values
+    /// (b, heads, s, head_dim); `mask` (b, 1, 1|t, s) is added to the scores.
+    fn weigh(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let scores = q.matmul(&k.t()?)?;
         let scores = match mask {
             Some(mask) => scores.broadcast_add(mask)?,
             None => scores,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        probs
-            .matmul(v)?
+        candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)
+    }
+
+    /// (b, heads, t, head_dim) → output projection of (b, t, dim).
+    fn output(&self, ctx: &Tensor) -> Result<Tensor> {
+        let (b, _, t, _) = ctx.dims4()?;
+        ctx.transpose(1, 2)?
+            .reshape((b, t, self.num_heads * self.head_dim))?
+            .apply(&self.out_proj)
+    }
+
+    /// Attends `xs` (b, t, dim) to keys/values (b, heads, s, head_dim).
+    fn attend(&self, xs: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.output(&Self::weigh(&self.query(xs)?, k, v, mask)?)
+    }
+
+    /// Attends one position per row, `xs` (rows, 1, dim), where each run of
+    /// `group` consecutive rows shares its keys/values (groups, heads, s,
+    /// head_dim) and mask (groups, 1, 1, s): the beams of one sentence. The
+    /// group's queries go through one matmul instead of one per row, and
+    /// the keys/values are stored once per sentence, not once per beam.
+    fn attend_grouped(
+        &self,
+        xs: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        group: usize,
+    ) -> Result<Tensor> {
+        let (rows, _, dim) = xs.dims3()?;
+        if group == 1 {
+            return self.attend(xs, k, v, Some(mask));
+        }
+        let groups = rows / group;
+        // (rows, 1, dim) is laid out as (groups, group, heads, head_dim).
+        let q = (self.q_proj.forward(xs)? * self.scaling)?
+            .reshape((groups, group, self.num_heads, self.head_dim))?
             .transpose(1, 2)?
-            .reshape((b, t, dim))?
+            .contiguous()?;
+        Self::weigh(&q, k, v, Some(mask))?
+            .transpose(1, 2)?
+            .reshape((rows, 1, dim))?
             .apply(&self.out_proj)
     }
 }
@@ -326,43 +366,127 @@ impl DecoderLayer {
     }
 }
 
-/// Per-layer decoder cache: self-attention keys/values grown step by step,
-/// cross-attention keys/values computed once from the encoder output.
-#[derive(Debug, Clone)]
+/// Per-layer decoder cache: self-attention keys/values written in place
+/// step by step, cross-attention keys/values computed once from the
+/// encoder output.
+#[derive(Debug)]
 struct LayerCache {
-    self_kv: Option<(Tensor, Tensor)>,
+    /// (rows, heads, capacity, head_dim); positions `..position` are filled.
+    /// Written in place with `slice_set`, so never shared with another state.
+    self_k: Tensor,
+    self_v: Tensor,
+    /// (groups, heads, src_len, head_dim): one entry per group of rows.
     cross_k: Tensor,
     cross_v: Tensor,
 }
 
 /// Everything one decoding run carries between steps, one row per hypothesis.
-#[derive(Debug, Clone)]
+///
+/// Rows come in groups of `group` consecutive rows decoding the same source
+/// sentence (the beams of a sentence; 1 for greedy). Cross-attention
+/// keys/values and the source mask are stored once per group, so beam
+/// re-ranking never copies them; only the self-attention cache is per row.
+/// Not `Clone`: the self-attention cache is updated in place.
+#[derive(Debug)]
 pub struct DecoderState {
     layers: Vec<LayerCache>,
-    /// (rows, 1, 1, src_len): 0 for real source tokens, large negative for padding.
+    /// (groups, 1, 1, src_len): 0 for real source tokens, large negative for padding.
     cross_mask: Tensor,
+    /// Rows per group.
+    group: usize,
+    /// Source sentence (row of the encoded batch) of each group.
+    group_source: Vec<u32>,
+    /// Positions the self-attention buffers hold before they must grow.
+    capacity: usize,
     /// Number of target positions already decoded.
     pub position: usize,
 }
 
+/// First capacity of the self-attention cache, in positions; it doubles
+/// when full (most sentences need fewer than 64 tokens).
+const INITIAL_CAPACITY: usize = 64;
+
 impl DecoderState {
     pub fn rows(&self) -> Result<usize> {
-        self.cross_mask.dim(0)
+        Ok(self.group * self.group_source.len())
     }
 
     /// Keeps (and duplicates) rows: row `i` of the new state is row
     /// `rows[i]` of the old one. Used for beam re-ranking and to drop
     /// finished sentences from a batch.
     pub fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
-        let idx = Tensor::new(rows, self.cross_mask.device())?;
-        for layer in self.layers.iter_mut() {
-            if let Some((k, v)) = &layer.self_kv {
-                layer.self_kv = Some((k.index_select(&idx, 0)?, v.index_select(&idx, 0)?));
-            }
-            layer.cross_k = layer.cross_k.index_select(&idx, 0)?;
-            layer.cross_v = layer.cross_v.index_select(&idx, 0)?;
+        let old_rows = self.rows()?;
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= old_rows) {
+            candle_core::bail!("select_rows: row {bad} of {old_rows}");
         }
-        self.cross_mask = self.cross_mask.index_select(&idx, 0)?;
+        let device = self.cross_mask.device().clone();
+        // Self-attention: per row; nothing to do when the rows stay put.
+        let identity =
+            rows.len() == old_rows && rows.iter().enumerate().all(|(i, &r)| i == r as usize);
+        if !identity {
+            let idx = Tensor::new(rows, &device)?;
+            for layer in self.layers.iter_mut() {
+                layer.self_k = layer.self_k.index_select(&idx, 0)?;
+                layer.self_v = layer.self_v.index_select(&idx, 0)?;
+            }
+        }
+        // Cross-attention: regroup the new rows by source sentence.
+        let sources: Vec<u32> = rows
+            .iter()
+            .map(|&r| self.group_source[r as usize / self.group])
+            .collect();
+        let run = sources
+            .iter()
+            .take_while(|&&s| Some(&s) == sources.first())
+            .count();
+        let group = if run > 0
+            && sources.len().is_multiple_of(run)
+            && sources.chunks(run).all(|c| c.iter().all(|&s| s == c[0]))
+        {
+            run
+        } else {
+            1
+        };
+        let group_source: Vec<u32> = sources.iter().step_by(group.max(1)).copied().collect();
+        if group_source != self.group_source {
+            let old_group = |source: u32| {
+                self.group_source
+                    .iter()
+                    .position(|&s| s == source)
+                    .unwrap_or(0) as u32
+            };
+            let picks: Vec<u32> = group_source.iter().map(|&s| old_group(s)).collect();
+            let idx = Tensor::new(picks.as_slice(), &device)?;
+            for layer in self.layers.iter_mut() {
+                layer.cross_k = layer.cross_k.index_select(&idx, 0)?;
+                layer.cross_v = layer.cross_v.index_select(&idx, 0)?;
+            }
+            self.cross_mask = self.cross_mask.index_select(&idx, 0)?;
+        }
+        self.group = group.max(1);
+        self.group_source = group_source;
+        Ok(())
+    }
+
+    /// Makes room for one more position in the self-attention buffers.
+    fn reserve_position(&mut self, max_positions: usize) -> Result<()> {
+        if self.position < self.capacity {
+            return Ok(());
+        }
+        let capacity = (self.capacity * 2).clamp(1, max_positions.max(1));
+        if capacity <= self.position {
+            candle_core::bail!("decoder cache is full at {} positions", self.position);
+        }
+        for layer in self.layers.iter_mut() {
+            for buf in [&mut layer.self_k, &mut layer.self_v] {
+                let (rows, heads, _, head_dim) = buf.dims4()?;
+                let grown =
+                    Tensor::zeros((rows, heads, capacity, head_dim), buf.dtype(), buf.device())?;
+                grown.slice_set(&buf.narrow(2, 0, self.position)?.contiguous()?, 2, 0)?;
+                *buf = grown;
+            }
+        }
+        self.capacity = capacity;
         Ok(())
     }
 }
@@ -520,13 +644,23 @@ impl MarianModel {
         for layer in &self.encoder_layers {
             xs = layer.forward(&xs, &mask)?;
         }
+        let capacity = INITIAL_CAPACITY.min(self.max_positions());
         let layers = self
             .decoder_layers
             .iter()
             .map(|layer| {
                 let (cross_k, cross_v) = layer.encoder_attn.project_kv(&xs)?;
+                let attn = &layer.self_attn;
+                let empty = || {
+                    Tensor::zeros(
+                        (batch, attn.num_heads, capacity, attn.head_dim),
+                        xs.dtype(),
+                        xs.device(),
+                    )
+                };
                 Ok(LayerCache {
-                    self_kv: None,
+                    self_k: empty()?,
+                    self_v: empty()?,
                     cross_k,
                     cross_v,
                 })
@@ -535,6 +669,9 @@ impl MarianModel {
         Ok(DecoderState {
             layers,
             cross_mask: mask,
+            group: 1,
+            group_source: (0..batch as u32).collect(),
+            capacity,
             position: 0,
         })
     }
@@ -542,24 +679,30 @@ impl MarianModel {
     /// Runs the decoder on one new token per row and returns the next-token
     /// logits, (rows, target_vocab) in f32.
     pub fn decode_step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+        if tokens.len() != state.rows()? {
+            candle_core::bail!("{} tokens for {} decoder rows", tokens.len(), state.rows()?);
+        }
+        state.reserve_position(self.max_positions())?;
         let ids = Tensor::from_slice(tokens, (tokens.len(), 1), self.device())?;
         let mut xs = self.embed(&self.decoder_embed, &ids, state.position)?;
+        let pos = state.position;
         for (layer, cache) in self.decoder_layers.iter().zip(state.layers.iter_mut()) {
             // Self-attention over all previous target positions: no mask is
-            // needed when decoding one position at a time.
+            // needed when decoding one position at a time. The new key/value
+            // go into the cache in place; attention reads the filled prefix.
             let (k, v) = layer.self_attn.project_kv(&xs)?;
-            let (k, v) = match &cache.self_kv {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
-                None => (k, v),
-            };
+            cache.self_k.slice_set(&k, 2, pos)?;
+            cache.self_v.slice_set(&v, 2, pos)?;
+            let k = cache.self_k.narrow(2, 0, pos + 1)?;
+            let v = cache.self_v.narrow(2, 0, pos + 1)?;
             let attn = layer.self_attn.attend(&xs, &k, &v, None)?;
-            cache.self_kv = Some((k, v));
             xs = (attn + &xs)?.apply(&layer.self_attn_layer_norm)?;
-            let cross = layer.encoder_attn.attend(
+            let cross = layer.encoder_attn.attend_grouped(
                 &xs,
                 &cache.cross_k,
                 &cache.cross_v,
-                Some(&state.cross_mask),
+                &state.cross_mask,
+                state.group,
             )?;
             xs = (cross + &xs)?.apply(&layer.encoder_attn_layer_norm)?;
             xs = (layer.ffn.forward(&xs)? + &xs)?.apply(&layer.final_layer_norm)?;
