@@ -116,12 +116,13 @@ def main():
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
             chunks = batches(rows, bs)
             engine.generate(chunks[0][:1], beams, 2)  # warm-up
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             lengths = []
             for chunk in chunks:
                 lengths += engine.generate(chunk, beams, args.new_tokens)
             elapsed = time.perf_counter() - t0
             runs.append({"beams": beams, "batch_size": bs, "seconds": elapsed,
+                         "cpu_seconds": time.process_time() - cpu0,
                          "sentences": len(rows), "tokens": sum(lengths),
                          "min_tokens": min(lengths), "max_tokens": max(lengths)})
     print(json.dumps({

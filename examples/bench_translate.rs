@@ -121,6 +121,23 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU time of this process, all threads, in seconds (`/proc/self/stat`
+/// utime + stime, in the 100 Hz ticks Linux reports): on a busy machine it
+/// shows the work done where wall time shows the wait too.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesized command name; utime and stime are 14 and 15.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     tolk::device::set_threads(Some(args.threads));
@@ -178,7 +195,7 @@ fn main() -> Result<()> {
             set(&mut translator, beams, 2, true);
             translator.generate_ids(&rows[..1])?;
             set(&mut translator, beams, args.new_tokens, true);
-            let t0 = Instant::now();
+            let (t0, cpu0) = (Instant::now(), cpu_seconds());
             let mut lengths = Vec::new();
             for chunk in order.chunks(bs) {
                 let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| rows[i].clone()).collect();
@@ -190,8 +207,9 @@ fn main() -> Result<()> {
                 );
             }
             let seconds = t0.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - cpu0;
             runs.push(serde_json::json!({
-                "beams": beams, "batch_size": bs, "seconds": seconds,
+                "beams": beams, "batch_size": bs, "seconds": seconds, "cpu_seconds": cpu,
                 "sentences": rows.len(), "tokens": lengths.iter().sum::<usize>(),
                 "min_tokens": lengths.iter().min(), "max_tokens": lengths.iter().max(),
             }));

@@ -140,10 +140,36 @@ impl Proj {
     }
 }
 
+/// Up to this many input rows, a dense layer computes x·Wᵀ as (W·xᵀ)ᵀ.
+/// candle's CPU gemm packs the weight operand differently in the two
+/// orientations; with the few rows of a decoding step (one per hypothesis)
+/// the transposed one ran 1.5-3.7× faster (the 58101-row output projection
+/// at 16 rows: 108 → 43 ms, one AVX2 core), and no faster for the hundreds
+/// of rows of an encoder batch.
+const TRANSPOSED_MAX_ROWS: usize = 128;
+
+fn dense_forward(linear: &Linear, xs: &Tensor) -> Result<Tensor> {
+    let dims = xs.dims();
+    let k = dims.last().copied().unwrap_or(0);
+    let rows = xs.elem_count() / k.max(1);
+    if rows > TRANSPOSED_MAX_ROWS || dims.len() < 2 {
+        return linear.forward(xs);
+    }
+    let w = linear.weight();
+    let ys = w.matmul(&xs.reshape((rows, k))?.t()?)?.t()?;
+    let ys = match linear.bias() {
+        Some(bias) => ys.broadcast_add(bias)?,
+        None => ys.contiguous()?,
+    };
+    let mut out_dims = dims[..dims.len() - 1].to_vec();
+    out_dims.push(w.dim(0)?);
+    ys.reshape(out_dims)
+}
+
 impl Module for Proj {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            Self::Dense(linear) => linear.forward(xs),
+            Self::Dense(linear) => dense_forward(linear, xs),
             Self::Quantized { weight, bias } => {
                 let ys = weight.forward(&xs.contiguous()?)?;
                 match bias {
