@@ -129,9 +129,34 @@ fn log_softmax(row: &mut [f32]) {
 
 /// The step's logits on the host as one row-major buffer: one copy, no
 /// per-row allocations (a row is a whole vocabulary, ~58k floats).
+/// A (rows, vocab) view of a contiguous (vocab, rows) tensor, which the
+/// model may return, is copied out as is and transposed here in cache-sized
+/// blocks.
 fn host_logits(logits: &Tensor) -> Result<(Vec<f32>, usize)> {
-    let (_, vocab) = logits.dims2()?;
-    Ok((logits.flatten_all()?.to_vec1::<f32>()?, vocab))
+    let (rows, vocab) = logits.dims2()?;
+    let transposed = logits.t()?;
+    if logits.is_contiguous() || rows == 1 || !transposed.is_contiguous() {
+        return Ok((logits.flatten_all()?.to_vec1::<f32>()?, vocab));
+    }
+    let by_token = transposed.flatten_all()?.to_vec1::<f32>()?;
+    Ok((transpose(&by_token, vocab, rows), vocab))
+}
+
+/// Row-major (rows, cols) → row-major (cols, rows), in square blocks so that
+/// reads and writes both stay in cache.
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const BLOCK: usize = 32;
+    let mut out = vec![0f32; data.len()];
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for c in c0..(c0 + BLOCK).min(cols) {
+                    out[c * rows + r] = data[r * cols + c];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Applies `f` to every row (its index and scores), in parallel: rows are
@@ -505,6 +530,31 @@ mod tests {
                 vec![-2.0, 3.0, 1.0, 0.0], // after start: 1
             ],
         }
+    }
+
+    #[test]
+    fn transposed_logits_reach_the_host_row_by_row() {
+        let dev = candle_core::Device::Cpu;
+        let by_token = Tensor::arange(0f32, 70.0 * 3.0, &dev)
+            .unwrap()
+            .reshape((70, 3))
+            .unwrap();
+        let logits = by_token.t().unwrap(); // (3 rows, 70 vocab), not contiguous
+        let (data, vocab) = host_logits(&logits).unwrap();
+        assert_eq!(vocab, 70);
+        let want: Vec<f32> = logits
+            .contiguous()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(data, want);
+        let (data, _) = host_logits(&by_token).unwrap();
+        assert_eq!(
+            data,
+            by_token.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 
     #[test]

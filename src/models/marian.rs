@@ -703,7 +703,8 @@ impl MarianModel {
     }
 
     /// Runs the decoder on one new token per row and returns the next-token
-    /// logits, (rows, target_vocab) in f32.
+    /// logits, (rows, target_vocab) in f32; possibly a transposed view of a
+    /// contiguous (target_vocab, rows) tensor.
     pub fn decode_step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
         if tokens.len() != state.rows()? {
             candle_core::bail!("{} tokens for {} decoder rows", tokens.len(), state.rows()?);
@@ -734,10 +735,23 @@ impl MarianModel {
             xs = (layer.ffn.forward(&xs)? + &xs)?.apply(&layer.final_layer_norm)?;
         }
         state.position += 1;
-        let logits = self.lm_head.forward(&xs.i((.., 0, ..))?)?;
-        logits
-            .broadcast_add(&self.final_logits_bias)?
-            .to_dtype(DType::F32)
+        let xs = xs.i((.., 0, ..))?;
+        match &self.lm_head {
+            Proj::Dense(linear) if xs.dim(0)? <= TRANSPOSED_MAX_ROWS => {
+                // (vocab, rows), returned as a transposed view: turning
+                // 58101 × rows floats around is left to whoever reads them
+                // (the host, in blocks), not to a strided copy here.
+                let logits_t = linear
+                    .weight()
+                    .matmul(&xs.t()?)?
+                    .broadcast_add(&self.final_logits_bias.t()?)?;
+                logits_t.to_dtype(DType::F32)?.t()
+            }
+            lm_head => lm_head
+                .forward(&xs)?
+                .broadcast_add(&self.final_logits_bias)?
+                .to_dtype(DType::F32),
+        }
     }
 }
 
