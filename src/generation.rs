@@ -99,7 +99,7 @@ fn process(scores: &mut [f32], generated: &[u32], cur_len: usize, cfg: &Generati
         }
     }
     if let Some(eos) = cfg.forced_eos_token_id {
-        if cur_len == cfg.max_length - 1 {
+        if forces_eos(cur_len, cfg) {
             scores.fill(f32::NEG_INFINITY);
             if let Some(s) = scores.get_mut(eos as usize) {
                 *s = 0.0;
@@ -110,6 +110,11 @@ fn process(scores: &mut [f32], generated: &[u32], cur_len: usize, cfg: &Generati
 
 /// `max` and `ln(sum(exp(x - max)))` of a row, the sum taken in f64.
 /// `None` when every score is -inf.
+/// At this step the forced-EOS processor replaces every score.
+fn forces_eos(cur_len: usize, cfg: &GenerationConfig) -> bool {
+    cfg.forced_eos_token_id.is_some() && cur_len == cfg.max_length - 1
+}
+
 fn log_sum_exp(row: &[f32]) -> Option<(f32, f32)> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
@@ -335,16 +340,38 @@ fn beam_search(
             let (items, live) = (&items, &live);
             map_rows(&mut logits, vocab, |row, scores| {
                 let (item, beam) = (&items[live[row / nb]], row % nb);
-                log_softmax(scores);
-                process(scores, &item.running[beam], cur_len, cfg);
                 let base = item.running_scores[beam];
-                top_k_stable(
-                    scores
-                        .iter()
-                        .enumerate()
-                        .map(|(t, &s)| (s + base, beam, t as u32)),
-                    k,
-                )
+                let candidates = |scores: &[f32]| {
+                    top_k_stable(
+                        scores
+                            .iter()
+                            .enumerate()
+                            .map(|(t, &s)| (s + base, beam, t as u32)),
+                        k,
+                    )
+                };
+                if forces_eos(cur_len, cfg) {
+                    // The processors overwrite every score at this step.
+                    log_softmax(scores);
+                    process(scores, &item.running[beam], cur_len, cfg);
+                    return candidates(scores);
+                }
+                // log_softmax, then the processors, as `transformers` orders
+                // them; the processors only ban tokens (-inf either way), so
+                // they can go first and log_softmax can be applied on the fly
+                // in the top-k pass, with the same f32 arithmetic.
+                let norm = log_sum_exp(scores);
+                process(scores, &item.running[beam], cur_len, cfg);
+                match norm {
+                    Some((max, log_sum)) => top_k_stable(
+                        scores
+                            .iter()
+                            .enumerate()
+                            .map(|(t, &s)| ((s - max - log_sum) + base, beam, t as u32)),
+                        k,
+                    ),
+                    None => candidates(scores),
+                }
             })
         };
         let mut next_rows: Vec<u32> = Vec::with_capacity(live.len() * nb);

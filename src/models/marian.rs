@@ -428,9 +428,10 @@ pub struct DecoderState {
     pub position: usize,
 }
 
-/// First capacity of the self-attention cache, in positions; it doubles
-/// when full (most sentences need fewer than 64 tokens).
-const INITIAL_CAPACITY: usize = 64;
+/// The self-attention cache grows by this many positions when full. Beam
+/// re-ranking copies the whole buffer every step, so spare room is kept
+/// small; growing copies it too, but only once per this many steps.
+const CAPACITY_STEP: usize = 16;
 
 impl DecoderState {
     pub fn rows(&self) -> Result<usize> {
@@ -499,7 +500,7 @@ impl DecoderState {
         if self.position < self.capacity {
             return Ok(());
         }
-        let capacity = (self.capacity * 2).clamp(1, max_positions.max(1));
+        let capacity = (self.capacity + CAPACITY_STEP).min(max_positions.max(1));
         if capacity <= self.position {
             candle_core::bail!("decoder cache is full at {} positions", self.position);
         }
@@ -670,7 +671,7 @@ impl MarianModel {
         for layer in &self.encoder_layers {
             xs = layer.forward(&xs, &mask)?;
         }
-        let capacity = INITIAL_CAPACITY.min(self.max_positions());
+        let capacity = CAPACITY_STEP.min(self.max_positions());
         let layers = self
             .decoder_layers
             .iter()
