@@ -99,7 +99,7 @@ fn process(scores: &mut [f32], generated: &[u32], cur_len: usize, cfg: &Generati
         }
     }
     if let Some(eos) = cfg.forced_eos_token_id {
-        if cur_len == cfg.max_length - 1 {
+        if forces_eos(cur_len, cfg) {
             scores.fill(f32::NEG_INFINITY);
             if let Some(s) = scores.get_mut(eos as usize) {
                 *s = 0.0;
@@ -108,20 +108,82 @@ fn process(scores: &mut [f32], generated: &[u32], cur_len: usize, cfg: &Generati
     }
 }
 
-fn log_softmax(row: &mut [f32]) {
+/// `max` and `ln(sum(exp(x - max)))` of a row, the sum taken in f64.
+/// `None` when every score is -inf.
+/// At this step the forced-EOS processor replaces every score.
+fn forces_eos(cur_len: usize, cfg: &GenerationConfig) -> bool {
+    cfg.forced_eos_token_id.is_some() && cur_len == cfg.max_length - 1
+}
+
+fn log_sum_exp(row: &[f32]) -> Option<(f32, f32)> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
-        return;
+        return None;
     }
     let sum: f64 = row.iter().map(|&x| f64::from((x - max).exp())).sum();
-    let log_sum = sum.ln() as f32;
-    for x in row.iter_mut() {
-        *x = *x - max - log_sum;
+    Some((max, sum.ln() as f32))
+}
+
+fn log_softmax(row: &mut [f32]) {
+    if let Some((max, log_sum)) = log_sum_exp(row) {
+        for x in row.iter_mut() {
+            *x = *x - max - log_sum;
+        }
     }
 }
 
-fn rows_of(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    Ok(logits.to_vec2::<f32>()?)
+/// The step's logits on the host as one row-major buffer: one copy, no
+/// per-row allocations (a row is a whole vocabulary, ~58k floats).
+/// A (rows, vocab) view of a contiguous (vocab, rows) tensor, which the
+/// model may return, is copied out as is and transposed here in cache-sized
+/// blocks.
+fn host_logits(logits: &Tensor) -> Result<(Vec<f32>, usize)> {
+    let (rows, vocab) = logits.dims2()?;
+    let transposed = logits.t()?;
+    if logits.is_contiguous() || rows == 1 || !transposed.is_contiguous() {
+        return Ok((logits.flatten_all()?.to_vec1::<f32>()?, vocab));
+    }
+    let by_token = transposed.flatten_all()?.to_vec1::<f32>()?;
+    Ok((transpose(&by_token, vocab, rows), vocab))
+}
+
+/// Row-major (rows, cols) → row-major (cols, rows), in square blocks so that
+/// reads and writes both stay in cache.
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const BLOCK: usize = 32;
+    let mut out = vec![0f32; data.len()];
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for c in c0..(c0 + BLOCK).min(cols) {
+                    out[c * rows + r] = data[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Applies `f` to every row (its index and scores), in parallel: rows are
+/// independent. Small batches are not worth waking the thread pool for.
+fn map_rows<T, F>(data: &mut [f32], vocab: usize, f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize, &mut [f32]) -> T + Sync + Send,
+{
+    use rayon::prelude::*;
+    let vocab = vocab.max(1);
+    if data.len() / vocab >= 4 {
+        data.par_chunks_mut(vocab)
+            .enumerate()
+            .map(|(i, row)| f(i, row))
+            .collect()
+    } else {
+        data.chunks_mut(vocab)
+            .enumerate()
+            .map(|(i, row)| f(i, row))
+            .collect()
+    }
 }
 
 fn greedy(
@@ -142,25 +204,35 @@ fn greedy(
     let mut last = vec![cfg.decoder_start_token_id; batch];
     let mut cur_len = 1;
     while !live.is_empty() {
-        let logits = rows_of(&model.step(&last)?)?;
+        let (mut logits, vocab) = host_logits(&model.step(&last)?)?;
+        // (token, log-probability) per row: the argmax of the processed
+        // scores and its log-softmax, without writing the whole row.
+        let picks = {
+            let (hyps, live) = (&hyps, &live);
+            map_rows(&mut logits, vocab, |row, scores| {
+                process(scores, &hyps[live[row]].tokens, cur_len, cfg);
+                // First maximum wins ties, as torch.argmax.
+                let (token, _) =
+                    scores
+                        .iter()
+                        .enumerate()
+                        .fold((0usize, f32::NEG_INFINITY), |best, (i, &s)| {
+                            if s > best.1 {
+                                (i, s)
+                            } else {
+                                best
+                            }
+                        });
+                let logprob = match log_sum_exp(scores) {
+                    Some((max, log_sum)) => scores[token] - max - log_sum,
+                    None => scores[token],
+                };
+                (token, logprob)
+            })
+        };
         let mut keep = Vec::with_capacity(live.len());
-        for (row, mut scores) in logits.into_iter().enumerate() {
+        for (row, &(token, logprob)) in picks.iter().enumerate() {
             let hyp = &mut hyps[live[row]];
-            process(&mut scores, &hyp.tokens, cur_len, cfg);
-            // First maximum wins ties, as torch.argmax.
-            let (token, _) =
-                scores
-                    .iter()
-                    .enumerate()
-                    .fold((0usize, f32::NEG_INFINITY), |best, (i, &s)| {
-                        if s > best.1 {
-                            (i, s)
-                        } else {
-                            best
-                        }
-                    });
-            log_softmax(&mut scores);
-            let logprob = scores[token];
             hyp.tokens.push(token as u32);
             hyp.token_logprobs.push(logprob);
             hyp.score += logprob;
@@ -196,6 +268,33 @@ struct BeamItem {
 
 /// `transformers` marks impossible continuations by adding this, in f32.
 const NEG_BIG: f32 = -1.0e9;
+
+/// The `k` best of `values` in descending order, ties in input order: the
+/// same list as a stable descending sort cut to `k`, in one pass that only
+/// touches the (small) list of winners.
+fn top_k_stable(
+    values: impl Iterator<Item = (f32, usize, u32)>,
+    k: usize,
+) -> Vec<(f32, usize, u32)> {
+    use std::cmp::Ordering::{Greater, Less};
+    let mut best: Vec<(f32, usize, u32)> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return best;
+    }
+    for v in values {
+        if best.len() == k && v.0.total_cmp(&best[k - 1].0) != Greater {
+            continue;
+        }
+        // After every kept value that is not smaller: earlier inputs win ties.
+        let at = best
+            .iter()
+            .position(|b| b.0.total_cmp(&v.0) == Less)
+            .unwrap_or(best.len());
+        best.insert(at, v);
+        best.truncate(k);
+    }
+    best
+}
 
 fn top_k_desc(values: &[(f32, usize, u32)], k: usize) -> Vec<(f32, usize, u32)> {
     let mut v = values.to_vec();
@@ -234,7 +333,47 @@ fn beam_search(
     let mut last = vec![cfg.decoder_start_token_id; batch * nb];
     let mut cur_len = 1usize;
     while !live.is_empty() {
-        let logits = rows_of(&model.step(&last)?)?;
+        let (mut logits, vocab) = host_logits(&model.step(&last)?)?;
+        // Per beam row: log-softmax, the processors, then the best `k`
+        // continuations; rows in parallel.
+        let mut row_best = {
+            let (items, live) = (&items, &live);
+            map_rows(&mut logits, vocab, |row, scores| {
+                let (item, beam) = (&items[live[row / nb]], row % nb);
+                let base = item.running_scores[beam];
+                let candidates = |scores: &[f32]| {
+                    top_k_stable(
+                        scores
+                            .iter()
+                            .enumerate()
+                            .map(|(t, &s)| (s + base, beam, t as u32)),
+                        k,
+                    )
+                };
+                if forces_eos(cur_len, cfg) {
+                    // The processors overwrite every score at this step.
+                    log_softmax(scores);
+                    process(scores, &item.running[beam], cur_len, cfg);
+                    return candidates(scores);
+                }
+                // log_softmax, then the processors, as `transformers` orders
+                // them; the processors only ban tokens (-inf either way), so
+                // they can go first and log_softmax can be applied on the fly
+                // in the top-k pass, with the same f32 arithmetic.
+                let norm = log_sum_exp(scores);
+                process(scores, &item.running[beam], cur_len, cfg);
+                match norm {
+                    Some((max, log_sum)) => top_k_stable(
+                        scores
+                            .iter()
+                            .enumerate()
+                            .map(|(t, &s)| ((s - max - log_sum) + base, beam, t as u32)),
+                        k,
+                    ),
+                    None => candidates(scores),
+                }
+            })
+        };
         let mut next_rows: Vec<u32> = Vec::with_capacity(live.len() * nb);
         let mut still_live = Vec::with_capacity(live.len());
         for (slot, &item_idx) in live.iter().enumerate() {
@@ -242,16 +381,7 @@ fn beam_search(
             // Candidates (accumulated score, source beam, token), best first.
             let mut candidates = Vec::with_capacity(nb * k);
             for beam in 0..nb {
-                let mut scores = logits[slot * nb + beam].clone();
-                log_softmax(&mut scores);
-                process(&mut scores, &item.running[beam], cur_len, cfg);
-                let base = item.running_scores[beam];
-                let row: Vec<(f32, usize, u32)> = scores
-                    .iter()
-                    .enumerate()
-                    .map(|(t, &s)| (s + base, beam, t as u32))
-                    .collect();
-                candidates.extend(top_k_desc(&row, k));
+                candidates.append(&mut row_best[slot * nb + beam]);
             }
             let top = top_k_desc(&candidates, k);
             let hits: Vec<bool> = top
@@ -426,6 +556,62 @@ mod tests {
                 vec![1.5, 1.0, -3.0, 0.0], // after 2: eos
                 vec![-2.0, 3.0, 1.0, 0.0], // after start: 1
             ],
+        }
+    }
+
+    #[test]
+    fn transposed_logits_reach_the_host_row_by_row() {
+        let dev = candle_core::Device::Cpu;
+        let by_token = Tensor::arange(0f32, 70.0 * 3.0, &dev)
+            .unwrap()
+            .reshape((70, 3))
+            .unwrap();
+        let logits = by_token.t().unwrap(); // (3 rows, 70 vocab), not contiguous
+        let (data, vocab) = host_logits(&logits).unwrap();
+        assert_eq!(vocab, 70);
+        let want: Vec<f32> = logits
+            .contiguous()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(data, want);
+        let (data, _) = host_logits(&by_token).unwrap();
+        assert_eq!(
+            data,
+            by_token.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+    }
+
+    #[test]
+    fn top_k_stable_equals_a_stable_sort_cut_to_k() {
+        // Few distinct values, so ties are everywhere; -inf and NaN too.
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for round in 0..200 {
+            let len = next() % 40;
+            let values: Vec<(f32, usize, u32)> = (0..len)
+                .map(|i| {
+                    let v = match next() % 7 {
+                        0 => f32::NEG_INFINITY,
+                        1 if round % 10 == 0 => f32::NAN,
+                        r => r as f32 * 0.5,
+                    };
+                    (v, i % 3, i as u32)
+                })
+                .collect();
+            for k in [0, 1, 3, 8, 50] {
+                let got = top_k_stable(values.iter().copied(), k);
+                let want = top_k_desc(&values, k);
+                let ids = |v: &[(f32, usize, u32)]| v.iter().map(|x| x.2).collect::<Vec<_>>();
+                assert_eq!(ids(&got), ids(&want), "k={k} values={values:?}");
+            }
         }
     }
 

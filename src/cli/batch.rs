@@ -283,6 +283,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         num_beams: config.beams,
         max_length: config.max_length,
         batch_size: Some(args.batch_size as usize),
+        ..TranslateOptions::default()
     };
     let engines = Engines {
         translator: Lazy::new(|| {

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""One benchmark process for a peer engine: transformers (torch CPU) or
+CTranslate2 (float32 / int8). bench/run.sh starts one process per engine
+and thread count and merges the JSON each prints on stdout.
+
+The workload is the same as tolk's (examples/bench_translate.rs): the
+sentences of inputs.json sorted longest first and cut into batches, each
+output forced to exactly NEW_TOKENS new tokens (transformers:
+min_new_tokens = max_new_tokens; CTranslate2: min_decoding_length =
+max_decoding_length), greedy and beam search.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def evict(paths):
+    """Drops the files from the page cache, so the next load reads the disk."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def batches(rows, size):
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+    return [[rows[i] for i in order[s:s + size]] for s in range(0, len(order), size)]
+
+
+class Transformers:
+    def __init__(self, model_dir, threads):
+        import torch
+        from transformers import MarianMTModel
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = MarianMTModel.from_pretrained(model_dir).eval()
+        self.pad = self.model.config.pad_token_id
+
+    def files(model_dir):
+        return [Path(model_dir) / "model.safetensors"]
+
+    def generate(self, batch, beams, new_tokens):
+        torch = self.torch
+        width = max(len(r) for r in batch)
+        ids = torch.tensor([r + [self.pad] * (width - len(r)) for r in batch])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in batch])
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, num_beams=beams,
+                                      do_sample=False, min_new_tokens=new_tokens,
+                                      max_new_tokens=new_tokens)
+        # Minus the decoder start token.
+        return [len(row) - 1 for row in out.tolist()]
+
+
+class CTranslate2:
+    def __init__(self, model_dir, threads, compute_type):
+        import ctranslate2
+        self.translator = ctranslate2.Translator(model_dir, device="cpu", compute_type=compute_type,
+                                                 inter_threads=1, intra_threads=threads)
+
+    def files(model_dir):
+        return [Path(model_dir) / "model.bin"]
+
+    def generate(self, batch, beams, new_tokens):
+        results = self.translator.translate_batch(
+            batch, beam_size=beams, max_batch_size=len(batch), min_decoding_length=new_tokens,
+            max_decoding_length=new_tokens, return_end_token=True)
+        return [len(r.hypotheses[0]) for r in results]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--engine", required=True, choices=["transformers", "ct2-float32", "ct2-int8"])
+    p.add_argument("--model-dir", required=True, help="bench model folder (make_model.py output)")
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--new-tokens", type=int, default=40)
+    p.add_argument("--sentences", type=int, default=64)
+    p.add_argument("--batch-sizes", default="1,16")
+    p.add_argument("--beams", default="1,4")
+    p.add_argument("--cold", action="store_true", help="evict the weights from the page cache first")
+    args = p.parse_args()
+
+    root = Path(args.model_dir)
+    inputs = json.loads((root / "inputs.json").read_text(encoding="utf-8"))
+    if args.engine == "transformers":
+        cls, model_dir, make = Transformers, root / "marian", lambda d: Transformers(str(d), args.threads)
+        rows = inputs["ids"][:args.sentences]
+    else:
+        quant = args.engine.split("-")[1]
+        cls, model_dir = CTranslate2, root / f"ct2-{quant}"
+        make = lambda d: CTranslate2(str(d), args.threads, quant)
+        rows = inputs["tokens"][:args.sentences]
+    if args.cold:
+        evict(cls.files(model_dir))
+    t0 = time.perf_counter()
+    engine = make(model_dir)
+    load_s = time.perf_counter() - t0
+
+    # Time to first token: one sentence, one new token (after a warm-up).
+    engine.generate([rows[0]], 1, 1)
+    reps = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        engine.generate([rows[0]], 1, 1)
+        reps.append(time.perf_counter() - t0)
+    ttft_s = sorted(reps)[len(reps) // 2]
+
+    runs = []
+    for beams in [int(b) for b in args.beams.split(",")]:
+        for bs in [int(b) for b in args.batch_sizes.split(",")]:
+            chunks = batches(rows, bs)
+            engine.generate(chunks[0][:1], beams, 2)  # warm-up
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            lengths = []
+            for chunk in chunks:
+                lengths += engine.generate(chunk, beams, args.new_tokens)
+            elapsed = time.perf_counter() - t0
+            runs.append({"beams": beams, "batch_size": bs, "seconds": elapsed,
+                         "cpu_seconds": time.process_time() - cpu0,
+                         "sentences": len(rows), "tokens": sum(lengths),
+                         "min_tokens": min(lengths), "max_tokens": max(lengths)})
+    print(json.dumps({
+        "engine": args.engine, "threads": args.threads, "load_s": load_s, "cold": args.cold,
+        "ttft_s": ttft_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "runs": runs,
+    }))
+
+
+if __name__ == "__main__":
+    main()
