@@ -21,21 +21,12 @@ fn sample() -> String {
         .unwrap()
 }
 
-/// tolk with a private, empty HF cache and an unreachable endpoint, so no
-/// test can touch the network or the user's cache.
 fn tolk(home: &Path) -> Command {
     Command::from_std(std_tolk(home))
 }
 
 fn std_tolk(home: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tolk"));
-    cmd.env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("HUGGINGFACE_HUB_CACHE")
-        .env("HF_HOME", home.join("hf"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("RAYON_NUM_THREADS", "2");
-    cmd
+    common::isolated_tolk(home)
 }
 
 /// The arguments every run here shares: the tiny model, greedy, short
@@ -650,7 +641,8 @@ fn usage_errors_are_one_line() {
             ]
             .concat(),
             1,
-            "not available in batch mode yet",
+            // The llm engine's model is not cached and the Hub is unreachable.
+            "cannot download smollm2-1.7b-instruct-q4_k_m.gguf from http://127.0.0.1:9",
         ),
         (
             [

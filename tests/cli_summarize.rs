@@ -2,6 +2,8 @@
 //! extractive engine, German articles translated first by the tiny Marian
 //! fixture, and the error paths.
 
+mod common;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
@@ -10,13 +12,7 @@ fn root() -> PathBuf {
 }
 
 fn tolk(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("tolk").unwrap();
-    cmd.env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_HUB_CACHE")
-        .env("HF_HOME", home.join("hf"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("RAYON_NUM_THREADS", "2");
-    cmd
+    Command::from_std(common::isolated_tolk(home))
 }
 
 const ENGLISH: &str = "The city council approved the new budget on Monday. \
@@ -151,8 +147,6 @@ fn translate_with_summary_writes_both_files() {
     }
     assert!(summary.len() < translation.len());
 }
-
-mod common;
 
 /// The llm engine end to end on a real model (SmolLM2-135M from PyPI):
 /// streaming prints exactly what the non-streaming run returns.
