@@ -274,7 +274,7 @@ fn list(args: ListArgs) -> Result<ExitCode> {
         let state = if cached {
             "cached".to_string()
         } else {
-            format!("not cached (run `tolk models pull {}`)", default.repo)
+            format!("not cached (run `{}`)", pull_command(default))
         };
         writeln!(out, "  {:<14} {}  {state}", default.task, default.repo)?;
     }
@@ -386,5 +386,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--files"));
+    }
+}
+
+/// The `tolk models pull` command that fetches a default model; GGUF repos
+/// hold several quantizations, so the file is named.
+fn pull_command(default: &hub::DefaultModel) -> String {
+    let single_files: Vec<&str> = default
+        .files
+        .iter()
+        .filter_map(|need| match need {
+            Need::Required(name) if name.ends_with(".gguf") => Some(*name),
+            _ => None,
+        })
+        .collect();
+    if single_files.is_empty() {
+        format!("tolk models pull {}", default.repo)
+    } else {
+        format!(
+            "tolk models pull {} --files {}",
+            default.repo,
+            single_files.join(",")
+        )
     }
 }
