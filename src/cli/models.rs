@@ -351,6 +351,28 @@ fn path(args: PathArgs) -> Result<ExitCode> {
     }
 }
 
+/// The `tolk models pull` command that fetches a default model; GGUF repos
+/// hold several quantizations, so the file is named.
+fn pull_command(default: &hub::DefaultModel) -> String {
+    let single_files: Vec<&str> = default
+        .files
+        .iter()
+        .filter_map(|need| match need {
+            Need::Required(name) if name.ends_with(".gguf") => Some(*name),
+            _ => None,
+        })
+        .collect();
+    if single_files.is_empty() {
+        format!("tolk models pull {}", default.repo)
+    } else {
+        format!(
+            "tolk models pull {} --files {}",
+            default.repo,
+            single_files.join(",")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,27 +408,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--files"));
-    }
-}
-
-/// The `tolk models pull` command that fetches a default model; GGUF repos
-/// hold several quantizations, so the file is named.
-fn pull_command(default: &hub::DefaultModel) -> String {
-    let single_files: Vec<&str> = default
-        .files
-        .iter()
-        .filter_map(|need| match need {
-            Need::Required(name) if name.ends_with(".gguf") => Some(*name),
-            _ => None,
-        })
-        .collect();
-    if single_files.is_empty() {
-        format!("tolk models pull {}", default.repo)
-    } else {
-        format!(
-            "tolk models pull {} --files {}",
-            default.repo,
-            single_files.join(",")
-        )
     }
 }
