@@ -271,8 +271,11 @@ def main() -> None:
     if not any(unk_id in c["input_ids"] for c in cases):
         sys.exit("no test sentence maps to <unk>")
 
+    # The whole German sample and each of its paragraphs, as users feed them.
+    sample = (ROOT / "samples" / "de_article.txt").read_text(encoding="utf-8")
+    sample_cases = [sample] + [p.strip() for p in sample.split("\n\n") if p.strip()]
     tok_cases = []
-    for text in TOKENIZER_CASES:
+    for text in TOKENIZER_CASES + sample_cases:
         pieces = tokenizer.spm_source.encode(text, out_type=str)
         ids = tokenizer(text)["input_ids"]
         tok_cases.append({"text": text, "pieces": pieces, "ids": ids,
