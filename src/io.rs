@@ -127,27 +127,65 @@ pub fn decode_text(bytes: Vec<u8>, label: &str, lossy: bool) -> Result<String, I
     })
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same
-/// folder, flushed and synced, then renamed over the target.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// A file written and synced under a temporary name next to its target,
+/// not yet in place. Dropped without [`StagedFile::commit`], the temporary
+/// file is removed.
+pub struct StagedFile {
+    temp: tempfile::TempPath,
+    target: PathBuf,
+}
+
+/// Writes `contents` to a temporary file (named `<prefix>…<suffix>`) in the
+/// folder of `target`, creating the folder, and syncs it.
+pub fn stage(
+    target: &Path,
+    contents: &[u8],
+    prefix: &str,
+    suffix: &str,
+) -> anyhow::Result<StagedFile> {
     use anyhow::Context;
-    let dir = match path.parent() {
+    let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tolk-")
-        .suffix(".part")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(suffix);
+    // Temporary files are private (0600) by default; an output is an
+    // ordinary file, so it gets the mode any new file gets (0666 less umask).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o666));
+    }
+    let mut temp = builder
         .tempfile_in(&dir)
         .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    tmp.write_all(contents)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("{}: cannot move the output into place", path.display()))?;
-    Ok(())
+    temp.write_all(contents)
+        .and_then(|_| temp.as_file().sync_all())
+        .with_context(|| format!("{}: cannot write", target.display()))?;
+    Ok(StagedFile {
+        temp: temp.into_temp_path(),
+        target: target.to_path_buf(),
+    })
+}
+
+impl StagedFile {
+    /// Renames the temporary file over the target.
+    pub fn commit(self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let target = self.target;
+        self.temp
+            .persist(&target)
+            .map_err(|e| e.error)
+            .with_context(|| format!("{}: cannot move the output into place", target.display()))
+    }
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in the same
+/// folder, flushed and synced, then renamed over the target.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    stage(path, contents, ".tolk-", ".part")?.commit()
 }
 
 #[cfg(test)]
@@ -191,5 +229,15 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&out).unwrap().permissions().mode();
+            assert_ne!(
+                mode & 0o044,
+                0,
+                "outputs must not be private temp files: {mode:o}"
+            );
+        }
     }
 }

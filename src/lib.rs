@@ -10,8 +10,10 @@
 //! - [`text`]: paragraphs, sentence splitting, chunking, language detection
 //! - [`io`]: reading input text safely and writing output atomically
 //! - [`device`]: `--device` and `--threads`
+//! - [`batch`]: `tolk batch`, whole folders resumably
 //! - [`cli`]: the command line
 
+pub mod batch;
 pub mod cli;
 pub mod device;
 pub mod generation;

@@ -1,6 +1,8 @@
 //! `tolk translate` end to end with the tiny fixture model, and every error
 //! path: one clear line on stderr, a non-zero exit, no panic, no partial file.
 
+mod common;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
@@ -12,17 +14,8 @@ fn sample() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/de_article.txt")
 }
 
-/// tolk with a private, empty HF cache and an unreachable endpoint, so no
-/// test can touch the network or the user's cache.
 fn tolk(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("tolk").unwrap();
-    cmd.env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("HUGGINGFACE_HUB_CACHE")
-        .env("HF_HOME", home.join("hf"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("RAYON_NUM_THREADS", "2");
-    cmd
+    Command::from_std(common::isolated_tolk(home))
 }
 
 /// Runs a command expected to fail; returns its single stderr line.

@@ -6,10 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::summarize::{build_summarizer, summarize_text, SummaryArgs, SummaryModelFlags};
 use super::{progress, InputArgs, RuntimeArgs};
 use crate::hub::{self, ModelSource};
 use crate::pipeline::translate::{
-    translate_document, MarianTranslator, Quantize, TranslateOptions,
+    translate_document, MarianTranslator, Quantize, TranslateOptions, Translator,
 };
 use crate::text::Format;
 
@@ -61,6 +62,17 @@ pub struct TranslateArgs {
 
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+
+    /// Also summarize the translation: printed after it, or, with -o, written
+    /// beside it as <name>.summary.txt. The summary flags below apply.
+    #[arg(long)]
+    pub summary: bool,
+
+    #[command(flatten, next_help_heading = "Summary (with --summary)")]
+    pub summary_args: SummaryArgs,
+
+    #[command(flatten, next_help_heading = "Summary (with --summary)")]
+    pub summary_model: SummaryModelFlags,
 }
 
 /// Which translation model to use.
@@ -119,23 +131,73 @@ pub fn run(args: TranslateArgs) -> Result<ExitCode> {
             quantize: args.quantize,
         };
         let mut translator = load_translator(&args.model, &args.runtime, &opts)?;
-        let bar = progress::bar(args.runtime.quiet, "sentences");
-        bar.set_message("translating");
-        let out = translate_document(
-            &mut translator,
-            &text,
-            format,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
-            &mut |w| progress::warn(&bar, w),
-        )?;
-        bar.finish_and_clear();
-        out
+        translate_with_progress(&mut translator, &text, format, args.runtime.quiet)?
     };
-    write_output(args.output.as_deref(), &translation)?;
+    if !args.summary {
+        write_output(args.output.as_deref(), &translation)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let length = args.summary_args.length()?;
+    let summary = if translation.trim().is_empty() {
+        String::new()
+    } else {
+        let mut summarizer = build_summarizer(
+            &args.summary_args,
+            &(&args.summary_model).into(),
+            &args.runtime,
+        )?;
+        summarize_text(
+            summarizer.as_mut(),
+            &translation,
+            crate::text::Lang::En,
+            length,
+            false,
+        )?
+    };
+    match &args.output {
+        Some(path) => {
+            write_output(Some(path), &translation)?;
+            write_output(Some(&summary_path(path)), &summary)?;
+        }
+        None => write_output(
+            None,
+            &format!("{}\n\nSummary:\n{summary}", translation.trim_end()),
+        )?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `out/article.en.txt` → `out/article.en.summary.txt`.
+pub fn summary_path(output: &Path) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!("{stem}.summary.txt"))
+}
+
+/// Translates a document with a progress bar over its sentences and
+/// warnings on stderr.
+pub fn translate_with_progress(
+    translator: &mut dyn Translator,
+    text: &str,
+    format: Format,
+    quiet: bool,
+) -> Result<String> {
+    let bar = progress::bar(quiet, "sentences");
+    bar.set_message("translating");
+    let out = translate_document(
+        translator,
+        text,
+        format,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+        &mut |w| progress::warn(&bar, w),
+    );
+    bar.finish_and_clear();
+    out
 }
 
 /// Writes to a file atomically, or to stdout (ending with a newline).

@@ -41,11 +41,27 @@ pub struct DefaultModel {
 }
 
 /// Every default model; `tolk models list` shows whether each is cached.
-pub const DEFAULT_MODELS: &[DefaultModel] = &[DefaultModel {
-    task: "translation",
-    repo: DEFAULT_TRANSLATION_MODEL,
-    files: MARIAN_FILES,
-}];
+pub const DEFAULT_MODELS: &[DefaultModel] = &[
+    DefaultModel {
+        task: "translation",
+        repo: DEFAULT_TRANSLATION_MODEL,
+        files: MARIAN_FILES,
+    },
+    DefaultModel {
+        task: "summarization",
+        repo: DEFAULT_SUMMARY_MODEL,
+        files: &[Need::Required(DEFAULT_SUMMARY_FILE)],
+    },
+];
+
+/// The summarization model tolk uses when none is given: an
+/// instruction-tuned model of the llama family, whose code and tokenizer the
+/// tests check against real files (SmolLM2-135M shares its tokenizer).
+pub const DEFAULT_SUMMARY_MODEL: &str = "HuggingFaceTB/SmolLM2-1.7B-Instruct-GGUF";
+/// The T5 model `--method t5` uses when none is given.
+pub const DEFAULT_T5_MODEL: &str = "google/flan-t5-base";
+/// The file of [`DEFAULT_SUMMARY_MODEL`] tolk downloads.
+pub const DEFAULT_SUMMARY_FILE: &str = "smollm2-1.7b-instruct-q4_k_m.gguf";
 
 /// The revision used when none is given.
 pub const DEFAULT_REVISION: &str = "main";

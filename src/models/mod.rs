@@ -1,4 +1,10 @@
 //! Model code per family. Tensors in, tensors out: no file or network I/O here
 //! (loading a folder is the job of the pipeline, as in candle-transformers).
 
+pub mod candle_qwen;
+pub mod causal_lm;
+pub mod llm_blocks;
 pub mod marian;
+pub mod quantized_gemma3;
+pub mod quantized_llama;
+pub mod t5;

@@ -1,12 +1,13 @@
-//! Shared test helpers: a folder laid out like the HF cache, and a tiny local
-//! HTTP server that answers like the Hub (no real host is ever contacted).
+//! Shared test helpers: a folder laid out like the HF cache, a tiny local
+//! HTTP server that answers like the Hub (no real host is ever contacted),
+//! and the paths of the real test models.
 #![allow(dead_code)]
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -244,4 +245,60 @@ fn answer(stream: TcpStream, repos: &[MockRepo], log: &Mutex<Vec<Seen>>) -> std:
     )?;
     out.write_all(&reply.body)?;
     out.flush()
+}
+
+// ---- Real test models (scripts/fetch-test-models.sh) ----
+
+/// Folder with the real test models: `$TOLK_TEST_MODELS`, else `<repo>/models/downloaded`
+/// (filled by `scripts/fetch-test-models.sh`).
+pub fn test_models_dir() -> PathBuf {
+    match std::env::var_os("TOLK_TEST_MODELS") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/downloaded"),
+    }
+}
+
+/// Path of a real test model, or `None` after printing a visible `SKIPPED:` line to stderr, so a
+/// test without its model returns early but never passes silently.
+pub fn test_model(name: &str) -> Option<PathBuf> {
+    let path = test_models_dir().join(name);
+    if path.is_file() {
+        Some(path)
+    } else {
+        // Written to the stderr handle, not with eprintln!, which the test harness captures:
+        // the line must be visible in a normal `cargo test` run.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: test model {} not found (run scripts/fetch-test-models.sh)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// Path of a file under `tests/fixtures/`.
+pub fn fixture(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
+}
+
+// ---- Running the tolk binary in isolation ----
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// tolk with a private, empty HF cache and an unreachable endpoint, so no
+/// test can touch the network or the user's cache.
+pub fn isolated_tolk(home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tolk"));
+    cmd.env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HUGGINGFACE_HUB_CACHE")
+        .env("HF_HOME", home.join("hf"))
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("RAYON_NUM_THREADS", "2");
+    cmd
 }

@@ -1,6 +1,7 @@
 //! Summarization engines behind one [`Summarizer`] trait.
 
 pub mod extractive;
+pub mod t5;
 
 use crate::text::Lang;
 use anyhow::Result;
@@ -45,3 +46,4 @@ pub trait Summarizer {
     /// value is always the whole summary.
     fn summarize(&mut self, req: &SummaryRequest, on_text: &mut dyn FnMut(&str)) -> Result<String>;
 }
+pub mod llm;

@@ -1,0 +1,254 @@
+//! Output files of a batch: their names, the rule that tolk never
+//! overwrites a file it did not write, and two-phase writing (a synced
+//! temporary file first, renamed into place only after the manifest
+//! records it).
+//!
+//! Why that order: if the process dies after the manifest line and before
+//! the rename, the output is missing and `--resume` redoes the input; if it
+//! dies before the manifest line, the temporary file is swept at the next
+//! start. Either way no output file is ever partial, and every output file
+//! in place is vouched for by a manifest line with its sha256.
+
+use super::discover::Shard;
+use super::manifest::ManifestIndex;
+use anyhow::{anyhow, Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// `out/<input>.en.txt`
+pub const TRANSLATION_SUFFIX: &str = ".en.txt";
+/// `out/<input>.summary.txt`
+pub const SUMMARY_SUFFIX: &str = ".summary.txt";
+
+pub fn translation_path(rel: &str) -> String {
+    format!("{rel}{TRANSLATION_SUFFIX}")
+}
+
+pub fn summary_path(rel: &str) -> String {
+    format!("{rel}{SUMMARY_SUFFIX}")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The prefix of this run's temporary files. Each shard has its own, so a
+/// shard sweeping its leftovers never touches another shard's files.
+pub fn temp_prefix(shard: Option<&Shard>) -> String {
+    match shard {
+        Some(s) => format!(".tolk-part-{}-", s.tag()),
+        None => ".tolk-part-all-".to_string(),
+    }
+}
+
+const TEMP_SUFFIX: &str = ".part";
+
+/// Removes temporary files with `prefix` that an interrupted run left under
+/// `out_dir`; returns how many. Links are not followed.
+pub fn sweep_temps(out_dir: &Path, prefix: &str) -> Result<usize> {
+    let mut removed = 0;
+    for entry in walkdir::WalkDir::new(out_dir).into_iter().flatten() {
+        let name = entry.file_name().to_string_lossy();
+        if entry.file_type().is_file() && name.starts_with(prefix) && name.ends_with(TEMP_SUFFIX) {
+            std::fs::remove_file(entry.path()).with_context(|| {
+                format!(
+                    "{}: cannot remove a stale temporary file",
+                    entry.path().display()
+                )
+            })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Holds an exclusive lock on the output folder (per shard) for the life of
+/// the value: two runs writing the same manifest would interleave it. The
+/// operating system releases the lock when the process dies, however it dies.
+pub struct OutputLock {
+    _file: File,
+}
+
+/// `.tolk-batch.lock`, or `.tolk-batch.shard-I-of-N.lock` for a shard.
+pub fn lock_name(shard: Option<&Shard>) -> String {
+    match shard {
+        Some(s) => format!("{LOCK_STEM}.{}.lock", s.tag()),
+        None => format!("{LOCK_STEM}.lock"),
+    }
+}
+
+const LOCK_STEM: &str = ".tolk-batch";
+
+/// The shards' lock files in `out_dir` (not the main one).
+pub fn shard_lock_files(out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in
+        std::fs::read_dir(out_dir).with_context(|| format!("{}: cannot list", out_dir.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&format!("{LOCK_STEM}.shard-")) && name.ends_with(".lock") {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+pub fn lock_output(out_dir: &Path, shard: Option<&Shard>) -> Result<OutputLock> {
+    let path = out_dir.join(lock_name(shard));
+    lock_file(&path, || {
+        format!(
+            "another `tolk batch` is writing to {}{}; wait for it to finish",
+            out_dir.display(),
+            shard.map(|s| format!(" as shard {s}")).unwrap_or_default()
+        )
+    })
+}
+
+/// Takes the lock in `path`, or fails with `busy()` when a live process holds it.
+pub fn lock_file(path: &Path, busy: impl FnOnce() -> String) -> Result<OutputLock> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot create the lock file", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(OutputLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow!(busy())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+        }
+    }
+}
+
+/// Why an output path may not be written, or `Ok` when it may: absent, or
+/// holding exactly what a manifest says tolk wrote there, or `force`.
+pub fn check_target(
+    out_dir: &Path,
+    rel: &str,
+    index: &ManifestIndex,
+    force: bool,
+) -> Result<(), String> {
+    let path = out_dir.join(rel);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("output {rel}: cannot check it: {e}")),
+    };
+    if meta.is_dir() {
+        return Err(format!("output {rel} is a folder"));
+    }
+    if force {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("output {rel}: cannot read it: {e}"))?;
+    if index.wrote(rel, &sha256_hex(&bytes)) {
+        return Ok(());
+    }
+    Err(if index.knows_output(rel) {
+        format!(
+            "output {rel} was changed since tolk wrote it; not overwritten (--force overwrites)"
+        )
+    } else {
+        format!("output {rel} already exists and was not written by tolk; not overwritten (--force overwrites)")
+    })
+}
+
+/// True when `rel` holds exactly the content with `sha256`.
+pub fn holds(out_dir: &Path, rel: &str, sha256: &str) -> bool {
+    std::fs::read(out_dir.join(rel)).is_ok_and(|bytes| sha256_hex(&bytes) == sha256)
+}
+
+/// An output written and synced under a temporary name, not yet in place.
+/// Dropped without [`Staged::commit`], the temporary file is removed.
+pub struct Staged {
+    file: crate::io::StagedFile,
+    pub rel: String,
+    pub sha256: String,
+}
+
+/// Writes `contents` to a temporary file next to `out_dir/rel`.
+pub fn stage(out_dir: &Path, rel: &str, contents: &[u8], prefix: &str) -> Result<Staged> {
+    Ok(Staged {
+        file: crate::io::stage(&out_dir.join(rel), contents, prefix, TEMP_SUFFIX)?,
+        rel: rel.to_string(),
+        sha256: sha256_hex(contents),
+    })
+}
+
+impl Staged {
+    /// Renames the temporary file into place.
+    pub fn commit(self) -> Result<()> {
+        self.file.commit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::manifest::{OutputFile, Record, Status};
+
+    #[test]
+    fn only_outputs_tolk_wrote_may_be_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let mut index = ManifestIndex::default();
+        assert!(check_target(out, "a.txt.en.txt", &index, false).is_ok());
+
+        std::fs::write(out.join("a.txt.en.txt"), "mine").unwrap();
+        let err = check_target(out, "a.txt.en.txt", &index, false).unwrap_err();
+        assert!(err.contains("not written by tolk"), "{err}");
+        assert!(check_target(out, "a.txt.en.txt", &index, true).is_ok());
+
+        let mut record = Record::new("a.txt", Status::Done);
+        record.outputs = vec![OutputFile {
+            path: "a.txt.en.txt".into(),
+            sha256: sha256_hex(b"mine"),
+        }];
+        index.note(record);
+        assert!(check_target(out, "a.txt.en.txt", &index, false).is_ok());
+        std::fs::write(out.join("a.txt.en.txt"), "edited").unwrap();
+        let err = check_target(out, "a.txt.en.txt", &index, false).unwrap_err();
+        assert!(err.contains("changed since"), "{err}");
+    }
+
+    #[test]
+    fn staged_files_appear_only_on_commit_and_leftovers_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let prefix = temp_prefix(None);
+        let staged = stage(out, "sub/a.txt.en.txt", b"hello", &prefix).unwrap();
+        assert!(!out.join("sub/a.txt.en.txt").exists());
+        assert_eq!(staged.sha256, sha256_hex(b"hello"));
+        staged.commit().unwrap();
+        assert!(holds(out, "sub/a.txt.en.txt", &sha256_hex(b"hello")));
+
+        // A dropped stage cleans up after itself...
+        drop(stage(out, "sub/b.txt.en.txt", b"x", &prefix).unwrap());
+        assert_eq!(std::fs::read_dir(out.join("sub")).unwrap().count(), 1);
+        // ...and what a killed process left behind is swept, for this
+        // shard's prefix only.
+        std::fs::write(out.join("sub").join(format!("{prefix}x{TEMP_SUFFIX}")), "p").unwrap();
+        let other = temp_prefix(Some(&Shard { index: 1, count: 2 }));
+        std::fs::write(out.join(format!("{other}y{TEMP_SUFFIX}")), "p").unwrap();
+        assert_eq!(sweep_temps(out, &prefix).unwrap(), 1);
+        assert!(out.join(format!("{other}y{TEMP_SUFFIX}")).exists());
+    }
+
+    #[test]
+    fn a_second_run_on_the_same_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock_output(dir.path(), None).unwrap();
+        let err = lock_output(dir.path(), None).err().unwrap();
+        assert!(err.to_string().contains("another"), "{err}");
+        // Another shard may run next to it.
+        assert!(lock_output(dir.path(), Some(&Shard { index: 1, count: 2 })).is_ok());
+    }
+}

@@ -1,0 +1,233 @@
+//! Reading a GGUF file into a [`CausalLm`]: header checks, architecture
+//! dispatch, and requantization of tensors that candle multiplies slowly.
+
+use crate::models::candle_qwen::{CandleQwen, QwenWeights};
+use crate::models::causal_lm::{CausalLm, Hparams, TensorSource};
+use crate::models::quantized_gemma3::{Gemma3Config, QuantizedGemma3};
+use crate::models::quantized_llama::{LlamaConfig, QuantizedLlama};
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
+use candle_transformers::models::{quantized_qwen2, quantized_qwen3};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom};
+use std::path::Path;
+
+/// The `general.architecture` values tolk can run.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2", "qwen3"];
+
+/// How to load the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// On CPU, convert Q4_1/Q5_0/Q5_1 tensors to Q8_0 at load: candle 0.11 has
+    /// no SIMD kernels for those formats, and Q8_0 multiplies several times
+    /// faster for a small loss-free-in-practice change of rounding.
+    pub requantize_slow_formats: bool,
+    /// Dequantize every weight to f32 and multiply densely. Several times
+    /// slower and 4–8× the memory; it reproduces fp32 reference
+    /// implementations (transformers) to within rounding, which the
+    /// parity tests use to check the model code itself.
+    pub dequantize: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            requantize_slow_formats: true,
+            dequantize: false,
+        }
+    }
+}
+
+/// A model read from a GGUF file, with the metadata the tokenizer and prompt need.
+pub struct LoadedModel {
+    pub model: Box<dyn CausalLm>,
+    pub architecture: String,
+    pub metadata: HashMap<String, Value>,
+    /// How many tensors were converted at load (requantized to Q8_0, or
+    /// dequantized with [`LoadOptions::dequantize`]).
+    pub converted: usize,
+}
+
+/// Opens `path` and reads its GGUF header, refusing files whose tensors run
+/// past the end (truncated downloads) with one clear line.
+pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
+    let file =
+        File::open(path).with_context(|| format!("{}: cannot open model file", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader).map_err(|e| {
+        anyhow!(
+            "{}: not a readable GGUF file ({})",
+            path.display(),
+            one_line(&e)
+        )
+    })?;
+    let size = reader
+        .seek(SeekFrom::End(0))
+        .with_context(|| format!("{}: cannot read model file", path.display()))?;
+    for (name, info) in &content.tensor_infos {
+        let elems = info.shape.elem_count();
+        let block = info.ggml_dtype.block_size();
+        let bytes = (elems / block.max(1)) as u64 * info.ggml_dtype.type_size() as u64;
+        let end = content
+            .tensor_data_offset
+            .checked_add(info.offset)
+            .and_then(|s| s.checked_add(bytes));
+        match end {
+            Some(end) if end <= size => {}
+            _ => bail!(
+                "{}: truncated or corrupt GGUF file: tensor {name} ends past the file's {size} bytes (re-download it)",
+                path.display()
+            ),
+        }
+    }
+    Ok((content, reader))
+}
+
+/// The message of a candle error without the backtrace candle appends when
+/// `RUST_BACKTRACE` is set: errors here are one line.
+fn one_line(e: &candle_core::Error) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// The file's `general.architecture`.
+pub fn architecture(metadata: &HashMap<String, Value>) -> Result<String> {
+    match metadata.get("general.architecture") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => bail!("GGUF metadata lacks general.architecture"),
+    }
+}
+
+/// Loads the model in `path` onto `device`.
+pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result<LoadedModel> {
+    let (content, mut reader) = read_header(path)?;
+    let metadata = content.metadata.clone();
+    let arch = architecture(&metadata).with_context(|| path.display().to_string())?;
+    let name = path.display();
+    let mode = if opts.dequantize {
+        Conversion::Dequantize
+    } else if opts.requantize_slow_formats && device.is_cpu() {
+        Conversion::RequantizeSlow
+    } else {
+        Conversion::None
+    };
+    let (model, converted): (Box<dyn CausalLm>, usize) = match arch.as_str() {
+        "llama" => {
+            let cfg = LlamaConfig::from_metadata(&Hparams::new(&metadata, "llama"))
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
+            let mut src = GgufSource::new(&content, &mut reader, device, mode);
+            let model = QuantizedLlama::new(cfg, &mut src, device)
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
+            (Box::new(model), src.converted)
+        }
+        "gemma3" => {
+            let cfg = Gemma3Config::from_metadata(&Hparams::new(&metadata, "gemma3"))
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
+            let mut src = GgufSource::new(&content, &mut reader, device, mode);
+            let model = QuantizedGemma3::new(cfg, &mut src, device)
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
+            (Box::new(model), src.converted)
+        }
+        "qwen2" | "qwen3" => {
+            let ctx = Hparams::new(&metadata, &arch)
+                .usize("context_length")
+                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
+            // candle's modules read their tensors themselves, so no requantization here.
+            let weights = if arch == "qwen2" {
+                QwenWeights::Qwen2(
+                    quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)
+                        .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?,
+                )
+            } else {
+                QwenWeights::Qwen3(
+                    quantized_qwen3::ModelWeights::from_gguf(content, &mut reader, device)
+                        .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?,
+                )
+            };
+            (Box::new(CandleQwen::new(weights, ctx, device)), 0)
+        }
+        other => bail!(
+            "{name}: unsupported model architecture '{other}' (supported: {})",
+            SUPPORTED_ARCHITECTURES.join(", ")
+        ),
+    };
+    Ok(LoadedModel {
+        model,
+        architecture: arch,
+        metadata,
+        converted,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conversion {
+    None,
+    RequantizeSlow,
+    Dequantize,
+}
+
+/// Tensors read on demand from an open GGUF file.
+struct GgufSource<'a> {
+    content: &'a Content,
+    reader: &'a mut BufReader<File>,
+    device: &'a Device,
+    mode: Conversion,
+    converted: usize,
+}
+
+impl<'a> GgufSource<'a> {
+    fn new(
+        content: &'a Content,
+        reader: &'a mut BufReader<File>,
+        device: &'a Device,
+        mode: Conversion,
+    ) -> Self {
+        Self {
+            content,
+            reader,
+            device,
+            mode,
+            converted: 0,
+        }
+    }
+}
+
+impl TensorSource for GgufSource<'_> {
+    fn tensor(&mut self, name: &str) -> candle_core::Result<QTensor> {
+        let t = self.content.tensor(self.reader, name, self.device)?;
+        match self.mode {
+            Conversion::RequantizeSlow if needs_requantization(&t) => {
+                self.converted += 1;
+                requantize_q8_0(&t)
+            }
+            Conversion::Dequantize if t.dtype() != GgmlDType::F32 => {
+                self.converted += 1;
+                QTensor::quantize(&t.dequantize(self.device)?, GgmlDType::F32)
+            }
+            _ => Ok(t),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+}
+
+/// Formats that candle 0.11 multiplies with scalar code on CPU.
+pub fn needs_requantization(t: &QTensor) -> bool {
+    matches!(
+        t.dtype(),
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+    ) && t.rank() == 2
+        && t.shape().dims()[1].is_multiple_of(GgmlDType::Q8_0.block_size())
+}
+
+/// Dequantizes `t` and quantizes it again as Q8_0 (8 bits per weight plus a
+/// scale per 32: finer than the 4–5-bit source, so little is lost).
+pub fn requantize_q8_0(t: &QTensor) -> candle_core::Result<QTensor> {
+    let dense = t.dequantize(&t.device())?;
+    QTensor::quantize(&dense, GgmlDType::Q8_0)
+}

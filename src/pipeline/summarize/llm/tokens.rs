@@ -1,0 +1,205 @@
+//! The tokenizer the summarizer talks to: rebuilt from GGUF metadata, or a
+//! `tokenizer.json` (+ `tokenizer_config.json`) lying next to the model file.
+
+use crate::tokenize::gguf::{tokenizer_from_gguf, GgufTokenizer, PromptPart};
+use anyhow::{anyhow, Context, Result};
+use candle_core::quantized::gguf_file::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use tokenizers::Tokenizer;
+
+/// Token strings that end a chat turn; any present in the vocabulary stops generation.
+const END_OF_TURN_TOKENS: &[&str] = &[
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<|endoftext|>",
+];
+
+/// A tokenizer plus the facts generation needs (BOS, stop ids, chat template).
+pub enum PromptTokenizer {
+    Gguf(Box<GgufTokenizer>),
+    Json(Box<JsonTokenizer>),
+}
+
+/// A `tokenizer.json` with the settings of its `tokenizer_config.json`.
+pub struct JsonTokenizer {
+    /// Encodes user text: special-token strings stay plain text.
+    text: Tokenizer,
+    /// Encodes template markup: special tokens are recognised.
+    trusted: Tokenizer,
+    bos_id: Option<u32>,
+    stop_ids: Vec<u32>,
+    add_bos: bool,
+    chat_template: Option<String>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl PromptTokenizer {
+    /// `tokenizer.json` next to `gguf_path` when there is one, else the GGUF metadata.
+    pub fn load(gguf_path: &Path, metadata: &HashMap<String, Value>) -> Result<Self> {
+        let dir = gguf_path.parent().unwrap_or(Path::new("."));
+        let json = dir.join("tokenizer.json");
+        if json.is_file() {
+            return JsonTokenizer::load(&json, metadata).map(|t| Self::Json(Box::new(t)));
+        }
+        tokenizer_from_gguf(metadata)
+            .with_context(|| format!("{}: cannot build the tokenizer", gguf_path.display()))
+            .map(|t| Self::Gguf(Box::new(t)))
+    }
+
+    /// `before` + `text` + `after` as ids, BOS first when the model wants it
+    /// and the template did not write it. Only `before`/`after` may contain
+    /// special tokens.
+    pub fn encode_prompt(&self, before: &str, text: &str, after: &str) -> Result<Vec<u32>> {
+        let (mut ids, bos, add_bos) = match self {
+            Self::Gguf(t) => (
+                t.encode_prompt(&[
+                    PromptPart::Trusted(before),
+                    PromptPart::Text(text),
+                    PromptPart::Trusted(after),
+                ])?,
+                t.bos_id,
+                t.add_bos,
+            ),
+            Self::Json(t) => {
+                let mut ids = t.encode(&t.trusted, before)?;
+                ids.extend(t.encode(&t.text, text)?);
+                ids.extend(t.encode(&t.trusted, after)?);
+                (ids, t.bos_id, t.add_bos)
+            }
+        };
+        if let (true, Some(bos)) = (add_bos, bos) {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Number of tokens `text` takes as user text.
+    pub fn count(&self, text: &str) -> Result<usize> {
+        Ok(match self {
+            Self::Gguf(t) => t.encode_text(text)?.len(),
+            Self::Json(t) => t.encode(&t.text, text)?.len(),
+        })
+    }
+
+    /// Text of `ids` without special tokens.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        match self {
+            Self::Gguf(t) => t.decode(ids, true),
+            Self::Json(t) => t
+                .text
+                .decode(ids, true)
+                .map_err(|e| anyhow!("decoding failed: {e}")),
+        }
+    }
+
+    pub fn is_stop(&self, id: u32) -> bool {
+        match self {
+            Self::Gguf(t) => t.is_stop(id),
+            Self::Json(t) => t.stop_ids.contains(&id),
+        }
+    }
+
+    pub fn chat_template(&self) -> Option<String> {
+        match self {
+            Self::Gguf(t) => t.chat_template.clone(),
+            Self::Json(t) => t.chat_template.clone(),
+        }
+    }
+
+    /// The BOS and EOS token strings, for templates that print them.
+    pub fn bos_eos_strings(&self) -> (String, String) {
+        match self {
+            Self::Gguf(t) => {
+                let name = |id: Option<u32>| {
+                    id.and_then(|id| t.tokenizer.id_to_token(id))
+                        .unwrap_or_default()
+                };
+                (name(t.bos_id), name(t.eos_id))
+            }
+            Self::Json(t) => (t.bos_token.clone(), t.eos_token.clone()),
+        }
+    }
+}
+
+impl JsonTokenizer {
+    fn load(path: &Path, metadata: &HashMap<String, Value>) -> Result<Self> {
+        let mut text = Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{}: cannot read tokenizer: {e}", path.display()))?;
+        let mut trusted = text.clone();
+        text.set_encode_special_tokens(true);
+        trusted.set_encode_special_tokens(false);
+        let config_path = path.with_file_name("tokenizer_config.json");
+        let config: serde_json::Value = if config_path.is_file() {
+            let raw = std::fs::read_to_string(&config_path)
+                .with_context(|| format!("{}: cannot read", config_path.display()))?;
+            serde_json::from_str(&raw)
+                .with_context(|| format!("{}: not valid JSON", config_path.display()))?
+        } else {
+            serde_json::Value::Null
+        };
+        // Special tokens appear as strings or as {"content": ...} objects.
+        let token_string = |key: &str| -> Option<String> {
+            match config.get(key)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                other => other.get("content")?.as_str().map(str::to_string),
+            }
+        };
+        let gguf_id = |key: &str| match metadata.get(key) {
+            Some(Value::U32(v)) => Some(*v),
+            _ => None,
+        };
+        let bos_token = token_string("bos_token").unwrap_or_default();
+        let eos_token = token_string("eos_token").unwrap_or_default();
+        let bos_id = text
+            .token_to_id(&bos_token)
+            .or_else(|| gguf_id("tokenizer.ggml.bos_token_id"));
+        let eos_id = text
+            .token_to_id(&eos_token)
+            .or_else(|| gguf_id("tokenizer.ggml.eos_token_id"));
+        let mut stop_ids: Vec<u32> = eos_id.into_iter().collect();
+        for t in END_OF_TURN_TOKENS {
+            if let Some(id) = text.token_to_id(t) {
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
+        }
+        let chat_template = match config.get("chat_template") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            _ => match metadata.get("tokenizer.chat_template") {
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            },
+        };
+        let add_bos = config
+            .get("add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        Ok(Self {
+            text,
+            trusted,
+            bos_id,
+            stop_ids,
+            add_bos,
+            chat_template,
+            bos_token,
+            eos_token,
+        })
+    }
+
+    fn encode(&self, tok: &Tokenizer, s: &str) -> Result<Vec<u32>> {
+        if s.is_empty() {
+            return Ok(Vec::new());
+        }
+        tok.encode_fast(s, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| anyhow!("tokenizing failed: {e}"))
+    }
+}

@@ -1,0 +1,888 @@
+//! Tokenizers rebuilt from GGUF metadata, so a lone `.gguf` file is enough to run a model.
+//!
+//! Two GGUF tokenizer models are supported:
+//! - `gpt2`: byte-level BPE from `tokenizer.ggml.tokens` + `tokenizer.ggml.merges`, with the
+//!   pre-tokenizer chosen by `tokenizer.ggml.pre` (SmolLM2's `smollm` splits digits one by one).
+//! - `llama`: SentencePiece-style BPE (scores, no merges) as used by Llama 2 and Gemma. The merges
+//!   are derived from the vocabulary: SentencePiece merges the adjacent pair whose concatenation has
+//!   the best score, and for these vocabularies a better score means a lower id, so ranking every
+//!   possible split of a token by that token's id reproduces SentencePiece's choices.
+//!
+//! Token types follow llama.cpp: 3 (control) and 2 (unknown) become *special* added tokens, which
+//! are only recognised in trusted text; 4 (user-defined, e.g. Gemma's "\n\n" or runs of spaces)
+//! become ordinary added tokens that SentencePiece and llama.cpp always match as whole pieces.
+//!
+//! Prompt safety: [`GgufTokenizer::encode_text`] never turns special-token strings inside user
+//! text into control tokens. [`GgufTokenizer::encode_prompt`] assembles a prompt from trusted
+//! template parts and untrusted text while tokenizing across their boundaries exactly as if the
+//! whole prompt were one string.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::quantized::gguf_file::Value;
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::byte_level::ByteLevel;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{Merges, Vocab, BPE};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{
+    AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer,
+};
+
+/// SentencePiece's visible space.
+const SPIECE_SPACE: char = '\u{2581}';
+
+/// Token strings that end a turn in common chat formats; generation stops on any that exist.
+const END_OF_TURN_TOKENS: &[&str] = &[
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<|endoftext|>",
+];
+
+/// llama.cpp token types (`tokenizer.ggml.token_type`).
+mod token_type {
+    pub const NORMAL: i64 = 1;
+    pub const UNKNOWN: i64 = 2;
+    pub const CONTROL: i64 = 3;
+    pub const USER_DEFINED: i64 = 4;
+}
+
+/// Split regexes of the Llama 3 and Qwen 2 tokenizer.json files (llama.cpp `pre` = llama-bpe, qwen2).
+const LLAMA3_SPLIT_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// One part of a prompt for [`GgufTokenizer::encode_prompt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptPart<'a> {
+    /// Template output (chat markup) written by the program: special tokens are recognised.
+    Trusted(&'a str),
+    /// Text from the user or a document: special-token strings stay plain text.
+    Text(&'a str),
+}
+
+/// A tokenizer rebuilt from GGUF metadata plus the generation-relevant token facts.
+#[derive(Clone)]
+pub struct GgufTokenizer {
+    /// The underlying tokenizer. It is configured with `encode_special_tokens = true`, so
+    /// `tokenizer.encode(..)` on it is as safe as [`GgufTokenizer::encode_text`]; with
+    /// `add_special_tokens = true` it prepends BOS when [`GgufTokenizer::add_bos`] is set.
+    pub tokenizer: Tokenizer,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    /// ids that end generation: eos, plus end-of-turn tokens such as <|im_end|>, <end_of_turn>, <|eot_id|> when present
+    pub stop_ids: Vec<u32>,
+    /// `tokenizer.ggml.add_bos_token` (model defaults when absent: `llama` true, `gpt2` false).
+    /// The `encode_*` methods never add BOS themselves; the caller prepends `bos_id` when this is
+    /// set and the chat template does not already emit it.
+    pub add_bos: bool,
+    /// `tokenizer.chat_template`
+    pub chat_template: Option<String>,
+    specials: SpecialMatcher,
+}
+
+impl std::fmt::Debug for GgufTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufTokenizer")
+            .field("vocab_size", &self.tokenizer.get_vocab_size(true))
+            .field("bos_id", &self.bos_id)
+            .field("eos_id", &self.eos_id)
+            .field("stop_ids", &self.stop_ids)
+            .field("add_bos", &self.add_bos)
+            .field("has_chat_template", &self.chat_template.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GgufTokenizer {
+    /// Encodes user text so that special-token strings inside it (e.g. "<|im_start|>") are NOT
+    /// turned into control tokens. Adds no BOS/EOS.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoding = self
+            .tokenizer
+            .encode_fast(text, false)
+            .map_err(|e| anyhow!("tokenizing text failed: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Encodes trusted template output (chat markup) where special tokens ARE recognised.
+    /// Adds no BOS/EOS. Gives the same ids as the tokenizer's own special-token parsing.
+    pub fn encode_trusted(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_prompt(&[PromptPart::Trusted(text)])
+    }
+
+    /// Encodes a prompt made of trusted template parts and untrusted text.
+    ///
+    /// Special tokens are recognised only inside [`PromptPart::Trusted`] parts. All plain text
+    /// between two special tokens is tokenized as one string, whichever parts it comes from, so
+    /// the result equals tokenizing the concatenated prompt (minus special-token parsing in the
+    /// untrusted parts). Encoding the parts separately and concatenating the ids would not: e.g.
+    /// a template ending in "Text: " followed by "Der" gives "Ġ" + "Der" instead of "ĠDer" for
+    /// byte-level BPE. Adds no BOS/EOS.
+    pub fn encode_prompt(&self, parts: &[PromptPart<'_>]) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        let mut pending = String::new();
+        for part in parts {
+            match *part {
+                PromptPart::Text(text) => pending.push_str(text),
+                PromptPart::Trusted(text) => {
+                    let mut rest = text;
+                    while let Some((start, len, id)) = self.specials.find(rest) {
+                        pending.push_str(&rest[..start]);
+                        ids.extend(self.encode_text(&pending)?);
+                        pending.clear();
+                        ids.push(id);
+                        rest = &rest[start + len..];
+                    }
+                    pending.push_str(rest);
+                }
+            }
+        }
+        ids.extend(self.encode_text(&pending)?);
+        Ok(ids)
+    }
+
+    /// Decodes ids to text; `skip_special` drops control tokens such as `<|im_end|>`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.tokenizer
+            .decode(ids, skip_special)
+            .map_err(|e| anyhow!("decoding token ids failed: {e}"))
+    }
+
+    /// The id of a token string, including special tokens.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+
+    /// Whether generating `id` should end the answer.
+    pub fn is_stop(&self, id: u32) -> bool {
+        self.stop_ids.contains(&id)
+    }
+}
+
+/// Finds special-token strings (leftmost, then longest) in trusted text.
+#[derive(Debug, Clone)]
+struct SpecialMatcher {
+    ids: HashMap<String, u32>,
+    /// Distinct byte lengths of the special tokens, longest first.
+    lengths: Vec<usize>,
+    /// Which bytes can start a special token.
+    first_bytes: [bool; 256],
+}
+
+impl SpecialMatcher {
+    fn new(specials: impl IntoIterator<Item = (String, u32)>) -> Self {
+        let mut matcher = Self {
+            ids: HashMap::new(),
+            lengths: Vec::new(),
+            first_bytes: [false; 256],
+        };
+        for (content, id) in specials {
+            let Some(&first) = content.as_bytes().first() else {
+                continue;
+            };
+            matcher.first_bytes[usize::from(first)] = true;
+            if !matcher.lengths.contains(&content.len()) {
+                matcher.lengths.push(content.len());
+            }
+            matcher.ids.entry(content).or_insert(id);
+        }
+        matcher.lengths.sort_unstable_by(|a, b| b.cmp(a));
+        matcher
+    }
+
+    /// `(byte offset, byte length, id)` of the first special token in `text`.
+    fn find(&self, text: &str) -> Option<(usize, usize, u32)> {
+        let bytes = text.as_bytes();
+        for (start, &byte) in bytes.iter().enumerate() {
+            if !self.first_bytes[usize::from(byte)] || !text.is_char_boundary(start) {
+                continue;
+            }
+            for &len in &self.lengths {
+                let Some(candidate) = text.get(start..start + len) else {
+                    continue;
+                };
+                if let Some(&id) = self.ids.get(candidate) {
+                    return Some((start, len, id));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Reads a typed view of the `tokenizer.*` metadata.
+struct Metadata<'a>(&'a HashMap<String, Value>);
+
+impl<'a> Metadata<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key)
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => bail!(
+                "GGUF metadata `{key}` should be a string, found {:?}",
+                other.value_type()
+            ),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => integer(other)
+                .map(|v| Some(v != 0))
+                .with_context(|| format!("GGUF metadata `{key}` should be a boolean")),
+        }
+    }
+
+    fn token_id(&self, key: &str, vocab_size: usize) -> Result<Option<u32>> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let id = integer(value)
+            .with_context(|| format!("GGUF metadata `{key}` should be a token id"))?;
+        // Some converters write -1 for "no such token".
+        if id < 0 {
+            return Ok(None);
+        }
+        match u32::try_from(id) {
+            Ok(id) if (id as usize) < vocab_size => Ok(Some(id)),
+            _ => bail!(
+                "GGUF metadata `{key}` = {id} is outside the vocabulary of {vocab_size} tokens"
+            ),
+        }
+    }
+
+    fn array(&self, key: &str) -> Result<Option<&'a Vec<Value>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items)),
+            Some(other) => bail!(
+                "GGUF metadata `{key}` should be an array, found {:?}",
+                other.value_type()
+            ),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Option<Vec<&'a str>>> {
+        let Some(items) = self.array(key)? else {
+            return Ok(None);
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.as_str()),
+                other => bail!(
+                    "GGUF metadata `{key}`[{i}] should be a string, found {:?}",
+                    other.value_type()
+                ),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    fn integers(&self, key: &str) -> Result<Option<Vec<i64>>> {
+        let Some(items) = self.array(key)? else {
+            return Ok(None);
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                integer(v)
+                    .with_context(|| format!("GGUF metadata `{key}`[{i}] should be an integer"))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+fn integer(value: &Value) -> Result<i64> {
+    Ok(match value {
+        Value::U8(v) => i64::from(*v),
+        Value::I8(v) => i64::from(*v),
+        Value::U16(v) => i64::from(*v),
+        Value::I16(v) => i64::from(*v),
+        Value::U32(v) => i64::from(*v),
+        Value::I32(v) => i64::from(*v),
+        Value::I64(v) => *v,
+        Value::U64(v) => i64::try_from(*v).context("integer out of range")?,
+        other => bail!("found {:?}", other.value_type()),
+    })
+}
+
+/// The two families of GGUF tokenizer this module can rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `gpt2`: byte-level BPE with explicit merges.
+    ByteLevelBpe,
+    /// `llama`: SentencePiece BPE with scores and byte fallback.
+    SentencePieceBpe,
+}
+
+/// Builds a tokenizer from the metadata of a GGUF file (`Content::metadata`).
+pub fn tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<GgufTokenizer> {
+    let meta = Metadata(metadata);
+    let model = meta
+        .string("tokenizer.ggml.model")?
+        .context("GGUF metadata has no `tokenizer.ggml.model`: the file carries no tokenizer")?;
+    let family = match model {
+        "gpt2" => Family::ByteLevelBpe,
+        "llama" => Family::SentencePieceBpe,
+        other => bail!(
+            "unsupported GGUF tokenizer model `{other}` (supported: gpt2, llama); \
+             use a tokenizer.json instead"
+        ),
+    };
+    let tokens = meta
+        .strings("tokenizer.ggml.tokens")?
+        .context("GGUF metadata has no `tokenizer.ggml.tokens`")?;
+    if tokens.is_empty() {
+        bail!("GGUF metadata `tokenizer.ggml.tokens` is empty");
+    }
+    let types = match meta.integers("tokenizer.ggml.token_type")? {
+        Some(types) if types.len() != tokens.len() => bail!(
+            "GGUF metadata `tokenizer.ggml.token_type` has {} entries for {} tokens",
+            types.len(),
+            tokens.len()
+        ),
+        Some(types) => types,
+        None => vec![token_type::NORMAL; tokens.len()],
+    };
+
+    // SentencePiece vocabularies exported to GGUF spell runs of spaces with real spaces; the
+    // normalizer turns input spaces into "▁", so the vocabulary must use "▁" too.
+    let spelled: Vec<String> = tokens
+        .iter()
+        .map(|t| match family {
+            Family::SentencePieceBpe if !t.is_empty() && t.chars().all(|c| c == ' ') => {
+                SPIECE_SPACE.to_string().repeat(t.chars().count())
+            }
+            _ => (*t).to_string(),
+        })
+        .collect();
+
+    let vocab_size = spelled.len();
+    let bos_id = meta.token_id("tokenizer.ggml.bos_token_id", vocab_size)?;
+    let eos_id = meta.token_id("tokenizer.ggml.eos_token_id", vocab_size)?;
+    let unk_id = meta.token_id("tokenizer.ggml.unknown_token_id", vocab_size)?;
+    let add_bos = meta
+        .bool("tokenizer.ggml.add_bos_token")?
+        .unwrap_or(family == Family::SentencePieceBpe);
+
+    let mut vocab = Vocab::default();
+    for (id, token) in spelled.iter().enumerate() {
+        // A duplicated token string keeps its first id, as in llama.cpp; later copies never encode.
+        vocab.entry(token.clone()).or_insert(id as u32);
+    }
+
+    let stop_ids = stop_ids(&meta, &vocab, eos_id, vocab_size)?;
+
+    let mut tokenizer = match family {
+        Family::ByteLevelBpe => {
+            let merges = meta
+                .strings("tokenizer.ggml.merges")?
+                .context("GGUF metadata has no `tokenizer.ggml.merges` for the gpt2 tokenizer")?;
+            let merges = merges
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    m.split_once(' ')
+                        .map(|(l, r)| (l.to_string(), r.to_string()))
+                        .with_context(|| {
+                            format!("GGUF metadata `tokenizer.ggml.merges`[{i}] = {m:?} is not `left right`")
+                        })
+                })
+                .collect::<Result<Merges>>()?;
+            let pre = meta.string("tokenizer.ggml.pre")?;
+            byte_level_tokenizer(vocab, merges, pre)?
+        }
+        Family::SentencePieceBpe => {
+            let merges = sentencepiece_merges(&spelled, &types, &vocab);
+            let add_space_prefix = meta
+                .bool("tokenizer.ggml.add_space_prefix")?
+                .unwrap_or(true);
+            let unk = unk_id.map(|id| spelled[id as usize].clone());
+            sentencepiece_tokenizer(vocab, merges, unk, add_space_prefix)?
+        }
+    };
+
+    // Added tokens: ids already exist in the model vocabulary, so these only mark which strings
+    // are matched as whole pieces before BPE (and which are special).
+    let mut specials = Vec::new();
+    let mut user_defined = Vec::new();
+    for (id, (token, &kind)) in spelled.iter().zip(&types).enumerate() {
+        if token.is_empty() {
+            continue;
+        }
+        match kind {
+            token_type::CONTROL | token_type::UNKNOWN => specials.push((token.clone(), id as u32)),
+            token_type::USER_DEFINED => user_defined.push(token.clone()),
+            _ => {}
+        }
+    }
+    tokenizer
+        .add_special_tokens(
+            specials
+                .iter()
+                .map(|(t, _)| AddedToken::from(t.clone(), true)),
+        )
+        .map_err(|e| anyhow!("GGUF tokenizer: special tokens: {e}"))?;
+    tokenizer
+        .add_tokens(
+            user_defined
+                .iter()
+                .map(|t| AddedToken::from(t.clone(), false)),
+        )
+        .map_err(|e| anyhow!("GGUF tokenizer: user-defined tokens: {e}"))?;
+    if add_bos {
+        if let Some(bos) = bos_id {
+            let bos_token = spelled[bos as usize].clone();
+            let template = TemplateProcessing::builder()
+                .try_single(vec![bos_token.as_str(), "$A"])
+                .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?
+                .try_pair(vec![bos_token.as_str(), "$A", bos_token.as_str(), "$B:1"])
+                .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?
+                .special_tokens(vec![(bos_token.clone(), bos)])
+                .build()
+                .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?;
+            tokenizer.with_post_processor(Some(template));
+        }
+    }
+    // User text is the common case; trusted markup goes through `encode_prompt`.
+    tokenizer.set_encode_special_tokens(true);
+
+    let chat_template = meta.string("tokenizer.chat_template")?.map(str::to_string);
+
+    Ok(GgufTokenizer {
+        tokenizer,
+        bos_id,
+        eos_id,
+        stop_ids,
+        add_bos,
+        chat_template,
+        specials: SpecialMatcher::new(specials),
+    })
+}
+
+fn stop_ids(
+    meta: &Metadata<'_>,
+    vocab: &Vocab,
+    eos_id: Option<u32>,
+    vocab_size: usize,
+) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    let mut push = |id: u32| {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    };
+    if let Some(id) = eos_id {
+        push(id);
+    }
+    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        if let Some(id) = meta.token_id(key, vocab_size)? {
+            push(id);
+        }
+    }
+    for token in END_OF_TURN_TOKENS {
+        if let Some(&id) = vocab.get(*token) {
+            push(id);
+        }
+    }
+    Ok(ids)
+}
+
+fn byte_level_tokenizer(vocab: Vocab, merges: Merges, pre: Option<&str>) -> Result<Tokenizer> {
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| anyhow!("GGUF gpt2 tokenizer: invalid vocabulary or merges: {e}"))?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    let byte_level = |use_regex| {
+        PreTokenizerWrapper::ByteLevel(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(
+            false, true, use_regex,
+        ))
+    };
+    let split = |regex: &str| -> Result<PreTokenizerWrapper> {
+        Ok(PreTokenizerWrapper::Split(
+            Split::new(
+                SplitPattern::Regex(regex.to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| anyhow!("GGUF gpt2 tokenizer: pre-tokenizer regex: {e}"))?,
+        ))
+    };
+    // Pre-tokenizers as in each model family's tokenizer.json (llama.cpp's `pre` names).
+    let pre_tokenizer = match pre.unwrap_or("default") {
+        "default" | "gpt2" | "gpt-2" => byte_level(true),
+        "smollm" => PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(vec![
+            PreTokenizerWrapper::Digits(Digits::new(true)),
+            byte_level(true),
+        ])),
+        "llama3" | "llama-bpe" => PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(vec![
+            split(LLAMA3_SPLIT_REGEX)?,
+            byte_level(false),
+        ])),
+        "qwen2" => PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(vec![
+            split(QWEN2_SPLIT_REGEX)?,
+            byte_level(false),
+        ])),
+        other => bail!(
+            "unsupported GGUF pre-tokenizer `{other}` for the gpt2 tokenizer \
+             (supported: default, gpt2, smollm, llama-bpe, qwen2); use a tokenizer.json instead"
+        ),
+    };
+    tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
+    tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
+    Ok(tokenizer)
+}
+
+/// Merges that make BPE reproduce SentencePiece's score-driven merging.
+///
+/// Every way to split a normal token into two vocabulary pieces is a merge. Merges are ranked by
+/// the token's id (= its score rank), then by longer left piece, so the rank of a merge is the
+/// rank SentencePiece gives the merged piece.
+fn sentencepiece_merges(tokens: &[String], types: &[i64], vocab: &Vocab) -> Merges {
+    let mut merges = Merges::new();
+    for (token, &kind) in tokens.iter().zip(types) {
+        if kind != token_type::NORMAL {
+            continue;
+        }
+        let boundaries: Vec<usize> = token.char_indices().map(|(i, _)| i).skip(1).collect();
+        for &at in boundaries.iter().rev() {
+            let (left, right) = token.split_at(at);
+            if vocab.contains_key(left) && vocab.contains_key(right) {
+                merges.push((left.to_string(), right.to_string()));
+            }
+        }
+    }
+    merges
+}
+
+fn sentencepiece_tokenizer(
+    vocab: Vocab,
+    merges: Merges,
+    unk: Option<String>,
+    add_space_prefix: bool,
+) -> Result<Tokenizer> {
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .fuse_unk(true);
+    if let Some(unk) = unk {
+        builder = builder.unk_token(unk);
+    }
+    let bpe = builder
+        .build()
+        .map_err(|e| anyhow!("GGUF llama tokenizer: invalid vocabulary: {e}"))?;
+    let mut tokenizer = Tokenizer::new(bpe);
+
+    let space = SPIECE_SPACE.to_string();
+    let replace_spaces = Replace::new(" ", space.as_str())
+        .map_err(|e| anyhow!("GGUF llama tokenizer: normalizer: {e}"))?;
+    let normalizer = if add_space_prefix {
+        NormalizerWrapper::Sequence(NormalizerSequence::new(vec![
+            NormalizerWrapper::Prepend(Prepend::new(space.clone())),
+            NormalizerWrapper::Replace(replace_spaces),
+        ]))
+    } else {
+        NormalizerWrapper::Replace(replace_spaces)
+    };
+    tokenizer
+        .with_normalizer(Some(normalizer))
+        .map_err(|e| anyhow!("GGUF llama tokenizer: normalizer: {e}"))?;
+
+    let mut decoders = vec![
+        DecoderWrapper::Replace(
+            Replace::new(space.as_str(), " ")
+                .map_err(|e| anyhow!("GGUF llama tokenizer: decoder: {e}"))?,
+        ),
+        DecoderWrapper::ByteFallback(ByteFallback::new()),
+        DecoderWrapper::Fuse(Fuse::new()),
+    ];
+    if add_space_prefix {
+        // Undo the prefix space the normalizer added.
+        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
+    }
+    tokenizer.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(
+        decoders,
+    ))));
+    Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Value {
+        Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
+    }
+
+    /// A SentencePiece-style (`llama`) vocabulary small enough to reason about by hand.
+    /// Scores fall with the id, as in real SentencePiece BPE models.
+    fn llama_metadata() -> HashMap<String, Value> {
+        let vocab: &[(&str, i32)] = &[
+            ("<unk>", 2),  // 0
+            ("<s>", 3),    // 1
+            ("</s>", 3),   // 2
+            ("<x>", 3),    // 3: a control token spelled with normal pieces
+            ("\n\n", 4),   // 4: user-defined
+            ("  ", 4),     // 5: user-defined run of spaces, spelled with spaces as in GGUF
+            ("<0xC3>", 6), // 6
+            ("<0xA4>", 6), // 7
+            ("▁", 1),      // 8
+            ("a", 1),      // 9
+            ("b", 1),      // 10
+            ("c", 1),      // 11
+            ("ab", 1),     // 12
+            ("bc", 1),     // 13
+            ("▁a", 1),     // 14
+            ("abc", 1),    // 15
+            ("▁ab", 1),    // 16
+            ("<", 1),      // 17
+            ("x", 1),      // 18
+            (">", 1),      // 19
+        ];
+        let mut m = HashMap::new();
+        m.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
+        m.insert(
+            "tokenizer.ggml.tokens".into(),
+            strings(&vocab.iter().map(|(t, _)| *t).collect::<Vec<_>>()),
+        );
+        m.insert(
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(vocab.iter().map(|(_, k)| Value::I32(*k)).collect()),
+        );
+        m.insert(
+            "tokenizer.ggml.scores".into(),
+            Value::Array((0..vocab.len()).map(|i| Value::F32(-(i as f32))).collect()),
+        );
+        m.insert("tokenizer.ggml.unknown_token_id".into(), Value::U32(0));
+        m.insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1));
+        m.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(2));
+        m.insert("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false));
+        m
+    }
+
+    /// A byte-level (`gpt2`) vocabulary; "Ġ" is the byte-level spelling of a space.
+    fn gpt2_metadata(pre: &str) -> HashMap<String, Value> {
+        let tokens = [
+            "<|endoftext|>",
+            "<|im_start|>",
+            "<|im_end|>",
+            "Ġ",
+            "a",
+            "b",
+            "1",
+            "2",
+            "ab",
+            "Ġa",
+            "Ġab",
+            "12",
+        ];
+        let mut m = HashMap::new();
+        m.insert("tokenizer.ggml.model".into(), Value::String("gpt2".into()));
+        m.insert("tokenizer.ggml.pre".into(), Value::String(pre.into()));
+        m.insert("tokenizer.ggml.tokens".into(), strings(&tokens));
+        let types = [3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+        m.insert(
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(types.iter().map(|&k| Value::I32(k)).collect()),
+        );
+        m.insert(
+            "tokenizer.ggml.merges".into(),
+            strings(&["a b", "Ġ a", "Ġ ab", "1 2"]),
+        );
+        m.insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1));
+        m.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(2));
+        m.insert(
+            "tokenizer.chat_template".into(),
+            Value::String("{{ messages }}".into()),
+        );
+        m
+    }
+
+    #[test]
+    fn derived_merges_rank_by_token_id_then_longer_left() {
+        let tokens: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let vocab: Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let merges = sentencepiece_merges(&tokens, &[1; 6], &vocab);
+        let pairs: Vec<(&str, &str)> = merges
+            .iter()
+            .map(|(l, r)| (l.as_str(), r.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![("a", "b"), ("b", "c"), ("ab", "c"), ("a", "bc")]
+        );
+    }
+
+    #[test]
+    fn sentencepiece_bpe_merges_by_score_not_by_length() {
+        let tok = tokenizer_from_gguf(&llama_metadata()).unwrap();
+        // "▁abc": "ab" (id 12) merges first, then "abc" (15) beats "▁ab" (16): ["▁", "abc"].
+        assert_eq!(tok.encode_text(" abc").unwrap(), vec![8, 15]);
+        assert_eq!(tok.encode_text("abc").unwrap(), vec![15]);
+        assert_eq!(tok.decode(&[8, 15], false).unwrap(), " abc");
+    }
+
+    #[test]
+    fn sentencepiece_byte_fallback_and_user_defined_pieces() {
+        let tok = tokenizer_from_gguf(&llama_metadata()).unwrap();
+        assert_eq!(tok.encode_text("ä").unwrap(), vec![6, 7]);
+        assert_eq!(tok.decode(&[6, 7], false).unwrap(), "ä");
+        assert_eq!(tok.encode_text("a\n\nb").unwrap(), vec![9, 4, 10]);
+        // Two spaces are one user-defined piece, stored as "  " in GGUF and "▁▁" in the vocab.
+        assert_eq!(tok.encode_text("a  b").unwrap(), vec![9, 5, 10]);
+        assert_eq!(tok.decode(&[9, 5, 10], false).unwrap(), "a  b");
+        assert_eq!(tok.tokenizer.id_to_token(5).as_deref(), Some("▁▁"));
+    }
+
+    #[test]
+    fn sentencepiece_bos_and_defaults() {
+        let mut meta = llama_metadata();
+        let tok = tokenizer_from_gguf(&meta).unwrap();
+        assert!(
+            tok.add_bos,
+            "llama tokenizers add BOS unless told otherwise"
+        );
+        assert_eq!(
+            tok.tokenizer.encode("ab", true).unwrap().get_ids(),
+            &[1, 12]
+        );
+        assert_eq!(tok.stop_ids, vec![2]);
+        assert_eq!(tok.chat_template, None);
+
+        meta.insert("tokenizer.ggml.add_bos_token".into(), Value::Bool(false));
+        let tok = tokenizer_from_gguf(&meta).unwrap();
+        assert!(!tok.add_bos);
+        assert_eq!(tok.tokenizer.encode("ab", true).unwrap().get_ids(), &[12]);
+    }
+
+    #[test]
+    fn sentencepiece_space_prefix_when_requested() {
+        let mut meta = llama_metadata();
+        meta.insert("tokenizer.ggml.add_space_prefix".into(), Value::Bool(true));
+        let tok = tokenizer_from_gguf(&meta).unwrap();
+        assert_eq!(tok.encode_text("ab").unwrap(), vec![16]);
+        assert_eq!(tok.decode(&[16], false).unwrap(), "ab");
+    }
+
+    #[test]
+    fn special_tokens_only_in_trusted_text() {
+        let tok = tokenizer_from_gguf(&llama_metadata()).unwrap();
+        assert_eq!(tok.encode_text("<x>").unwrap(), vec![17, 18, 19]);
+        assert_eq!(tok.encode_trusted("<x>").unwrap(), vec![3]);
+        assert_eq!(tok.encode_trusted("a<x>b").unwrap(), vec![9, 3, 10]);
+        let prompt = tok
+            .encode_prompt(&[
+                PromptPart::Trusted("<x>a"),
+                PromptPart::Text("b<x>"),
+                PromptPart::Trusted("c<x>"),
+            ])
+            .unwrap();
+        // "a" + "b" join across the part boundary into "ab"; the user's "<x>" stays text.
+        assert_eq!(prompt, vec![3, 12, 17, 18, 19, 11, 3]);
+        assert_eq!(tok.decode(&prompt, true).unwrap(), "ab<x>c");
+    }
+
+    #[test]
+    fn byte_level_bpe_without_spurious_prefix_space() {
+        let tok = tokenizer_from_gguf(&gpt2_metadata("gpt2")).unwrap();
+        assert_eq!(tok.encode_text("ab").unwrap(), vec![8]);
+        assert_eq!(tok.encode_text(" ab").unwrap(), vec![10]);
+        assert_eq!(tok.decode(&[8, 10], false).unwrap(), "ab ab");
+        assert_eq!(tok.encode_text("12").unwrap(), vec![11]);
+        assert!(!tok.add_bos, "gpt2 tokenizers add no BOS unless told");
+        assert_eq!(tok.stop_ids, vec![2, 0]);
+        assert_eq!(tok.chat_template.as_deref(), Some("{{ messages }}"));
+    }
+
+    #[test]
+    fn smollm_pre_tokenizer_splits_digits() {
+        let tok = tokenizer_from_gguf(&gpt2_metadata("smollm")).unwrap();
+        assert_eq!(tok.encode_text("12").unwrap(), vec![6, 7]);
+        assert_eq!(tok.encode_text(" ab").unwrap(), vec![10]);
+    }
+
+    #[test]
+    fn byte_level_special_tokens_need_trust() {
+        let tok = tokenizer_from_gguf(&gpt2_metadata("gpt2")).unwrap();
+        let trusted = tok.encode_trusted("<|im_start|>ab<|im_end|>").unwrap();
+        assert_eq!(trusted, vec![1, 8, 2]);
+        assert_eq!(tok.decode(&trusted, true).unwrap(), "ab");
+        assert_eq!(
+            tok.decode(&trusted, false).unwrap(),
+            "<|im_start|>ab<|im_end|>"
+        );
+    }
+
+    #[test]
+    fn unsupported_and_broken_metadata_give_clear_errors() {
+        let mut meta = gpt2_metadata("gpt2");
+        meta.insert("tokenizer.ggml.model".into(), Value::String("bert".into()));
+        let err = tokenizer_from_gguf(&meta).unwrap_err().to_string();
+        assert!(
+            err.contains("unsupported GGUF tokenizer model `bert`"),
+            "{err}"
+        );
+
+        let err = tokenizer_from_gguf(&gpt2_metadata("mystery"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pre-tokenizer `mystery`"), "{err}");
+
+        let err = tokenizer_from_gguf(&HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tokenizer.ggml.model"), "{err}");
+
+        let mut meta = llama_metadata();
+        meta.remove("tokenizer.ggml.tokens");
+        let err = tokenizer_from_gguf(&meta).unwrap_err().to_string();
+        assert!(err.contains("tokenizer.ggml.tokens"), "{err}");
+
+        let mut meta = llama_metadata();
+        meta.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(999));
+        let err = tokenizer_from_gguf(&meta).unwrap_err().to_string();
+        assert!(err.contains("outside the vocabulary"), "{err}");
+
+        let mut meta = gpt2_metadata("gpt2");
+        meta.insert("tokenizer.ggml.merges".into(), strings(&["ab"]));
+        let err = tokenizer_from_gguf(&meta).unwrap_err().to_string();
+        assert!(err.contains("not `left right`"), "{err}");
+
+        let mut meta = llama_metadata();
+        meta.insert("tokenizer.ggml.token_type".into(), Value::Array(vec![]));
+        let err = tokenizer_from_gguf(&meta).unwrap_err().to_string();
+        assert!(err.contains("token_type"), "{err}");
+    }
+}
