@@ -5,6 +5,7 @@
 use crate::generation::{self, EarlyStopping, GenerationConfig, Hypothesis, StepModel};
 use crate::hub::ModelFiles;
 use crate::models::marian::{Config, DecoderState, MarianModel};
+use crate::pipeline::weights::SafetensorsFile;
 use crate::text::{self, Format, Segment};
 use crate::tokenize::marian::MarianTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -157,9 +158,10 @@ impl MarianTranslator {
         };
 
         let vb = if let Some(path) = files.get("model.safetensors") {
-            // Memory-mapped: the weights are paged in, not copied.
-            unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
-                .with_context(|| format!("{} is not a readable safetensors file", path.display()))?
+            // Read tensor by tensor, not memory-mapped: candle copies
+            // mapped weights anyway, and the map would double the peak
+            // memory (see pipeline::weights).
+            SafetensorsFile::open(path)?.into_var_builder(DType::F32, device)
         } else if let Some(path) = files.get("pytorch_model.bin") {
             VarBuilder::from_pth(path, DType::F32, device).with_context(|| {
                 format!("{} is not a readable PyTorch checkpoint", path.display())
