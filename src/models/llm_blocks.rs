@@ -281,6 +281,21 @@ pub fn grouped_attention(
 
 /// RMS normalisation over the last dimension (packs the input first, as the
 /// fast kernel needs).
+/// Projects the normed hidden states `h` (1, seq, hidden) through `w` and
+/// splits the result into heads: (1, heads, seq, head_dim).
+pub fn project_heads(
+    w: &candle_core::quantized::QMatMul,
+    h: &Tensor,
+    seq: usize,
+    heads: usize,
+    head_dim: usize,
+) -> Result<Tensor> {
+    use candle_core::Module;
+    w.forward(h)?
+        .reshape((1, seq, heads, head_dim))?
+        .transpose(1, 2)
+}
+
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
     candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps)
 }

@@ -18,7 +18,8 @@
 
 use super::causal_lm::{CausalLm, Hparams, TensorSource};
 use super::llm_blocks::{
-    attention_mask, dense_vector, grouped_attention, last_logits, rms_norm, KvCache, RopeTable,
+    attention_mask, dense_vector, grouped_attention, last_logits, project_heads, rms_norm, KvCache,
+    RopeTable,
 };
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Module, Result, Tensor};
@@ -204,21 +205,9 @@ impl CausalLm for QuantizedGemma3 {
         let mut masks: [Option<Option<Tensor>>; 2] = [None, None];
         for layer in self.layers.iter_mut() {
             let h = rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = layer
-                .wq
-                .forward(&h)?
-                .reshape((1, seq, n_head, hd))?
-                .transpose(1, 2)?;
-            let k = layer
-                .wk
-                .forward(&h)?
-                .reshape((1, seq, n_kv, hd))?
-                .transpose(1, 2)?;
-            let v = layer
-                .wv
-                .forward(&h)?
-                .reshape((1, seq, n_kv, hd))?
-                .transpose(1, 2)?;
+            let q = project_heads(&layer.wq, &h, seq, n_head, hd)?;
+            let k = project_heads(&layer.wk, &h, seq, n_kv, hd)?;
+            let v = project_heads(&layer.wv, &h, seq, n_kv, hd)?;
             let q = rms_norm(&q, &layer.q_norm, eps)?;
             let k = rms_norm(&k, &layer.k_norm, eps)?;
             let (cos, sin) = if layer.local {

@@ -10,7 +10,8 @@
 
 use super::causal_lm::{CausalLm, Hparams, TensorSource};
 use super::llm_blocks::{
-    attention_mask, dense_vector, grouped_attention, last_logits, rms_norm, KvCache, RopeTable,
+    attention_mask, dense_vector, grouped_attention, last_logits, project_heads, rms_norm, KvCache,
+    RopeTable,
 };
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Module, Result, Tensor};
@@ -180,21 +181,9 @@ impl CausalLm for QuantizedLlama {
         for li in 0..self.layers.len() {
             let layer = &self.layers[li];
             let h = rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = layer
-                .wq
-                .forward(&h)?
-                .reshape((1, seq, n_head, hd))?
-                .transpose(1, 2)?;
-            let k = layer
-                .wk
-                .forward(&h)?
-                .reshape((1, seq, n_kv, hd))?
-                .transpose(1, 2)?;
-            let v = layer
-                .wv
-                .forward(&h)?
-                .reshape((1, seq, n_kv, hd))?
-                .transpose(1, 2)?;
+            let q = project_heads(&layer.wq, &h, seq, n_head, hd)?;
+            let k = project_heads(&layer.wk, &h, seq, n_kv, hd)?;
+            let v = project_heads(&layer.wv, &h, seq, n_kv, hd)?;
             let q = self.rotate(&q, &cos, &sin)?;
             let k = self.rotate(&k, &cos, &sin)?;
             let layer = &mut self.layers[li];
