@@ -71,18 +71,59 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
-/// Sizes the global rayon pool that candle's CPU kernels use.
+/// Sizes the thread pools that candle's CPU kernels use.
 ///
-/// `None` keeps the default (all cores). Must run before any tensor work; a
-/// second call is a no-op. `RAYON_NUM_THREADS`, when set, wins, as rayon documents.
+/// `None` keeps the default (all cores). Must run before any tensor work and
+/// before other threads start; a second call is a no-op. `RAYON_NUM_THREADS`,
+/// when set, wins, as rayon documents.
 pub fn set_threads(threads: Option<usize>) {
+    // Only the first call may touch the environment: later ones could race
+    // with kernel threads reading it.
+    static FIRST: std::sync::Once = std::sync::Once::new();
+    FIRST.call_once(|| configure_threads(threads));
+}
+
+fn configure_threads(threads: Option<usize>) {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return;
     }
     if let Some(n) = threads.filter(|n| *n > 0) {
+        // candle sizes two pools of its own from the environment, not from
+        // rayon's global pool: the gemm parallelism (`RAYON_NUM_THREADS`) and
+        // the barrier pool of the quantized matmul (`CANDLE_NUM_THREADS`).
+        // Without these, `--threads 1` would still multiply on every core.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
         // An error only means the pool already exists; keeping it is right.
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global();
+    }
+}
+
+/// Runs `f` on a thread of tolk's compute pool and returns its result.
+///
+/// candle's CPU ops (softmax, norms, gemm) split their work with rayon; called
+/// from a thread outside a pool, every such op hands its work to a sleeping
+/// pool thread and waits, two context switches per op, hundreds per decoded
+/// token. Inside the pool the caller itself takes part. Model calls go
+/// through here, one hand-off per call. The pool has `--threads` threads
+/// (see [`set_threads`]), or one per core.
+pub fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        // 0 = rayon's default: RAYON_NUM_THREADS (set by set_threads) or all cores.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(0)
+            .thread_name(|i| format!("tolk-compute-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) => pool.install(f),
+        // No threads could be started: run here, slower but correct.
+        None => f(),
     }
 }

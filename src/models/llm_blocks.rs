@@ -263,6 +263,11 @@ pub fn grouped_attention(
         candle_core::bail!("{n_head} query heads cannot share {n_kv} KV heads")
     }
     let groups = n_head / n_kv;
+    if b == 1 && seq == 1 && mask.is_none() {
+        if let Some(out) = decode_attention_cpu(q, k, v, scale, groups)? {
+            return Ok(out);
+        }
+    }
     let q = (q.contiguous()? * scale)?.reshape((b, n_kv, groups * seq, d))?;
     let att = q.matmul(&k.t()?)?;
     let att = match mask {
@@ -279,12 +284,71 @@ pub fn grouped_attention(
         .reshape((b, seq, n_head * d))
 }
 
-/// RMS normalisation over the last dimension (packs the input first, as the
-/// fast kernel needs).
+/// Attention of one new token over the cache, on the CPU in plain loops.
+///
+/// Decoding asks for a handful of dot products per head; candle would spend
+/// more on dispatching its seven tensor ops (scale, matmul, softmax, matmul,
+/// reshapes) and the gemm set-up than on the arithmetic. Returns `None` (use
+/// the tensor path) without AVX2, and for anything but f32 tensors in CPU
+/// memory with packed rows.
+fn decode_attention_cpu(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    groups: usize,
+) -> Result<Option<Tensor>> {
+    use super::qlinear::avx2::CacheRows;
+    use candle_core::Storage;
+    let Some(simd) = super::qlinear::kernels() else {
+        return Ok(None);
+    };
+    if !q.device().is_cpu() || [q, k, v].iter().any(|t| t.dtype() != DType::F32) {
+        return Ok(None);
+    }
+    let (_, n_head, _, d) = q.dims4()?;
+    let (_, _, kv_len, _) = k.dims4()?;
+    let query: Vec<f32> = q.flatten_all()?.to_vec1()?;
+    let (k_store, k_layout) = k.storage_and_layout();
+    let (v_store, v_layout) = v.storage_and_layout();
+    let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_store, &*v_store) else {
+        return Ok(None);
+    };
+    let (keys, values) = (k_cpu.as_slice::<f32>()?, v_cpu.as_slice::<f32>()?);
+    let (ks, vs) = (k_layout.stride(), v_layout.stride());
+    if ks[3] != 1 || vs[3] != 1 || !d.is_multiple_of(8) {
+        return Ok(None);
+    }
+    let mut out = vec![0f32; n_head * d];
+    let mut scores = vec![0f32; groups * kv_len];
+    for (g, (queries, out)) in query
+        .chunks_exact(groups * d)
+        .zip(out.chunks_exact_mut(groups * d))
+        .enumerate()
+    {
+        let rows = |data, start: usize, stride: &[usize]| CacheRows {
+            data,
+            start: start + g * stride[1],
+            stride: stride[2],
+        };
+        simd.attend(
+            queries,
+            d,
+            rows(keys, k_layout.start_offset(), ks),
+            rows(values, v_layout.start_offset(), vs),
+            kv_len,
+            scale as f32,
+            &mut scores,
+            out,
+        );
+    }
+    Tensor::from_vec(out, (1, 1, n_head * d), q.device()).map(Some)
+}
+
 /// Projects the normed hidden states `h` (1, seq, hidden) through `w` and
 /// splits the result into heads: (1, heads, seq, head_dim).
 pub fn project_heads(
-    w: &candle_core::quantized::QMatMul,
+    w: &super::qlinear::QLinear,
     h: &Tensor,
     seq: usize,
     heads: usize,
@@ -296,6 +360,8 @@ pub fn project_heads(
         .transpose(1, 2)
 }
 
+/// RMS normalisation over the last dimension (packs the input first, as the
+/// fast kernel needs).
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
     candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps)
 }
@@ -420,6 +486,45 @@ mod tests {
             .append(&seq_tensor(2, 1), &seq_tensor(2, 1), 2)
             .unwrap();
         assert_eq!(positions(&view.k), vec![0., 1., 2.]);
+    }
+
+    #[test]
+    fn decoding_attention_over_a_cache_view_matches_the_tensor_path() {
+        if crate::models::qlinear::kernels().is_none() {
+            eprintln!("SKIPPED: no AVX2 on this CPU, the tensor path is the only path");
+            return;
+        }
+        let dev = Device::Cpu;
+        // A cache that has grown and holds a strided view: 3 KV heads, 9 query heads.
+        let mut cache = KvCache::new(None);
+        let k0 = Tensor::randn(0f32, 1., (1, 3, 40, 16), &dev).unwrap();
+        let v0 = Tensor::randn(0f32, 1., (1, 3, 40, 16), &dev).unwrap();
+        cache.append(&k0, &v0, 0).unwrap();
+        let k1 = Tensor::randn(0f32, 1., (1, 3, 1, 16), &dev).unwrap();
+        let v1 = Tensor::randn(0f32, 1., (1, 3, 1, 16), &dev).unwrap();
+        let view = cache.append(&k1, &v1, 40).unwrap();
+        assert!(!view.k.is_contiguous(), "the test needs a strided view");
+        let q = Tensor::randn(0f32, 1., (1, 9, 1, 16), &dev).unwrap();
+        let fast = decode_attention_cpu(&q, &view.k, &view.v, 0.25, 3)
+            .unwrap()
+            .expect("the fast path applies");
+        // The tensor path, on packed copies so the fast path cannot run.
+        let (kc, vc) = (view.k.contiguous().unwrap(), view.v.contiguous().unwrap());
+        let q2 = (q.contiguous().unwrap() * 0.25)
+            .unwrap()
+            .reshape((1, 3, 3, 16))
+            .unwrap();
+        let att = candle_nn::ops::softmax_last_dim(&q2.matmul(&kc.t().unwrap()).unwrap()).unwrap();
+        let want = att.matmul(&vc).unwrap().reshape((1, 1, 144)).unwrap();
+        let diff: f32 = (fast - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-5, "{diff}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod candle_qwen;
 pub mod causal_lm;
 pub mod llm_blocks;
 pub mod marian;
+pub mod qlinear;
 pub mod quantized_gemma3;
 pub mod quantized_llama;
 pub mod t5;

@@ -21,6 +21,7 @@ use super::llm_blocks::{
     attention_mask, dense_vector, grouped_attention, last_logits, project_heads, rms_norm, KvCache,
     RopeTable,
 };
+use super::qlinear::QLinear;
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Module, Result, Tensor};
 use std::sync::Arc;
@@ -83,17 +84,17 @@ impl Gemma3Config {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: QLinear,
+    wk: QLinear,
+    wv: QLinear,
+    wo: QLinear,
     q_norm: Tensor,
     k_norm: Tensor,
     post_attn_norm: Tensor,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: QLinear,
+    up: QLinear,
+    down: QLinear,
     post_ffn_norm: Tensor,
     local: bool,
     cache: KvCache,
@@ -105,14 +106,14 @@ pub struct QuantizedGemma3 {
     embed: QMatMul,
     layers: Vec<Layer>,
     norm: Tensor,
-    output: QMatMul,
+    output: QLinear,
     rope_local: RopeTable,
     rope_global: RopeTable,
     device: Device,
 }
 
-fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QMatMul> {
-    QMatMul::from_qtensor(src.tensor(name)?)
+fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QLinear> {
+    QLinear::from_qtensor(src.tensor(name)?)
 }
 
 impl QuantizedGemma3 {
@@ -122,7 +123,7 @@ impl QuantizedGemma3 {
         let output = if src.contains("output.weight") {
             qmatmul(src, "output.weight")?
         } else {
-            QMatMul::from_arc(embed_q)?
+            QLinear::from_arc(embed_q)?
         };
         let norm = dense_vector(src.tensor("output_norm.weight")?, device)?;
         let half = cfg.head_dim / 2;

@@ -13,6 +13,7 @@ use super::llm_blocks::{
     attention_mask, dense_vector, grouped_attention, last_logits, project_heads, rms_norm, KvCache,
     RopeTable,
 };
+use super::qlinear::QLinear;
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Module, Result, Tensor};
 use std::sync::Arc;
@@ -64,14 +65,14 @@ impl LlamaConfig {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: QLinear,
+    wk: QLinear,
+    wv: QLinear,
+    wo: QLinear,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: QLinear,
+    up: QLinear,
+    down: QLinear,
     cache: KvCache,
 }
 
@@ -81,13 +82,13 @@ pub struct QuantizedLlama {
     embed: QMatMul,
     layers: Vec<Layer>,
     norm: Tensor,
-    output: QMatMul,
+    output: QLinear,
     rope: RopeTable,
     device: Device,
 }
 
-fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QMatMul> {
-    QMatMul::from_qtensor(src.tensor(name)?)
+fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QLinear> {
+    QLinear::from_qtensor(src.tensor(name)?)
 }
 
 impl QuantizedLlama {
@@ -106,7 +107,7 @@ impl QuantizedLlama {
             qmatmul(src, "output.weight")?
         } else {
             // Tied head: multiply with the embedding's own quantized blocks.
-            QMatMul::from_arc(embed_q)?
+            QLinear::from_arc(embed_q)?
         };
         let norm = dense_vector(src.tensor("output_norm.weight")?, device)?;
         let freq_factors = if src.contains("rope_freqs.weight") {

@@ -3,6 +3,7 @@
 //! text that never splits a character or leaks part of a stop string.
 
 use super::tokens::PromptTokenizer;
+use crate::device::on_compute_pool;
 use crate::models::causal_lm::CausalLm;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
@@ -126,7 +127,8 @@ pub fn generate(
     let start = Instant::now();
     let mut logits = None;
     for (i, chunk) in prompt.chunks(prefill_chunk.max(1)).enumerate() {
-        logits = Some(model.forward(chunk, i * prefill_chunk.max(1))?);
+        let pos = i * prefill_chunk.max(1);
+        logits = Some(on_compute_pool(|| model.forward(chunk, pos))?);
     }
     let mut logits = match logits {
         Some(l) => l,
@@ -170,7 +172,7 @@ pub fn generate(
             break;
         }
         let pos = prompt.len() + generated.len() - 1;
-        logits = model.forward(&[next], pos)?;
+        logits = on_compute_pool(|| model.forward(&[next], pos))?;
     }
     stream.finish(on_text);
     stats.generated_tokens = generated.len();

@@ -3,6 +3,7 @@
 
 use crate::models::candle_qwen::{CandleQwen, QwenWeights};
 use crate::models::causal_lm::{CausalLm, Hparams, TensorSource};
+use crate::models::qlinear;
 use crate::models::quantized_gemma3::{Gemma3Config, QuantizedGemma3};
 use crate::models::quantized_llama::{LlamaConfig, QuantizedLlama};
 use anyhow::{anyhow, bail, Context, Result};
@@ -21,9 +22,11 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2", "qwen
 /// How to load the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// On CPU, convert Q4_1/Q5_0/Q5_1 tensors to Q8_0 at load: candle 0.11 has
-    /// no SIMD kernels for those formats, and Q8_0 multiplies several times
-    /// faster for a small loss-free-in-practice change of rounding.
+    /// On CPU, convert Q4_1/Q5_0/Q5_1 tensors that no SIMD kernel multiplies
+    /// to Q8_0 at load: candle 0.11 has only scalar code for them, and Q8_0
+    /// multiplies several times faster for a small change of rounding. On
+    /// x86 with AVX2, tolk's own kernels ([`crate::models::qlinear`]) take
+    /// Q4_1 and Q5_0 as they are, so only Q5_1 is converted there.
     pub requantize_slow_formats: bool,
     /// Dequantize every weight to f32 and multiply densely. Several times
     /// slower and 4–8× the memory; it reproduces fp32 reference
@@ -216,12 +219,14 @@ impl TensorSource for GgufSource<'_> {
     }
 }
 
-/// Formats that candle 0.11 multiplies with scalar code on CPU.
+/// Formats that would be multiplied by scalar code on this CPU (candle 0.11
+/// has no SIMD kernels for them, and tolk's own cover Q4_1/Q5_0 on AVX2).
 pub fn needs_requantization(t: &QTensor) -> bool {
     matches!(
         t.dtype(),
         GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
-    ) && t.rank() == 2
+    ) && !qlinear::has_native_kernel(t.dtype())
+        && t.rank() == 2
         && t.shape().dims()[1].is_multiple_of(GgmlDType::Q8_0.block_size())
 }
 

@@ -1,0 +1,137 @@
+//! LLM benchmark workload for tolk, the Rust side of `bench/llm.sh`.
+//!
+//! Loads a GGUF model as `tolk summarize` does, feeds a prompt of exactly
+//! `--prompt-tokens` tokens (the English sample article, repeated if short,
+//! encoded by the model's own tokenizer) in the summarizer's prefill chunks,
+//! then decodes exactly `--new-tokens` tokens greedily (end-of-text does not
+//! stop it), so that every engine does the same work. The prompt ids are
+//! written to `--ids-out` for the peer (`bench/llm_peer.py`), which evaluates
+//! the very same tokens. Prints one JSON object on stdout. Not a test: it
+//! asserts nothing about time.
+//!
+//! Usage: cargo run --release --example bench_llm -- --model models/downloaded/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Instant;
+use tolk::device::on_compute_pool;
+use tolk::pipeline::summarize::llm::generate::argmax;
+use tolk::pipeline::summarize::llm::loader::{load_causal_lm, LoadOptions};
+use tolk::pipeline::summarize::llm::tokens::PromptTokenizer;
+use tolk::pipeline::summarize::llm::LlmOptions;
+
+#[derive(Parser)]
+struct Args {
+    /// The GGUF file.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    threads: usize,
+    #[arg(long, default_value_t = 600)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    new_tokens: usize,
+    /// Text the prompt is cut from.
+    #[arg(long, default_value = "samples/en_article.txt")]
+    text: PathBuf,
+    /// Where to write the prompt ids (JSON array) for the peer.
+    #[arg(long)]
+    ids_out: Option<PathBuf>,
+    /// Run the model as loaded from the file, without requantizing Q4_1/Q5_x
+    /// tensors to Q8_0 (what `tolk summarize` does by default on CPU).
+    #[arg(long)]
+    native: bool,
+    /// Only labels the result: bench/llm.sh evicts the file from the page
+    /// cache before a cold run.
+    #[arg(long)]
+    cold: bool,
+}
+
+/// Peak resident set size of this process, in MB (Linux `VmHWM`).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tolk::device::set_threads(Some(args.threads));
+    let device = candle_core::Device::Cpu;
+    let load_opts = LoadOptions {
+        requantize_slow_formats: !args.native,
+        ..LoadOptions::default()
+    };
+
+    let t0 = Instant::now();
+    let mut loaded = load_causal_lm(&args.model, &device, load_opts)?;
+    let tokenizer = PromptTokenizer::load(&args.model, &loaded.metadata)?;
+    let load_s = t0.elapsed().as_secs_f64();
+
+    let text = std::fs::read_to_string(&args.text)
+        .with_context(|| format!("{}: cannot read", args.text.display()))?;
+    let one = tokenizer.encode_prompt("", &text, "")?;
+    anyhow::ensure!(!one.is_empty(), "{}: no tokens", args.text.display());
+    let prompt: Vec<u32> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(args.prompt_tokens)
+        .collect();
+    if let Some(path) = &args.ids_out {
+        std::fs::write(path, serde_json::to_string(&prompt)?)?;
+    }
+
+    let chunk = LlmOptions::default().prefill_chunk;
+    let model = loaded.model.as_mut();
+
+    // Warm-up on a few tokens, as for the peer (first-call allocations, thread start).
+    model.clear_kv_cache();
+    on_compute_pool(|| model.forward(&prompt[..8.min(prompt.len())], 0))?;
+
+    model.clear_kv_cache();
+    let t0 = Instant::now();
+    let mut logits = None;
+    for (i, part) in prompt.chunks(chunk).enumerate() {
+        logits = Some(on_compute_pool(|| model.forward(part, i * chunk))?);
+    }
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let mut scores: Vec<f32> = logits.context("empty prompt")?.to_vec1()?;
+    let mut next = argmax(&scores);
+    let ttft_s = t0.elapsed().as_secs_f64();
+
+    let mut generated = vec![next];
+    let t0 = Instant::now();
+    while generated.len() < args.new_tokens {
+        let pos = prompt.len() + generated.len() - 1;
+        scores = on_compute_pool(|| model.forward(&[next], pos))?.to_vec1()?;
+        next = argmax(&scores);
+        generated.push(next);
+    }
+    // The first new token came from the prefill; the timed steps made the rest.
+    let steps = generated.len() - 1;
+    let gen_s = t0.elapsed().as_secs_f64();
+
+    println!(
+        "{}",
+        serde_json::json!({
+            "engine": if args.native { "tolk-native" } else { "tolk" },
+            "model": args.model.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "threads": args.threads, "cold": args.cold, "load_s": load_s,
+            "prompt_tokens": prompt.len(), "prefill_s": prefill_s,
+            "prefill_tok_s": prompt.len() as f64 / prefill_s,
+            "ttft_s": ttft_s, "gen_tokens": steps, "gen_s": gen_s,
+            "gen_tok_s": steps as f64 / gen_s,
+            "converted_tensors": loaded.converted,
+            "peak_rss_mb": peak_rss_mb(), "generated_ids": generated,
+        })
+    );
+    Ok(())
+}

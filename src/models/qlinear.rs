@@ -1,0 +1,332 @@
+//! A linear layer over GGUF weights (`y = x Wᵀ`) that multiplies Q4_1, Q5_0
+//! and Q8_0 weights with tolk's own AVX2 kernels on x86 CPUs, and leaves
+//! every other case (other formats, other CPUs, GPUs) to candle's `QMatMul`.
+
+pub mod avx2;
+
+use avx2::{Avx2, Format};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Module, Result, Tensor};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Multiply-adds below which one thread does the whole product: waking the
+/// pool costs more than it saves.
+const SERIAL_WORK: usize = 1 << 18;
+
+/// Runs `f(first_row, out)` over blocks of whole weight rows of the
+/// `[n weight rows][m activation rows]` output `out_t`, on candle's CPU
+/// worker pool (the one its own quantized matmul uses, sized by
+/// `CANDLE_NUM_THREADS`/`--threads`). That pool lets the calling thread do a
+/// share and keeps its workers spinning between the ~200 products of a
+/// decoding step; handing each product to a sleeping rayon thread instead
+/// costs two context switches a time.
+fn for_row_blocks(
+    n: usize,
+    m: usize,
+    k: usize,
+    out_t: &mut [f32],
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let pool = candle_core::utils::barrier_pool();
+    let threads = pool.n_workers() + 1;
+    if threads == 1 || n * m * k < SERIAL_WORK {
+        f(0, out_t);
+        return;
+    }
+    // Blocks taken from a shared cursor, several per thread, so a thread
+    // that was descheduled or woke late holds no one up.
+    let tasks = threads * 4;
+    // Multiples of four rows keep the decoding kernel on its four-row tile.
+    let rows = n.div_ceil(tasks).next_multiple_of(4);
+    let blocks: Vec<Mutex<(usize, &mut [f32])>> = out_t
+        .chunks_mut(rows * m)
+        .enumerate()
+        .map(|(i, out)| Mutex::new((i * rows, out)))
+        .collect();
+    let cursor = AtomicUsize::new(0);
+    pool.execute(|_| loop {
+        let i = cursor.fetch_add(1, Ordering::Relaxed);
+        let Some(block) = blocks.get(i) else { break };
+        let mut block = block.lock().unwrap_or_else(|e| e.into_inner());
+        let (first, ref mut out) = *block;
+        f(first, out);
+    });
+}
+
+/// The AVX2 kernels, when this CPU has them (checked once).
+pub fn kernels() -> Option<Avx2> {
+    static KERNELS: OnceLock<Option<Avx2>> = OnceLock::new();
+    *KERNELS.get_or_init(|| {
+        // TOLK_NO_NATIVE_KERNELS=1 forces candle's matmul (benchmarks, bisecting).
+        if std::env::var_os("TOLK_NO_NATIVE_KERNELS").is_some() {
+            None
+        } else {
+            Avx2::detect()
+        }
+    })
+}
+
+/// The kernel format for a weight of `dtype`, when there is one here.
+fn native_format(dtype: GgmlDType) -> Option<Format> {
+    kernels()?;
+    match dtype {
+        GgmlDType::Q4_1 => Some(Format::Q4_1),
+        GgmlDType::Q5_0 => Some(Format::Q5_0),
+        GgmlDType::Q8_0 => Some(Format::Q8_0),
+        _ => None,
+    }
+}
+
+/// Whether a CPU weight of `dtype` is multiplied by tolk's own kernels (so
+/// the loader need not convert it to a format candle multiplies fast).
+pub fn has_native_kernel(dtype: GgmlDType) -> bool {
+    native_format(dtype).is_some()
+}
+
+/// A weight matrix `[out, in]` and how it is multiplied.
+#[derive(Debug, Clone)]
+pub struct QLinear {
+    imp: Imp,
+}
+
+#[derive(Debug, Clone)]
+enum Imp {
+    Candle(QMatMul),
+    Native {
+        weights: Arc<QTensor>,
+        format: Format,
+        out_features: usize,
+        in_features: usize,
+    },
+}
+
+impl QLinear {
+    pub fn from_qtensor(t: QTensor) -> Result<Self> {
+        Self::from_arc(Arc::new(t))
+    }
+
+    /// Shares `t` (e.g. a tied embedding that is also the output head).
+    pub fn from_arc(t: Arc<QTensor>) -> Result<Self> {
+        let native = match t.shape().dims() {
+            &[out_features, in_features]
+                if t.device().is_cpu() && in_features.is_multiple_of(avx2::QK) =>
+            {
+                native_format(t.dtype()).map(|format| (format, out_features, in_features))
+            }
+            _ => None,
+        };
+        let imp = match native {
+            Some((format, out_features, in_features)) => Imp::Native {
+                weights: t,
+                format,
+                out_features,
+                in_features,
+            },
+            None => Imp::Candle(QMatMul::from_arc(t)?),
+        };
+        Ok(Self { imp })
+    }
+
+    /// Whether tolk's own kernel multiplies this weight.
+    pub fn is_native(&self) -> bool {
+        matches!(self.imp, Imp::Native { .. })
+    }
+}
+
+impl Module for QLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (weights, format, n, k) = match &self.imp {
+            Imp::Candle(m) => return m.forward(x),
+            Imp::Native {
+                weights,
+                format,
+                out_features,
+                in_features,
+            } => (weights, *format, *out_features, *in_features),
+        };
+        let Some(kernels) = kernels() else {
+            candle_core::bail!("native kernels vanished")
+        };
+        let dims = x.dims();
+        match dims.last() {
+            Some(&last) if last == k => {}
+            _ => candle_core::bail!("linear layer expects {k} input features, got shape {dims:?}"),
+        }
+        let m = x.elem_count() / k;
+        let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let acts = kernels.quantize(&input, m, k);
+        let data = weights.data()?;
+
+        let mut out_t = vec![0f32; n * m];
+        for_row_blocks(n, m, k, &mut out_t, |first, out| {
+            kernels.matmul_rows(format, &data, first, &acts, out)
+        });
+
+        let out = if m == 1 {
+            out_t
+        } else {
+            let mut out = vec![0f32; m * n];
+            for (j, col) in out_t.chunks_exact(m).enumerate() {
+                for (i, v) in col.iter().enumerate() {
+                    out[i * n + j] = *v;
+                }
+            }
+            out
+        };
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("checked above") = n;
+        Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Deterministic pseudo-random values in [-1, 1) with some larger ones,
+    /// as real activations have.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..n)
+            .map(|i| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let v = ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+                if i % 97 == 0 {
+                    v * 8.0
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// Our kernel against candle's dequantized weights in f32: the only
+    /// difference left is the 8-bit rounding of the activations.
+    fn check(dtype: GgmlDType, m: usize, n: usize, k: usize) {
+        if kernels().is_none() {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        }
+        let dev = Device::Cpu;
+        let w = Tensor::from_vec(values(n * k, 1), (n, k), &dev).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let dense = q.dequantize(&dev).unwrap();
+        let x = Tensor::from_vec(values(m * k, 2), (1, m, k), &dev).unwrap();
+        let lin = QLinear::from_qtensor(q).unwrap();
+        assert!(lin.is_native(), "{dtype:?} should use the native kernel");
+        let ours = lin.forward(&x).unwrap();
+        assert_eq!(ours.dims(), &[1, m, n]);
+        let reference = x.broadcast_matmul(&dense.t().unwrap()).unwrap();
+        let ours: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+        let reference: Vec<f32> = reference.flatten_all().unwrap().to_vec1().unwrap();
+        let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let worst = ours
+            .iter()
+            .zip(&reference)
+            .fold(0f32, |a, (o, r)| a.max((o - r).abs()));
+        // 8-bit activations: errors of about 1% of the output's range.
+        assert!(
+            worst <= 0.02 * scale,
+            "{dtype:?} m={m}: worst error {worst} vs output scale {scale}"
+        );
+        // And the error is not systematic: the results correlate almost perfectly.
+        let dot: f64 = ours
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a * b) as f64)
+            .sum();
+        let na: f64 = ours.iter().map(|a| (a * a) as f64).sum();
+        let nb: f64 = reference.iter().map(|b| (b * b) as f64).sum();
+        assert!(
+            dot / (na.sqrt() * nb.sqrt()) > 0.9995,
+            "{dtype:?} m={m}: poor correlation"
+        );
+    }
+
+    #[test]
+    fn q4_1_matches_dense_reference() {
+        for m in [1, 3, 4, 9] {
+            check(GgmlDType::Q4_1, m, 70, 96);
+        }
+        check(GgmlDType::Q4_1, 5, 300, 1024);
+    }
+
+    #[test]
+    fn q5_0_matches_dense_reference() {
+        for m in [1, 4, 7] {
+            check(GgmlDType::Q5_0, m, 70, 96);
+        }
+        check(GgmlDType::Q5_0, 6, 300, 1024);
+    }
+
+    #[test]
+    fn q8_0_matches_dense_reference() {
+        for m in [1, 2, 8] {
+            check(GgmlDType::Q8_0, m, 70, 96);
+        }
+        check(GgmlDType::Q8_0, 5, 300, 1024);
+    }
+
+    #[test]
+    fn q4_1_agrees_with_candle_kernel() {
+        // candle's own (scalar) Q4_1 path also multiplies with Q8_1 activations:
+        // the two must agree to float rounding.
+        if kernels().is_none() {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        }
+        let dev = Device::Cpu;
+        let w = Tensor::from_vec(values(64 * 128, 3), (64, 128), &dev).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap());
+        let x = Tensor::from_vec(values(3 * 128, 4), (3, 128), &dev).unwrap();
+        let ours: Vec<f32> = QLinear::from_arc(q.clone())
+            .unwrap()
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let theirs: Vec<f32> = QMatMul::from_arc(q)
+            .unwrap()
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        // They differ only in how the block sums are rounded to f16 (ggml
+        // rounds sum × scale once; candle rounds both factors and the product).
+        let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() <= 1e-3 * scale, "{a} vs {b} (scale {scale})");
+        }
+    }
+
+    #[test]
+    fn other_formats_and_shapes_fall_back_to_candle() {
+        let dev = Device::Cpu;
+        let w = Tensor::from_vec(values(32 * 256, 5), (32, 256), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
+        assert!(!QLinear::from_qtensor(q).unwrap().is_native());
+        let f = QTensor::quantize(&w, GgmlDType::F32).unwrap();
+        assert!(!QLinear::from_qtensor(f).unwrap().is_native());
+    }
+
+    #[test]
+    fn wrong_input_width_is_an_error() {
+        if kernels().is_none() {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        }
+        let dev = Device::Cpu;
+        let w = Tensor::from_vec(values(8 * 64, 6), (8, 64), &dev).unwrap();
+        let lin = QLinear::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
+        let x = Tensor::zeros((2, 32), DType::F32, &dev).unwrap();
+        assert!(lin.forward(&x).is_err());
+    }
+}
