@@ -194,8 +194,14 @@ impl JsonTokenizer {
                 }
             }
         }
+        // Newer checkpoints keep the template in its own file.
+        let template_path = path.with_file_name("chat_template.jinja");
         let chat_template = match config.get("chat_template") {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
+            _ if template_path.is_file() => Some(
+                std::fs::read_to_string(&template_path)
+                    .with_context(|| format!("{}: cannot read", template_path.display()))?,
+            ),
             _ => match metadata.get("tokenizer.chat_template") {
                 Some(Value::String(s)) => Some(s.clone()),
                 _ => None,
