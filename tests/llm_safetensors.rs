@@ -205,3 +205,22 @@ fn broken_folders_give_one_clear_line() {
     let err = load_error(&no_tokenizer);
     assert!(err.contains("no tokenizer.json"), "{err}");
 }
+
+/// Newer checkpoints keep the chat template in chat_template.jinja.
+#[test]
+fn chat_template_file_is_read_when_the_config_has_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("jinja");
+    copy_fixture("llama-tiny", &dir);
+    let cfg_path = dir.join("tokenizer_config.json");
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg.as_object_mut().unwrap().remove("chat_template");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let without = PromptTokenizer::load_dir(&dir).unwrap();
+    assert_eq!(without.chat_template(), None);
+    let template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}";
+    std::fs::write(dir.join("chat_template.jinja"), template).unwrap();
+    let with = PromptTokenizer::load_dir(&dir).unwrap();
+    assert_eq!(with.chat_template().as_deref(), Some(template));
+}

@@ -46,8 +46,8 @@ pub struct SummarizeArgs {
 /// How summaries are made; shared by `summarize`, `translate --summary` and `batch`.
 #[derive(Debug, Clone, Args)]
 pub struct SummaryArgs {
-    /// Summarization engine: `llm` (an instruction-tuned GGUF model; best
-    /// quality), `t5` (a T5/Flan-T5 seq2seq model), or `extractive` (picks
+    /// Summarization engine: `llm` (an instruction-tuned model: GGUF, or a
+    /// llama-family safetensors checkpoint; best quality), `t5` (a T5/Flan-T5 seq2seq model), or `extractive` (picks
     /// the article's most central sentences; no neural model, instant).
     #[arg(long, value_enum, default_value_t = Method::Llm)]
     pub method: Method,
