@@ -16,7 +16,9 @@ pub enum ModelsCommand {
     ///
     /// Without --files, downloads what tolk needs for the kind of model the
     /// repository holds (Marian: config, weights, source/target.spm, vocab;
-    /// T5: config, weights, tokenizer; GGUF: its single .gguf file).
+    /// T5: config, weights, tokenizer; GGUF: its single .gguf file; a llama
+    /// safetensors checkpoint: config, weights (or index and shards),
+    /// tokenizer.json and its config).
     Pull(PullArgs),
     /// List the models in the cache, and whether tolk's default models are there.
     List(ListArgs),
@@ -138,6 +140,22 @@ fn default_needs<'a>(repo: &str, files: &'a [String]) -> Result<Vec<Need<'a>>> {
                 many.join(", ")
             ),
         };
+    }
+    let has = |name: &str| names.contains(&name);
+    let checkpoint = has("model.safetensors") || has("model.safetensors.index.json");
+    if kind == ModelKind::Unknown && has("config.json") && has("tokenizer.json") && checkpoint {
+        // A causal-LM checkpoint (the llm summarizer checks its model_type);
+        // sharded weights are listed beside their index.
+        let mut needs = hub::LLM_SAFETENSORS_FILES.to_vec();
+        if has("model.safetensors.index.json") && !has("model.safetensors") {
+            needs.extend(
+                names
+                    .iter()
+                    .filter(|n| n.starts_with("model-") && n.ends_with(".safetensors"))
+                    .map(|n| Need::Required(n)),
+            );
+        }
+        return Ok(needs);
     }
     match kind.files() {
         Some(needs) => Ok(needs.to_vec()),
@@ -402,6 +420,28 @@ mod tests {
         assert!(
             err.contains("2 GGUF files (a.gguf, b.gguf)") && err.contains("--files"),
             "{err}"
+        );
+        let sharded: Vec<String> = [
+            "config.json",
+            "tokenizer.json",
+            "model.safetensors.index.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "README.md",
+        ]
+        .map(String::from)
+        .to_vec();
+        let needs = default_needs("o/l", &sharded).unwrap();
+        assert_eq!(
+            &needs[..hub::LLM_SAFETENSORS_FILES.len()],
+            hub::LLM_SAFETENSORS_FILES
+        );
+        assert_eq!(
+            &needs[hub::LLM_SAFETENSORS_FILES.len()..],
+            [
+                Need::Required("model-00001-of-00002.safetensors"),
+                Need::Required("model-00002-of-00002.safetensors")
+            ]
         );
         let unknown = vec!["config.json".to_string()];
         assert!(default_needs("o/u", &unknown)

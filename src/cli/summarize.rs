@@ -46,8 +46,8 @@ pub struct SummarizeArgs {
 /// How summaries are made; shared by `summarize`, `translate --summary` and `batch`.
 #[derive(Debug, Clone, Args)]
 pub struct SummaryArgs {
-    /// Summarization engine: `llm` (an instruction-tuned GGUF model; best
-    /// quality), `t5` (a T5/Flan-T5 seq2seq model), or `extractive` (picks
+    /// Summarization engine: `llm` (an instruction-tuned model: GGUF, or a
+    /// llama-family safetensors checkpoint; best quality), `t5` (a T5/Flan-T5 seq2seq model), or `extractive` (picks
     /// the article's most central sentences; no neural model, instant).
     #[arg(long, value_enum, default_value_t = Method::Llm)]
     pub method: Method,
@@ -102,9 +102,12 @@ pub struct SummaryArgs {
 /// Which summarization model to use (for `tolk summarize`).
 #[derive(Debug, Clone, Args)]
 pub struct SummaryModelArgs {
-    /// Hub repository of the summarization model: a GGUF repo for llm (e.g.
-    /// Qwen/Qwen2.5-1.5B-Instruct-GGUF), a T5 repo for t5 (e.g.
-    /// google/flan-t5-base) [default: see `tolk models list`].
+    /// Hub repository of the summarization model. For llm: a GGUF repo (e.g.
+    /// Qwen/Qwen2.5-1.5B-Instruct-GGUF; llama, gemma3, qwen2, qwen3), or a
+    /// safetensors checkpoint of the llama family (e.g.
+    /// HuggingFaceTB/SmolLM2-360M-Instruct; dense f32, slower than a
+    /// quantized GGUF). For t5: a T5 repo (e.g. google/flan-t5-base)
+    /// [default: see `tolk models list`].
     #[arg(long, value_name = "REPO")]
     pub model: Option<String>,
 
@@ -113,7 +116,9 @@ pub struct SummaryModelArgs {
     pub model_file: Option<PathBuf>,
 
     /// A local folder laid out like a Hub repo (t5: config.json,
-    /// model.safetensors, tokenizer.json; llm: one .gguf file).
+    /// model.safetensors, tokenizer.json; llm: one .gguf file, or a llama
+    /// checkpoint: config.json, model.safetensors or its index and shards,
+    /// tokenizer.json, tokenizer_config.json).
     #[arg(long, value_name = "DIR", conflicts_with = "model")]
     pub model_dir: Option<PathBuf>,
 }
@@ -223,7 +228,7 @@ pub fn build_summarizer(
             Ok(Box::new(ExtractiveSummarizer::new()))
         }
         Method::Llm => {
-            let path = resolve_gguf(model, runtime)?;
+            let location = resolve_llm(model, runtime)?;
             crate::device::set_threads(runtime.threads);
             let device = crate::device::open(runtime.device)?;
             let opts = LlmOptions {
@@ -235,7 +240,17 @@ pub fn build_summarizer(
                 },
                 ..LlmOptions::default()
             };
-            Ok(Box::new(LlmSummarizer::load(&path, &device, opts)?))
+            let summarizer = match location {
+                LlmLocation::Gguf(path) => LlmSummarizer::load(&path, &device, opts)?,
+                LlmLocation::Checkpoint { dir, repo: None } => {
+                    LlmSummarizer::load_dir(&dir, &device, opts)?
+                }
+                LlmLocation::Checkpoint {
+                    dir,
+                    repo: Some(repo),
+                } => LlmSummarizer::load_dir(&dir, &device, opts)?.with_model_id(repo),
+            };
+            Ok(Box::new(summarizer))
         }
         Method::T5 => {
             let source = match (&model.model_dir, &model.model, &model.model_file) {
@@ -281,20 +296,38 @@ pub fn summarizer_id(args: &SummaryArgs, model: &SummaryModelArgs) -> String {
     }
 }
 
-/// Finds the GGUF file of an llm summarizer: `--model-file`, the single
-/// `.gguf` in `--model-dir`, or a file of a Hub repo (downloaded on first use).
-fn resolve_gguf(model: &SummaryModelArgs, runtime: &RuntimeArgs) -> Result<PathBuf> {
+/// Where the llm summarizer's model is.
+enum LlmLocation {
+    /// One GGUF file.
+    Gguf(PathBuf),
+    /// A transformers checkpoint folder (config.json, safetensors, tokenizer.json);
+    /// `repo` names it when it came from the Hub.
+    Checkpoint { dir: PathBuf, repo: Option<String> },
+}
+
+/// Finds the model of an llm summarizer: `--model-file`, the single `.gguf`
+/// in `--model-dir` (else its checkpoint), or a Hub repo's GGUF file (else
+/// its checkpoint), downloaded on first use.
+fn resolve_llm(model: &SummaryModelArgs, runtime: &RuntimeArgs) -> Result<LlmLocation> {
     if let Some(file) = &model.model_file {
         if !file.is_file() {
             bail!("--model-file {}: no such file", file.display());
         }
-        return Ok(file.clone());
+        return Ok(LlmLocation::Gguf(file.clone()));
     }
     if let Some(dir) = &model.model_dir {
-        let ggufs = gguf_names(dir_entries(dir)?);
+        let names = dir_entries(dir)?;
+        let ggufs = gguf_names(names.clone());
         return match ggufs.as_slice() {
-            [one] => Ok(dir.join(one)),
-            [] => bail!("{} holds no .gguf file", dir.display()),
+            [one] => Ok(LlmLocation::Gguf(dir.join(one))),
+            [] if names.iter().any(|n| n == "config.json") => Ok(LlmLocation::Checkpoint {
+                dir: dir.clone(),
+                repo: None,
+            }),
+            [] => bail!(
+                "{} holds no .gguf file and no config.json of a safetensors checkpoint",
+                dir.display()
+            ),
             many => bail!(
                 "{} holds several .gguf files ({}); pick one with --model-file",
                 dir.display(),
@@ -309,24 +342,50 @@ fn resolve_gguf(model: &SummaryModelArgs, runtime: &RuntimeArgs) -> Result<PathB
             crate::hub::DEFAULT_SUMMARY_FILE.to_string(),
         ),
         Some(repo) => {
-            // Which .gguf: what is cached, else what the Hub lists.
+            // Which file: what is cached, else what the Hub lists.
             let cached = crate::hub::snapshot_dir(repo, &runtime.revision)
-                .map(|dir| gguf_names(crate::hub::cached_files(&dir)))
+                .map(|dir| crate::hub::cached_files(&dir))
                 .unwrap_or_default();
             let names = if cached.is_empty() && !opts.offline {
-                gguf_names(crate::hub::list_remote_files(
-                    repo,
-                    &runtime.revision,
-                    &opts,
-                )?)
+                crate::hub::list_remote_files(repo, &runtime.revision, &opts)?
             } else {
                 cached
             };
-            (repo.clone(), pick_gguf(repo, &names)?)
+            let ggufs = gguf_names(names.clone());
+            if ggufs.is_empty() && names.iter().any(|n| n == "config.json") {
+                return fetch_checkpoint(repo, runtime, &opts);
+            }
+            (repo.clone(), pick_gguf(repo, &ggufs)?)
         }
     };
     let files = crate::hub::resolve(&runtime.hub_source(&repo), &[file.as_str()], &[], &opts)?;
-    Ok(files.path(&file)?.to_path_buf())
+    Ok(LlmLocation::Gguf(files.path(&file)?.to_path_buf()))
+}
+
+/// Downloads (or finds cached) the files of a safetensors checkpoint repo,
+/// checking its model_type before fetching any weights.
+fn fetch_checkpoint(
+    repo: &str,
+    runtime: &RuntimeArgs,
+    opts: &crate::hub::HubOptions,
+) -> Result<LlmLocation> {
+    use crate::pipeline::summarize::llm::safetensors::{
+        check_model_type, read_json, shard_names, WEIGHTS_INDEX,
+    };
+    let source = runtime.hub_source(repo);
+    let config = crate::hub::resolve(&source, &["config.json"], &[], opts)?;
+    let config_path = config.path("config.json")?;
+    check_model_type(&read_json(config_path)?, config_path)?;
+    let files = crate::hub::resolve_needs(&source, crate::hub::LLM_SAFETENSORS_FILES, opts)?;
+    if let Some(index) = files.get(WEIGHTS_INDEX) {
+        let shards = shard_names(&read_json(index)?, index)?;
+        let shards: Vec<&str> = shards.iter().map(String::as_str).collect();
+        crate::hub::resolve(&source, &shards, &[], opts)?;
+    }
+    Ok(LlmLocation::Checkpoint {
+        dir: files.root,
+        repo: Some(repo.to_string()),
+    })
 }
 
 fn dir_entries(dir: &std::path::Path) -> Result<Vec<String>> {
@@ -360,7 +419,7 @@ fn pick_gguf(repo: &str, names: &[String]) -> Result<String> {
         return Ok(q4.clone());
     }
     if names.is_empty() {
-        bail!("{repo} has no .gguf file (the llm method reads GGUF models; for safetensors T5 models use --method t5)");
+        bail!("{repo} has no .gguf file and no config.json (the llm method reads GGUF files and safetensors checkpoints of llama models; for T5 models use --method t5)");
     }
     bail!(
         "{repo} has several .gguf files ({}); download one with `tolk models pull {repo} --files NAME` and pass it with --model-file",

@@ -57,6 +57,17 @@ pub const T5_FILES: &[Need<'static>] = &[
     Need::Optional("special_tokens_map.json"),
 ];
 
+/// The files of a transformers causal-LM checkpoint (llama family) for the
+/// llm summarizer. Sharded weights: the index first, then the shards it names.
+pub const LLM_SAFETENSORS_FILES: &[Need<'static>] = &[
+    Need::Required("config.json"),
+    Need::FirstOf(&["model.safetensors", "model.safetensors.index.json"]),
+    Need::Required("tokenizer.json"),
+    Need::Optional("tokenizer_config.json"),
+    Need::Optional("generation_config.json"),
+    Need::Optional("chat_template.jinja"),
+];
+
 /// The kind of model a repository holds, judged from its file names and `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

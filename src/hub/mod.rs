@@ -24,7 +24,7 @@ pub use cache::{
 pub use env::{
     cache_dir, endpoint, offline_from_env, progress_disabled_by_env, token, DEFAULT_ENDPOINT,
 };
-pub use kind::{ModelKind, Need, MARIAN_FILES, T5_FILES};
+pub use kind::{ModelKind, Need, LLM_SAFETENSORS_FILES, MARIAN_FILES, T5_FILES};
 
 use cache::{Cached, RepoDir};
 use remote::{Failure, Remote};

@@ -1,8 +1,10 @@
-//! Summaries written by a GGUF language model (Llama, Gemma 3, Qwen 2/3).
+//! Summaries written by a language model: GGUF files (Llama, Gemma 3,
+//! Qwen 2/3) or transformers safetensors checkpoints of the llama family.
 //!
 //! [`LlmSummarizer::load`] reads one `.gguf` file: the model ([`loader`]),
 //! its tokenizer (GGUF metadata, or a `tokenizer.json` beside the file) and
-//! its chat template. [`Summarizer::summarize`] asks for an English summary in
+//! its chat template. [`LlmSummarizer::load_dir`] reads a checkpoint folder
+//! ([`safetensors`]) with its `tokenizer.json` and `tokenizer_config.json`. [`Summarizer::summarize`] asks for an English summary in
 //! the model's own chat format ([`prompt`]); an article too long for the
 //! context is summarized in parts whose summaries are then combined
 //! (map-reduce, repeated until it fits), never silently truncated.
@@ -10,6 +12,7 @@
 pub mod generate;
 pub mod loader;
 pub mod prompt;
+pub mod safetensors;
 pub mod tokens;
 
 pub use generate::{GenerationStats, SamplingOptions};
@@ -64,7 +67,7 @@ pub fn default_max_new_tokens(length: SummaryLength) -> usize {
     }
 }
 
-/// A GGUF model that writes English summaries.
+/// A language model that writes English summaries.
 pub struct LlmSummarizer {
     model: Box<dyn CausalLm>,
     tokenizer: PromptTokenizer,
@@ -80,21 +83,62 @@ impl LlmSummarizer {
     pub fn load(gguf_path: &Path, device: &Device, opts: LlmOptions) -> Result<Self> {
         let loaded = loader::load_causal_lm(gguf_path, device, opts.load)?;
         let tokenizer = PromptTokenizer::load(gguf_path, &loaded.metadata)?;
-        let (bos, eos) = tokenizer.bos_eos_strings();
-        let format = PromptFormat::new(tokenizer.chat_template(), bos, eos);
         let model_id = gguf_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| gguf_path.display().to_string());
-        Ok(Self {
-            model: loaded.model,
+        Ok(Self::assemble(
+            loaded.model,
+            tokenizer,
+            opts,
+            model_id,
+            loaded.architecture,
+        ))
+    }
+
+    /// Loads a transformers checkpoint folder (`config.json`, safetensors
+    /// weights, `tokenizer.json`, `tokenizer_config.json`) onto `device`.
+    /// Weights are multiplied as dense f32 ([`LoadOptions`] do not apply).
+    pub fn load_dir(dir: &Path, device: &Device, opts: LlmOptions) -> Result<Self> {
+        let loaded = safetensors::load_checkpoint(dir, device)?;
+        let tokenizer = PromptTokenizer::load_dir(dir)?;
+        let model_id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        Ok(Self::assemble(
+            loaded.model,
+            tokenizer,
+            opts,
+            model_id,
+            loaded.model_type,
+        ))
+    }
+
+    fn assemble(
+        model: Box<dyn CausalLm>,
+        tokenizer: PromptTokenizer,
+        opts: LlmOptions,
+        model_id: String,
+        architecture: String,
+    ) -> Self {
+        let (bos, eos) = tokenizer.bos_eos_strings();
+        let format = PromptFormat::new(tokenizer.chat_template(), bos, eos);
+        Self {
+            model,
             tokenizer,
             format,
             opts,
             model_id,
-            architecture: loaded.architecture,
+            architecture,
             stats: GenerationStats::default(),
-        })
+        }
+    }
+
+    /// Names the model by `id` (a Hub repo) instead of its file or folder name.
+    pub fn with_model_id(mut self, id: impl Into<String>) -> Self {
+        self.model_id = id.into();
+        self
     }
 
     /// Token counts and speeds of the last [`Summarizer::summarize`] call.
@@ -102,7 +146,8 @@ impl LlmSummarizer {
         self.stats
     }
 
-    /// The GGUF `general.architecture` (llama, gemma3, qwen2, qwen3).
+    /// The GGUF `general.architecture` (llama, gemma3, qwen2, qwen3), or the
+    /// `model_type` of a checkpoint's config.json.
     pub fn architecture(&self) -> &str {
         &self.architecture
     }

@@ -51,6 +51,16 @@ impl PromptTokenizer {
             .map(|t| Self::Gguf(Box::new(t)))
     }
 
+    /// The `tokenizer.json` (+ `tokenizer_config.json`,
+    /// `generation_config.json`) of a transformers checkpoint folder.
+    pub fn load_dir(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        if !json.is_file() {
+            anyhow::bail!("{} has no tokenizer.json", dir.display());
+        }
+        JsonTokenizer::load(&json, &HashMap::new()).map(|t| Self::Json(Box::new(t)))
+    }
+
     /// `before` + `text` + `after` as ids, BOS first when the model wants it
     /// and the template did not write it. Only `before`/`after` may contain
     /// special tokens.
@@ -171,17 +181,42 @@ impl JsonTokenizer {
                 }
             }
         }
+        // transformers stops at every EOS id of generation_config.json.
+        let generation_path = path.with_file_name("generation_config.json");
+        if generation_path.is_file() {
+            let raw = std::fs::read_to_string(&generation_path)
+                .with_context(|| format!("{}: cannot read", generation_path.display()))?;
+            let generation: serde_json::Value = serde_json::from_str(&raw)
+                .with_context(|| format!("{}: not valid JSON", generation_path.display()))?;
+            for id in eos_ids(generation.get("eos_token_id")) {
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
+        }
+        // Newer checkpoints keep the template in its own file.
+        let template_path = path.with_file_name("chat_template.jinja");
         let chat_template = match config.get("chat_template") {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
+            _ if template_path.is_file() => Some(
+                std::fs::read_to_string(&template_path)
+                    .with_context(|| format!("{}: cannot read", template_path.display()))?,
+            ),
             _ => match metadata.get("tokenizer.chat_template") {
                 Some(Value::String(s)) => Some(s.clone()),
                 _ => None,
             },
         };
-        let add_bos = config
-            .get("add_bos_token")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        // Without the flag, the tokenizer's own post-processor tells
+        // (Llama 3's adds BOS; SmolLM2's does not).
+        let add_bos = match config.get("add_bos_token").and_then(|v| v.as_bool()) {
+            Some(flag) => flag,
+            None => bos_id.is_some_and(|bos| {
+                trusted
+                    .encode_fast("a", true)
+                    .is_ok_and(|e| e.get_ids().first() == Some(&bos))
+            }),
+        };
         Ok(Self {
             text,
             trusted,
@@ -201,5 +236,15 @@ impl JsonTokenizer {
         tok.encode_fast(s, false)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| anyhow!("tokenizing failed: {e}"))
+    }
+}
+
+/// The ids of an `eos_token_id` entry: one id or a list of them.
+fn eos_ids(value: Option<&serde_json::Value>) -> Vec<u32> {
+    let as_id = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    match value {
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(as_id).collect(),
+        Some(v) => as_id(v).into_iter().collect(),
+        None => Vec::new(),
     }
 }
