@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Translation benchmark: tolk (f32 and --quantize q8) against transformers
-# (torch CPU) and CTranslate2 (float32 and int8), same model, same inputs,
-# same thread counts, every output forced to exactly 40 new tokens.
-# See README "Performance". Not part of `cargo test`.
+# The benchmarks, one command: translation here, then the LLM half
+# (bench/llm.sh). See README "Performance". Not part of `cargo test`.
 #
-#   bench/run.sh            # full run (~20 min on 2 cores)
-#   BENCH_SENTENCES=16 BENCH_THREADS=2 bench/run.sh   # quick look
+# Translation: tolk (f32 and --quantize q8) against transformers (torch CPU)
+# and CTranslate2 (float32 and int8), same model, same inputs, same thread
+# counts, every output forced to exactly 40 new tokens.
+#
+#   bench/run.sh            # both suites (~30 min on 2 cores, plus one-time peer installs)
+#   BENCH_SUITES=translation BENCH_SENTENCES=16 BENCH_THREADS=2 bench/run.sh   # quick look
 #
 # Environment:
+#   BENCH_SUITES      "translation llm" (default) or either one
 #   BENCH_THREADS     thread counts to measure (default: "1 <all cores>")
 #   BENCH_SENTENCES   sentences per workload (default 64)
 #   BENCH_ENGINES     subset of: tolk tolk-q8 transformers ct2-float32 ct2-int8
@@ -17,6 +20,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+SUITES=" ${BENCH_SUITES:-translation llm} "
+if [[ $SUITES != *" translation "* ]]; then
+    [[ $SUITES == *" llm "* ]] && exec bench/llm.sh
+    exit 0
+fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 VENV=$ROOT/target/bench-venv
 MODEL=$ROOT/target/bench-model
@@ -81,3 +89,7 @@ mkdir -p "$RUN_DIR/extra"
     > "$RUN_DIR/extra/q8_token_agreement.json"
 
 "$VENV/bin/python" bench/report.py "$RUN_DIR" "$OUT"
+
+if [[ $SUITES == *" llm "* ]]; then
+    bench/llm.sh
+fi

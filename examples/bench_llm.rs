@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tolk::device::on_compute_pool;
 use tolk::pipeline::summarize::llm::generate::argmax;
-use tolk::pipeline::summarize::llm::loader::{load_causal_lm, LoadOptions};
+use tolk::pipeline::summarize::llm::loader::{load_causal_lm, LoadOptions, Requantize};
 use tolk::pipeline::summarize::llm::tokens::PromptTokenizer;
 use tolk::pipeline::summarize::llm::LlmOptions;
 
@@ -38,8 +38,8 @@ struct Args {
     /// Where to write the prompt ids (JSON array) for the peer.
     #[arg(long)]
     ids_out: Option<PathBuf>,
-    /// Run the model as loaded from the file, without requantizing Q4_1/Q5_x
-    /// tensors to Q8_0 (what `tolk summarize` does by default on CPU).
+    /// Never requantize Q4_1/Q5_x tensors to Q8_0 (by default, as `tolk
+    /// summarize`, only those no SIMD kernel multiplies on this CPU are).
     #[arg(long)]
     native: bool,
     /// Only labels the result: bench/llm.sh evicts the file from the page
@@ -66,7 +66,11 @@ fn main() -> Result<()> {
     tolk::device::set_threads(Some(args.threads));
     let device = candle_core::Device::Cpu;
     let load_opts = LoadOptions {
-        requantize_slow_formats: !args.native,
+        requantize: if args.native {
+            Requantize::Never
+        } else {
+            Requantize::WhereSlow
+        },
         ..LoadOptions::default()
     };
 

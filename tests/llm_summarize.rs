@@ -7,7 +7,7 @@ mod common;
 use candle_core::Device;
 use serde::Deserialize;
 use tolk::models::causal_lm::CausalLm;
-use tolk::pipeline::summarize::llm::loader::{load_causal_lm, LoadOptions};
+use tolk::pipeline::summarize::llm::loader::{load_causal_lm, LoadOptions, Requantize};
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
@@ -192,10 +192,14 @@ fn gemma3_dequantized_matches_transformers_exactly() {
     exact_parity(GEMMA3, &[0, 1]);
 }
 
-// Observed with quantized math (Q8_0-requantized SmolLM2, native Q4_K/Q6_K +
-// requantized Q5_0 gemma) against transformers' dequantized fp32: SmolLM2
-// 0/32 (near-tie at step 1) and 5/32, gemma 7/32 and 32/32 greedy tokens agree.
-// So the bar is the first 4 tokens; the exact tests above check the math.
+// Observed with quantized math against transformers' dequantized fp32
+// (8-bit activations, as llama.cpp): with Q4_1/Q5_0 requantized to Q8_0,
+// SmolLM2 0/32 (near-tie at step 1) and 5/32, gemma 7/32 and 32/32 greedy
+// tokens agreed; multiplying the file's own Q4_1/Q5_0 blocks (tolk's AVX2
+// kernels, what llama.cpp does), gemma case 0 meets a near-tie at its third
+// token (2/32, teacher-forced 29/32). So the bar is the first 2-4 tokens and
+// 75% teacher-forced; the exact tests above check the math, the llama.cpp
+// tests below the quantized math.
 #[test]
 fn smollm2_quantized_agrees_with_transformers() {
     quantized_parity(SMOLLM2, 4);
@@ -203,7 +207,7 @@ fn smollm2_quantized_agrees_with_transformers() {
 
 #[test]
 fn gemma3_quantized_agrees_with_transformers() {
-    quantized_parity(GEMMA3, 4);
+    quantized_parity(GEMMA3, 2);
 }
 
 /// Requantizing Q4_1 to Q8_0 (for candle's SIMD kernels) must barely change
@@ -218,11 +222,17 @@ fn smollm2_requantized_predictions_track_native_q4_1() {
         return;
     };
     let native = LoadOptions {
-        requantize_slow_formats: false,
+        requantize: Requantize::Never,
+        ..LoadOptions::default()
+    };
+    let requantized = LoadOptions {
+        requantize: Requantize::Always,
         ..LoadOptions::default()
     };
     let mut slow = load_causal_lm(&path, &Device::Cpu, native).unwrap().model;
-    let mut fast = load(&path, false);
+    let mut fast = load_causal_lm(&path, &Device::Cpu, requantized)
+        .unwrap()
+        .model;
     let (mut hits, mut total) = (0, 0);
     for (i, case) in reference(SMOLLM2).cases.iter().enumerate() {
         let (_, native_ids) = greedy(slow.as_mut(), &case.input_ids, 32);
@@ -267,7 +277,7 @@ fn llama_cpp_parity(model_name: &str) {
     let reference: LlamaCppReference =
         serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     let native = LoadOptions {
-        requantize_slow_formats: false,
+        requantize: Requantize::Never,
         ..LoadOptions::default()
     };
     let mut model = load_causal_lm(&path, &Device::Cpu, native).unwrap().model;
@@ -535,9 +545,9 @@ fn bench_model(name: &str) {
     };
     let prompt = &reference(name).cases[0].input_ids;
     for round in 0..2 {
-        for requantize in [false, true] {
+        for requantize in [Requantize::Never, Requantize::Always] {
             let opts = LoadOptions {
-                requantize_slow_formats: requantize,
+                requantize,
                 ..LoadOptions::default()
             };
             let mut model = load_causal_lm(&path, &Device::Cpu, opts).unwrap().model;
@@ -548,7 +558,7 @@ fn bench_model(name: &str) {
             greedy(model.as_mut(), prompt, 33);
             let decode = start.elapsed().saturating_sub(prefill);
             eprintln!(
-                "{name} round {round} requantize={requantize}: prefill {} tokens {:.1} tok/s, decode {:.1} tok/s",
+                "{name} round {round} requantize={requantize:?}: prefill {} tokens {:.1} tok/s, decode {:.1} tok/s",
                 prompt.len(),
                 prompt.len() as f64 / prefill.as_secs_f64(),
                 32.0 / decode.as_secs_f64()

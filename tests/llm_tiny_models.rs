@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use std::path::Path;
 use tolk::models::causal_lm::CausalLm;
 use tolk::pipeline::summarize::llm::loader::{
-    load_causal_lm, LoadOptions, SUPPORTED_ARCHITECTURES,
+    load_causal_lm, LoadOptions, Requantize, SUPPORTED_ARCHITECTURES,
 };
 
 const VOCAB: usize = 96;
@@ -337,10 +337,18 @@ fn slow_formats_are_requantized_to_q8_0_with_close_logits() {
     };
     let path = dir.path().join("llama-q4_1.gguf");
     write_model(&path, &spec, &[]);
-    let fast = load_causal_lm(&path, &Device::Cpu, LoadOptions::default()).unwrap();
+    let always = LoadOptions {
+        requantize: Requantize::Always,
+        ..LoadOptions::default()
+    };
+    let fast = load_causal_lm(&path, &Device::Cpu, always).unwrap();
     assert_eq!(fast.converted, LAYERS * 7, "every Q4_1 matrix is converted");
+    // By default only where no SIMD kernel takes the format as it is.
+    let default = load_causal_lm(&path, &Device::Cpu, LoadOptions::default()).unwrap();
+    let kernel = tolk::models::qlinear::has_native_kernel(GgmlDType::Q4_1);
+    assert_eq!(default.converted, if kernel { 0 } else { LAYERS * 7 });
     let plain = LoadOptions {
-        requantize_slow_formats: false,
+        requantize: Requantize::Never,
         ..LoadOptions::default()
     };
     let slow = load_causal_lm(&path, &Device::Cpu, plain).unwrap();

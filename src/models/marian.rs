@@ -13,7 +13,8 @@
 //! blocks, scaled embeddings, non-interleaved sinusoidal positions, tied
 //! output projection plus `final_logits_bias`).
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use super::qlinear::QLinear;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
@@ -113,13 +114,14 @@ impl Activation {
     }
 }
 
-/// A linear layer: dense, or with weights quantized for candle's quantized
-/// matmul (`--quantize q8`), which reads a quarter of the bytes per row.
+/// A linear layer: dense, or with weights quantized (`--quantize q8`), which
+/// reads a quarter of the bytes per row ([`QLinear`]: tolk's AVX2 kernel, or
+/// candle's quantized matmul elsewhere).
 #[derive(Debug, Clone)]
 enum Proj {
     Dense(Linear),
     Quantized {
-        weight: QMatMul,
+        weight: QLinear,
         bias: Option<Tensor>,
     },
 }
@@ -129,7 +131,7 @@ impl Proj {
         Ok(match quantize {
             None => Self::Dense(dense),
             Some(dtype) => Self::Quantized {
-                weight: QMatMul::from_qtensor(QTensor::quantize(dense.weight(), dtype)?)?,
+                weight: QLinear::from_qtensor(QTensor::quantize(dense.weight(), dtype)?)?,
                 bias: dense.bias().cloned(),
             },
         })

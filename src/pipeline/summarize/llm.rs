@@ -16,7 +16,7 @@ pub mod safetensors;
 pub mod tokens;
 
 pub use generate::{GenerationStats, SamplingOptions};
-pub use loader::{LoadOptions, SUPPORTED_ARCHITECTURES};
+pub use loader::{LoadOptions, Requantize, SUPPORTED_ARCHITECTURES};
 
 use super::{Summarizer, SummaryLength, SummaryRequest};
 use crate::models::causal_lm::CausalLm;

@@ -19,15 +19,27 @@ use std::path::Path;
 /// The `general.architecture` values tolk can run.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2", "qwen3"];
 
+/// Converting Q4_1/Q5_0/Q5_1 tensors to Q8_0 at load: candle 0.11 has only
+/// scalar code for those formats, and Q8_0 multiplies several times faster
+/// for a small change of rounding. On x86 with AVX2, tolk's own kernels
+/// ([`crate::models::qlinear`]) take Q4_1 and Q5_0 as they are (fewer bytes
+/// to stream per token), so only Q5_1 needs converting there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Requantize {
+    /// The formats no SIMD kernel multiplies on this CPU.
+    #[default]
+    WhereSlow,
+    /// None: the file's formats as they are.
+    Never,
+    /// All of them, kernel or not (to compare the two).
+    Always,
+}
+
 /// How to load the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// On CPU, convert Q4_1/Q5_0/Q5_1 tensors that no SIMD kernel multiplies
-    /// to Q8_0 at load: candle 0.11 has only scalar code for them, and Q8_0
-    /// multiplies several times faster for a small change of rounding. On
-    /// x86 with AVX2, tolk's own kernels ([`crate::models::qlinear`]) take
-    /// Q4_1 and Q5_0 as they are, so only Q5_1 is converted there.
-    pub requantize_slow_formats: bool,
+    /// Which Q4_1/Q5_0/Q5_1 tensors to convert to Q8_0 at load, on CPU.
+    pub requantize: Requantize,
     /// Dequantize every weight to f32 and multiply densely. Several times
     /// slower and 4–8× the memory; it reproduces fp32 reference
     /// implementations (transformers) to within rounding, which the
@@ -38,7 +50,7 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
-            requantize_slow_formats: true,
+            requantize: Requantize::WhereSlow,
             dequantize: false,
         }
     }
@@ -112,8 +124,8 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
     let name = path.display();
     let mode = if opts.dequantize {
         Conversion::Dequantize
-    } else if opts.requantize_slow_formats && device.is_cpu() {
-        Conversion::RequantizeSlow
+    } else if device.is_cpu() && opts.requantize != Requantize::Never {
+        Conversion::Requantize(opts.requantize)
     } else {
         Conversion::None
     };
@@ -168,7 +180,7 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Conversion {
     None,
-    RequantizeSlow,
+    Requantize(Requantize),
     Dequantize,
 }
 
@@ -202,7 +214,7 @@ impl TensorSource for GgufSource<'_> {
     fn tensor(&mut self, name: &str) -> candle_core::Result<QTensor> {
         let t = self.content.tensor(self.reader, name, self.device)?;
         match self.mode {
-            Conversion::RequantizeSlow if needs_requantization(&t) => {
+            Conversion::Requantize(mode) if needs_requantization(&t, mode) => {
                 self.converted += 1;
                 requantize_q8_0(&t)
             }
@@ -219,13 +231,21 @@ impl TensorSource for GgufSource<'_> {
     }
 }
 
-/// Formats that would be multiplied by scalar code on this CPU (candle 0.11
-/// has no SIMD kernels for them, and tolk's own cover Q4_1/Q5_0 on AVX2).
-pub fn needs_requantization(t: &QTensor) -> bool {
-    matches!(
+/// Whether `mode` converts `t`: Q4_1/Q5_0/Q5_1 matrices whose rows are whole
+/// Q8_0 blocks, and with [`Requantize::WhereSlow`] only those that would be
+/// multiplied by scalar code on this CPU.
+pub fn needs_requantization(t: &QTensor, mode: Requantize) -> bool {
+    let slow_format = matches!(
         t.dtype(),
         GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
-    ) && !qlinear::has_native_kernel(t.dtype())
+    );
+    let wanted = match mode {
+        Requantize::Never => false,
+        Requantize::Always => true,
+        Requantize::WhereSlow => !qlinear::has_native_kernel(t.dtype()),
+    };
+    slow_format
+        && wanted
         && t.rank() == 2
         && t.shape().dims()[1].is_multiple_of(GgmlDType::Q8_0.block_size())
 }
