@@ -118,9 +118,8 @@ pub fn architecture(metadata: &HashMap<String, Value>) -> Result<String> {
 
 /// Loads the model in `path` onto `device`.
 pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result<LoadedModel> {
-    let (content, mut reader) = read_header(path)?;
-    let metadata = content.metadata.clone();
-    let arch = architecture(&metadata).with_context(|| path.display().to_string())?;
+    let (mut content, mut reader) = read_header(path)?;
+    let arch = architecture(&content.metadata).with_context(|| path.display().to_string())?;
     let name = path.display();
     let mode = if opts.dequantize {
         Conversion::Dequantize
@@ -129,24 +128,29 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
     } else {
         Conversion::None
     };
-    let (model, converted): (Box<dyn CausalLm>, usize) = match arch.as_str() {
+    // The metadata (a 262k-token vocabulary is tens of MB) is moved out, not
+    // copied, once the tensors have been read.
+    let (model, converted, metadata): (Box<dyn CausalLm>, usize, _) = match arch.as_str() {
         "llama" => {
-            let cfg = LlamaConfig::from_metadata(&Hparams::new(&metadata, "llama"))
+            let cfg = LlamaConfig::from_metadata(&Hparams::new(&content.metadata, "llama"))
                 .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             let mut src = GgufSource::new(&content, &mut reader, device, mode);
             let model = QuantizedLlama::new(cfg, &mut src, device)
                 .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            (Box::new(model), src.converted)
+            let converted = src.converted;
+            (Box::new(model), converted, std::mem::take(&mut content.metadata))
         }
         "gemma3" => {
-            let cfg = Gemma3Config::from_metadata(&Hparams::new(&metadata, "gemma3"))
+            let cfg = Gemma3Config::from_metadata(&Hparams::new(&content.metadata, "gemma3"))
                 .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             let mut src = GgufSource::new(&content, &mut reader, device, mode);
             let model = QuantizedGemma3::new(cfg, &mut src, device)
                 .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            (Box::new(model), src.converted)
+            let converted = src.converted;
+            (Box::new(model), converted, std::mem::take(&mut content.metadata))
         }
         "qwen2" | "qwen3" => {
+            let metadata = content.metadata.clone();
             let ctx = Hparams::new(&metadata, &arch)
                 .usize("context_length")
                 .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
@@ -162,7 +166,7 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
                         .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?,
                 )
             };
-            (Box::new(CandleQwen::new(weights, ctx, device)), 0)
+            (Box::new(CandleQwen::new(weights, ctx, device)), 0, metadata)
         }
         other => bail!(
             "{name}: unsupported model architecture '{other}' (supported: {})",
