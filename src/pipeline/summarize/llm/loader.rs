@@ -138,7 +138,11 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
             let model = QuantizedLlama::new(cfg, &mut src, device)
                 .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             let converted = src.converted;
-            (Box::new(model), converted, std::mem::take(&mut content.metadata))
+            (
+                Box::new(model),
+                converted,
+                std::mem::take(&mut content.metadata),
+            )
         }
         "gemma3" => {
             let cfg = Gemma3Config::from_metadata(&Hparams::new(&content.metadata, "gemma3"))
@@ -147,7 +151,11 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
             let model = QuantizedGemma3::new(cfg, &mut src, device)
                 .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
             let converted = src.converted;
-            (Box::new(model), converted, std::mem::take(&mut content.metadata))
+            (
+                Box::new(model),
+                converted,
+                std::mem::take(&mut content.metadata),
+            )
         }
         "qwen2" | "qwen3" => {
             let metadata = content.metadata.clone();
