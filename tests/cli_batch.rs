@@ -679,3 +679,33 @@ fn an_output_folder_inside_the_input_is_not_read_back() {
     }
     assert_eq!(latest(&out).len(), 1);
 }
+
+#[test]
+fn quantized_runs_are_told_apart_from_f32_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("articles");
+    many_articles(&input, 3);
+    let out = tmp.path().join("out");
+    let f32_args = batch_args(&input, &out);
+    let first = run(tmp.path(), &f32_args);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(count(&first.stderr, "files done"), 3, "{}", first.stderr);
+
+    // Other weights, other translations: nothing counts as done yet.
+    let mut q8_args = f32_args.clone();
+    q8_args.extend(["--quantize".to_string(), "q8".to_string()]);
+    let second = run(tmp.path(), &q8_args);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(count(&second.stderr, "files done"), 3, "{}", second.stderr);
+    for (path, record) in latest(&out) {
+        let model = record["options"]["translation_model"]
+            .as_str()
+            .unwrap_or("");
+        assert!(model.ends_with("(--quantize q8)"), "{path}: {model}");
+    }
+
+    // The same options again: all up to date.
+    let third = run(tmp.path(), &q8_args);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_eq!(count(&third.stderr, "files skipped"), 3, "{}", third.stderr);
+}

@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::translate::{load_translator, TranslationModelArgs};
+use super::translate::{load_translator, DecodingArgs, TranslationModelArgs};
 use super::{progress, InputArgs, RuntimeArgs};
 use crate::batch::{
     merge_manifests, run_batch, BatchConfig, BatchReport, DiscoverOptions, Engines, FileOutcome,
     Lazy, Observer, Outcome, OutputFormat, Shard, Tasks,
 };
 use crate::hub::ModelSource;
-use crate::pipeline::translate::{TranslateOptions, Translator};
+use crate::pipeline::translate::{Quantize, Translator};
 use crate::pipeline::{Summarizer, SummaryLength};
 use crate::text::Format;
 
@@ -124,19 +124,8 @@ pub struct BatchArgs {
     #[command(flatten)]
     pub model: TranslationModelArgs,
 
-    /// Beam width for decoding: 1 is greedy (fastest) [default: the model's
-    /// generation_config].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub beams: Option<u32>,
-
-    /// Longest translation of one sentence, in tokens [default: the model's
-    /// max_length].
-    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
-    pub max_length: Option<u32>,
-
-    /// Sentences decoded together in one model batch.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub batch_size: u32,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
 
     /// How summaries are made (as `tolk summarize --method`): extractive is
     /// instant; llm and t5 load a model once for the whole run.
@@ -200,10 +189,16 @@ fn summary_model_id(args: &BatchArgs) -> String {
 
 /// The translation model's id for job keys: the repo (and revision), or the
 /// resolved folder, so `./m` and `/abs/m` are the same model.
+/// The translation model as recorded in the manifest: a resumed run must use
+/// the same one, and `--quantize q8` translates differently, so it counts.
 fn translation_model_id(args: &BatchArgs) -> String {
-    match args.model.source(&args.runtime) {
+    let model = match args.model.source(&args.runtime) {
         ModelSource::Dir(dir) => dir.canonicalize().unwrap_or(dir).display().to_string(),
         hub => hub.to_string(),
+    };
+    match args.decoding.quantize {
+        Quantize::None => model,
+        q => format!("{model} (--quantize {q})"),
     }
 }
 
@@ -276,15 +271,10 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         summary_length: args.length,
         translation_model: translation_model_id(&args),
         summary_model: tasks.summarize.then(|| summary_model_id(&args)),
-        beams: args.beams.map(|b| b as usize),
-        max_length: args.max_length.map(|m| m as usize),
+        beams: args.decoding.beams.map(|b| b as usize),
+        max_length: args.decoding.max_length.map(|m| m as usize),
     };
-    let opts = TranslateOptions {
-        num_beams: config.beams,
-        max_length: config.max_length,
-        batch_size: Some(args.batch_size as usize),
-        ..TranslateOptions::default()
-    };
+    let opts = args.decoding.options();
     let engines = Engines {
         translator: Lazy::new(|| {
             load_translator(&args.model, &args.runtime, &opts)

@@ -29,27 +29,8 @@ pub struct TranslateArgs {
     #[command(flatten)]
     pub model: TranslationModelArgs,
 
-    /// Beam width for decoding: 1 is greedy (fastest), more is slower and
-    /// usually a little better [default: the model's generation_config, 4 to 6
-    /// for opus-mt].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub beams: Option<u32>,
-
-    /// Longest translation of one sentence, in tokens [default: the model's
-    /// max_length, 512 for opus-mt].
-    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
-    pub max_length: Option<u32>,
-
-    /// Sentences decoded together. Larger batches are faster per sentence
-    /// on GPUs and many-core CPUs, and use more memory.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub batch_size: u32,
-
-    /// Weight format: `none` keeps the model's f32 weights (results identical
-    /// to `transformers`); `q8` quantizes the linear layers to 8 bits at load
-    /// time: faster and smaller, with slightly different translations.
-    #[arg(long, value_name = "none|q8", default_value = "none")]
-    pub quantize: Quantize,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
 
     /// How the input is marked up: `plain` (paragraphs separated by blank
     /// lines) or `markdown` (markup and code are kept, prose is translated)
@@ -73,6 +54,44 @@ pub struct TranslateArgs {
 
     #[command(flatten, next_help_heading = "Summary (with --summary)")]
     pub summary_model: SummaryModelFlags,
+}
+
+/// How sentences are decoded (shared by `translate` and `batch`).
+#[derive(Debug, Clone, Args)]
+pub struct DecodingArgs {
+    /// Beam width for decoding: 1 is greedy (fastest), more is slower and
+    /// usually a little better [default: the model's generation_config, 4 to 6
+    /// for opus-mt].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub beams: Option<u32>,
+
+    /// Longest translation of one sentence, in tokens [default: the model's
+    /// max_length, 512 for opus-mt].
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_length: Option<u32>,
+
+    /// Sentences decoded together. Larger batches are faster per sentence
+    /// on GPUs and many-core CPUs, and use more memory.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch_size: u32,
+
+    /// Weight format: `none` keeps the model's f32 weights (results identical
+    /// to `transformers`); `q8` quantizes the linear layers to 8 bits at load
+    /// time: faster at small batches and smaller, with slightly different
+    /// translations.
+    #[arg(long, value_name = "none|q8", default_value = "none")]
+    pub quantize: Quantize,
+}
+
+impl DecodingArgs {
+    pub fn options(&self) -> TranslateOptions {
+        TranslateOptions {
+            num_beams: self.beams.map(|b| b as usize),
+            max_length: self.max_length.map(|m| m as usize),
+            batch_size: Some(self.batch_size as usize),
+            quantize: self.quantize,
+        }
+    }
 }
 
 /// Which translation model to use.
@@ -124,12 +143,7 @@ pub fn run(args: TranslateArgs) -> Result<ExitCode> {
         // Nothing to translate: no need to load (or download) a model.
         String::new()
     } else {
-        let opts = TranslateOptions {
-            num_beams: args.beams.map(|b| b as usize),
-            max_length: args.max_length.map(|m| m as usize),
-            batch_size: Some(args.batch_size as usize),
-            quantize: args.quantize,
-        };
+        let opts = args.decoding.options();
         let mut translator = load_translator(&args.model, &args.runtime, &opts)?;
         translate_with_progress(&mut translator, &text, format, args.runtime.quiet)?
     };
