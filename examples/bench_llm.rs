@@ -11,8 +11,11 @@
 //!
 //! Usage: cargo run --release --example bench_llm -- --model models/downloaded/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2
 
+mod common;
+
 use anyhow::{Context, Result};
 use clap::Parser;
+use common::peak_rss_mb;
 use std::path::PathBuf;
 use std::time::Instant;
 use tolk::device::on_compute_pool;
@@ -46,19 +49,6 @@ struct Args {
     /// cache before a cold run.
     #[arg(long)]
     cold: bool,
-}
-
-/// Peak resident set size of this process, in MB (Linux `VmHWM`).
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 fn main() -> Result<()> {

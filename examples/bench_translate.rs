@@ -13,6 +13,9 @@ use clap::Parser;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Instant;
+mod common;
+
+use common::peak_rss_mb;
 use tolk::hub::{resolve_needs, HubOptions, ModelSource, MARIAN_FILES};
 use tolk::pipeline::translate::{MarianTranslator, Quantize, TranslateOptions};
 
@@ -106,19 +109,6 @@ fn agreement(
         "token_agreement": same as f64 / total.max(1) as f64,
         "identical_outputs": identical as f64 / inputs.len().max(1) as f64,
     }))
-}
-
-/// Peak resident set size of this process, in MB (Linux `VmHWM`).
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 /// CPU time of this process, all threads, in seconds (`/proc/self/stat`

@@ -488,6 +488,17 @@ mod tests {
         assert_eq!(positions(&view.k), vec![0., 1., 2.]);
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
     #[test]
     fn decoding_attention_over_a_cache_view_matches_the_tensor_path() {
         if crate::models::qlinear::kernels().is_none() {
@@ -516,14 +527,7 @@ mod tests {
             .unwrap();
         let att = candle_nn::ops::softmax_last_dim(&q2.matmul(&kc.t().unwrap()).unwrap()).unwrap();
         let want = att.matmul(&vc).unwrap().reshape((1, 1, 144)).unwrap();
-        let diff: f32 = (fast - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&fast, &want);
         assert!(diff < 1e-5, "{diff}");
     }
 
@@ -555,14 +559,7 @@ mod tests {
             .unwrap()
             .reshape((1, 3, 32))
             .unwrap();
-        let diff: f32 = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-5, "{diff}");
     }
 

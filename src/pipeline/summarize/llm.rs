@@ -67,6 +67,13 @@ pub fn default_max_new_tokens(length: SummaryLength) -> usize {
     }
 }
 
+/// The name a model is reported by when it comes from a file or folder.
+fn file_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
 /// A language model that writes English summaries.
 pub struct LlmSummarizer {
     model: Box<dyn CausalLm>,
@@ -83,15 +90,11 @@ impl LlmSummarizer {
     pub fn load(gguf_path: &Path, device: &Device, opts: LlmOptions) -> Result<Self> {
         let loaded = loader::load_causal_lm(gguf_path, device, opts.load)?;
         let tokenizer = PromptTokenizer::load(gguf_path, &loaded.metadata)?;
-        let model_id = gguf_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| gguf_path.display().to_string());
         Ok(Self::assemble(
             loaded.model,
             tokenizer,
             opts,
-            model_id,
+            file_label(gguf_path),
             loaded.architecture,
         ))
     }
@@ -102,15 +105,11 @@ impl LlmSummarizer {
     pub fn load_dir(dir: &Path, device: &Device, opts: LlmOptions) -> Result<Self> {
         let loaded = safetensors::load_checkpoint(dir, device)?;
         let tokenizer = PromptTokenizer::load_dir(dir)?;
-        let model_id = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| dir.display().to_string());
         Ok(Self::assemble(
             loaded.model,
             tokenizer,
             opts,
-            model_id,
+            file_label(dir),
             loaded.model_type,
         ))
     }

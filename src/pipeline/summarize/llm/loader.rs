@@ -123,7 +123,7 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
     let name = path.display();
     let mode = if opts.dequantize {
         Conversion::Dequantize
-    } else if device.is_cpu() && opts.requantize != Requantize::Never {
+    } else if device.is_cpu() {
         Conversion::Requantize(opts.requantize)
     } else {
         Conversion::None

@@ -1,6 +1,7 @@
 //! The tokenizer the summarizer talks to: rebuilt from GGUF metadata, or a
 //! `tokenizer.json` (+ `tokenizer_config.json`) lying next to the model file.
 
+use super::safetensors::read_json;
 use crate::tokenize::gguf::{tokenizer_from_gguf, GgufTokenizer, PromptPart};
 use anyhow::{anyhow, Context, Result};
 use candle_core::quantized::gguf_file::Value;
@@ -147,10 +148,7 @@ impl JsonTokenizer {
         trusted.set_encode_special_tokens(false);
         let config_path = path.with_file_name("tokenizer_config.json");
         let config: serde_json::Value = if config_path.is_file() {
-            let raw = std::fs::read_to_string(&config_path)
-                .with_context(|| format!("{}: cannot read", config_path.display()))?;
-            serde_json::from_str(&raw)
-                .with_context(|| format!("{}: not valid JSON", config_path.display()))?
+            read_json(&config_path)?
         } else {
             serde_json::Value::Null
         };
@@ -184,10 +182,7 @@ impl JsonTokenizer {
         // transformers stops at every EOS id of generation_config.json.
         let generation_path = path.with_file_name("generation_config.json");
         if generation_path.is_file() {
-            let raw = std::fs::read_to_string(&generation_path)
-                .with_context(|| format!("{}: cannot read", generation_path.display()))?;
-            let generation: serde_json::Value = serde_json::from_str(&raw)
-                .with_context(|| format!("{}: not valid JSON", generation_path.display()))?;
+            let generation = read_json(&generation_path)?;
             for id in eos_ids(generation.get("eos_token_id")) {
                 if !stop_ids.contains(&id) {
                     stop_ids.push(id);
