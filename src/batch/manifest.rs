@@ -178,6 +178,9 @@ pub struct ResultRecord {
     pub key: String,
     #[serde(default)]
     pub translation: Option<String>,
+    /// The translation sentence by sentence (as `tolk translate --format jsonl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentences: Option<Vec<crate::text::document::AlignedSentence>>,
     #[serde(default)]
     pub summary: Option<String>,
     #[serde(default)]
@@ -587,6 +590,7 @@ mod tests {
             sha256: "s".into(),
             key: key.into(),
             translation: Some(format!("{path} in English")),
+            sentences: None,
             summary: None,
             models: Models::default(),
             timings: Timings::default(),

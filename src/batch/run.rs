@@ -14,7 +14,9 @@ use super::outputs::{
 };
 use crate::io::{decode_text, InputError, ReadOptions};
 use crate::pipeline::summarize::{Summarizer, SummaryLength, SummaryRequest};
-use crate::pipeline::translate::{report_warnings, translate_units, PreparedDocument, Translator};
+use crate::pipeline::translate::{
+    report_warnings, translate_units_scored, PreparedDocument, Translation, Translator,
+};
 use crate::text::{Format, Lang};
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
@@ -240,6 +242,12 @@ impl Translator for Cancellable<'_> {
         }
         self.inner.translate_batch(sentences)
     }
+    fn translate_scored(&mut self, sentences: &[&str]) -> Result<Vec<Translation>> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(Interrupted.into());
+        }
+        self.inner.translate_scored(sentences)
+    }
     fn token_count(&self, text: &str) -> Result<usize> {
         self.inner.token_count(text)
     }
@@ -390,6 +398,8 @@ struct Pending {
 struct Finished {
     pending: Pending,
     translation: String,
+    /// One record per sentence, for `--format jsonl`.
+    sentences: Option<Vec<crate::text::document::AlignedSentence>>,
     summary: Option<String>,
     timings: Timings,
 }
@@ -594,11 +604,7 @@ impl Runner<'_, '_> {
         let options = JobOptions {
             tasks: self.config.tasks.names(),
             output_format: self.config.output_format.name().to_string(),
-            input_format: match format {
-                Format::Plain => "plain",
-                Format::Markdown => "markdown",
-            }
-            .to_string(),
+            input_format: format.name().to_string(),
             translation_model: self.config.translation_model.clone(),
             beams: self.config.beams,
             max_length: self.config.max_length,
@@ -725,6 +731,14 @@ impl Runner<'_, '_> {
             let count = |s: &str| t.token_count(s).unwrap_or(usize::MAX);
             PreparedDocument::new(&loaded.text, format, max_tokens, &count)
         };
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(e) => {
+                let record = fail(crate::cli::one_line(&e));
+                self.record_unfinished(record)?;
+                return Ok(None);
+            }
+        };
         for w in &doc.warnings {
             self.observer.warn(&format!("{rel}: {w}"));
         }
@@ -776,7 +790,8 @@ impl Runner<'_, '_> {
                 pending
                     .into_iter()
                     .map(|p| {
-                        let mine: Vec<String> = all.by_ref().take(p.doc.unit_count()).collect();
+                        let mine: Vec<Translation> =
+                            all.by_ref().take(p.doc.unit_count()).collect();
                         (p, Ok(mine))
                     })
                     .collect::<Vec<_>>()
@@ -825,7 +840,12 @@ impl Runner<'_, '_> {
                     continue;
                 }
             };
-            let translation = match p.doc.assemble(&translations) {
+            let sentences = match self.config.output_format {
+                OutputFormat::Jsonl => p.doc.aligned(&translations).ok(),
+                OutputFormat::Files => None,
+            };
+            let texts: Vec<String> = translations.into_iter().map(|t| t.text).collect();
+            let translation = match p.doc.assemble(&texts) {
                 Ok(t) => t,
                 Err(err) => {
                     self.fail_pending(&p, err.to_string())?;
@@ -840,11 +860,19 @@ impl Runner<'_, '_> {
             let mut done = Finished {
                 pending: p,
                 translation,
+                sentences,
                 summary: None,
                 timings,
             };
             if self.config.tasks.summarize {
-                match self.summarize(&done.translation) {
+                let format = done
+                    .pending
+                    .options
+                    .input_format
+                    .parse::<Format>()
+                    .unwrap_or_default();
+                let reading = crate::text::document::reading_text(&done.translation, format);
+                match self.summarize(&reading) {
                     Ok((summary, ms)) => {
                         done.summary = Some(summary);
                         done.timings.summarize_ms = ms;
@@ -861,7 +889,7 @@ impl Runner<'_, '_> {
         self.write(finished)
     }
 
-    fn translate(&mut self, units: &[&str]) -> Result<Vec<String>> {
+    fn translate(&mut self, units: &[&str]) -> Result<Vec<Translation>> {
         let translator = self.engines.translator.get()?;
         let mut wrapped = Cancellable {
             inner: translator,
@@ -869,7 +897,7 @@ impl Runner<'_, '_> {
         };
         let observer = &mut *self.observer;
         let mut reported = 0;
-        translate_units(&mut wrapped, units, &mut |done, _| {
+        translate_units_scored(&mut wrapped, units, &mut |done, _| {
             if done > reported {
                 observer.sentences_done(done - reported);
                 reported = done;
@@ -990,6 +1018,11 @@ impl Runner<'_, '_> {
                 sha256: p.loaded.sha256.clone(),
                 key: p.key.clone(),
                 translation: self.config.tasks.translate.then(|| f.translation.clone()),
+                sentences: if self.config.tasks.translate {
+                    f.sentences.clone()
+                } else {
+                    None
+                },
                 summary: f.summary.clone(),
                 models: record.models.clone(),
                 timings: record.timings.clone(),

@@ -84,9 +84,10 @@ pub struct BatchArgs {
     #[arg(long, value_enum, default_value = "files")]
     pub format: BatchFormat,
 
-    /// How inputs are marked up: `plain` or `markdown` [default: markdown
-    /// for .md files, else plain]. Markdown keeps the markup, translating
-    /// only the text.
+    /// How inputs are marked up: `plain`, `markdown`, `html` or `subtitles`
+    /// [default: by extension: .md, .html/.htm, .srt/.vtt, else plain].
+    /// Markdown and HTML keep the markup, subtitles their timings,
+    /// translating only the text.
     #[arg(long, value_name = "FORMAT")]
     pub input_format: Option<Format>,
 

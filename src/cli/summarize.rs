@@ -434,13 +434,19 @@ pub fn run(args: SummarizeArgs) -> Result<ExitCode> {
         write_output(args.output.as_deref(), "")?;
         return Ok(ExitCode::SUCCESS);
     }
+    // A web page: its article, not its navigation; subtitles: their words.
+    let input_format = Format::from_path(&args.input);
+    let text = crate::text::document::reading_text(&text, input_format);
     let lang = args
         .summary
         .source
         .unwrap_or_else(|| detect_language(&text));
     let mut summarizer = build_summarizer(&args.summary, &args.model, &args.runtime)?;
     let (article, lang) = if args.summary.translates_first(lang) {
-        let format = Format::from_path(&args.input);
+        let format = match input_format {
+            Format::Html | Format::Subtitles => Format::Plain,
+            f => f,
+        };
         let english =
             translate_for_summary(&(&args.translation).into(), &args.runtime, &text, format)?;
         (english, Lang::En)

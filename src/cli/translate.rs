@@ -10,8 +10,9 @@ use super::summarize::{build_summarizer, summarize_text, SummaryArgs, SummaryMod
 use super::{progress, InputArgs, RuntimeArgs};
 use crate::hub::{self, ModelSource};
 use crate::pipeline::translate::{
-    translate_document, MarianTranslator, Quantize, TranslateOptions, Translator,
+    translate_aligned, translate_document, MarianTranslator, Quantize, TranslateOptions, Translator,
 };
+use crate::text::document::{format_aligned, OutputFormat};
 use crate::text::Format;
 
 #[derive(Debug, Args)]
@@ -33,10 +34,25 @@ pub struct TranslateArgs {
     pub decoding: DecodingArgs,
 
     /// How the input is marked up: `plain` (paragraphs separated by blank
-    /// lines) or `markdown` (markup and code are kept, prose is translated)
-    /// [default: markdown for .md files, else plain].
+    /// lines), `markdown` (markup and code kept, prose translated), `html`
+    /// (the page's DOM kept, its text and alt/title/placeholder/meta
+    /// description translated) or `subtitles` (SRT/WebVTT: cue numbers and
+    /// timings kept) [default: by extension: .md, .html/.htm, .srt/.vtt,
+    /// else plain].
     #[arg(long, value_name = "FORMAT")]
-    pub format: Option<Format>,
+    pub input_format: Option<Format>,
+
+    /// What to write: `text` (the translated document), `jsonl` (one JSON
+    /// object per sentence: paragraph, sentence, source, translation,
+    /// score, hit_max_length, split) or `tsv` (the same fields, a header
+    /// line first; tabs and newlines escaped as `\t` and `\n`).
+    #[arg(
+        long,
+        value_name = "text|jsonl|tsv",
+        default_value = "text",
+        conflicts_with = "summary"
+    )]
+    pub format: OutputFormat,
 
     #[command(flatten)]
     pub input_args: InputArgs,
@@ -137,8 +153,22 @@ pub fn load_translator(
 pub fn run(args: TranslateArgs) -> Result<ExitCode> {
     let text = crate::io::read_text(&args.input, args.input_args.read_options())?;
     let format = args
-        .format
+        .input_format
         .unwrap_or_else(|| Format::from_path(&args.input));
+    if args.format != OutputFormat::Text {
+        let records = if text.trim().is_empty() {
+            Vec::new()
+        } else {
+            let mut translator =
+                load_translator(&args.model, &args.runtime, &args.decoding.options())?;
+            aligned_with_progress(&mut translator, &text, format, args.runtime.quiet)?
+        };
+        write_output(
+            args.output.as_deref(),
+            &format_aligned(&records, args.format),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let translation = if text.trim().is_empty() {
         // Nothing to translate: no need to load (or download) a model.
         String::new()
@@ -162,7 +192,7 @@ pub fn run(args: TranslateArgs) -> Result<ExitCode> {
         )?;
         summarize_text(
             summarizer.as_mut(),
-            &translation,
+            &crate::text::document::reading_text(&translation, format),
             crate::text::Lang::En,
             length,
             false,
@@ -201,6 +231,29 @@ pub fn translate_with_progress(
     let bar = progress::bar(quiet, "sentences");
     bar.set_message("translating");
     let out = translate_document(
+        translator,
+        text,
+        format,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+        &mut |w| progress::warn(&bar, w),
+    );
+    bar.finish_and_clear();
+    out
+}
+
+/// As [`translate_with_progress`], one record per sentence.
+fn aligned_with_progress(
+    translator: &mut dyn Translator,
+    text: &str,
+    format: Format,
+    quiet: bool,
+) -> Result<Vec<crate::text::document::AlignedSentence>> {
+    let bar = progress::bar(quiet, "sentences");
+    bar.set_message("translating");
+    let out = translate_aligned(
         translator,
         text,
         format,

@@ -6,7 +6,8 @@ use crate::generation::{self, EarlyStopping, GenerationConfig, Hypothesis, StepM
 use crate::hub::ModelFiles;
 use crate::models::marian::{Config, DecoderState, MarianModel};
 use crate::pipeline::weights::SafetensorsFile;
-use crate::text::{self, Format, Segment};
+use crate::text::document::{AlignedSentence, Document, Paragraph};
+use crate::text::{self, protect, Format};
 use crate::tokenize::marian::MarianTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::GgmlDType;
@@ -30,6 +31,37 @@ pub trait Translator {
     /// maximum length), for the caller to show.
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
+    }
+    /// As [`Translator::translate_batch`], with the model's confidence;
+    /// engines without scores keep this default.
+    fn translate_scored(&mut self, sentences: &[&str]) -> Result<Vec<Translation>> {
+        Ok(self
+            .translate_batch(sentences)?
+            .into_iter()
+            .map(Translation::plain)
+            .collect())
+    }
+}
+
+/// One translated sentence with what the model knows about it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translation {
+    pub text: String,
+    /// Mean log-probability per generated token (higher is surer), when
+    /// the engine reports one.
+    pub score: Option<f32>,
+    /// The output reached `--max-length` and may be cut short.
+    pub hit_max_length: bool,
+}
+
+impl Translation {
+    /// A translation without a score.
+    pub fn plain(text: String) -> Self {
+        Self {
+            text,
+            score: None,
+            hit_max_length: false,
+        }
     }
 }
 
@@ -317,6 +349,14 @@ impl Translator for MarianTranslator {
     }
 
     fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>> {
+        Ok(self
+            .translate_scored(sentences)?
+            .into_iter()
+            .map(|t| t.text)
+            .collect())
+    }
+
+    fn translate_scored(&mut self, sentences: &[&str]) -> Result<Vec<Translation>> {
         let encoded = sentences
             .iter()
             .map(|s| self.tokenizer.encode(s))
@@ -325,19 +365,25 @@ impl Translator for MarianTranslator {
         // pads little.
         let mut order: Vec<usize> = (0..sentences.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));
-        let mut out = vec![String::new(); sentences.len()];
+        let mut out = vec![Translation::default(); sentences.len()];
         for chunk in order.chunks(self.batch_size) {
             let inputs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
             let hyps = self.generate_ids(&inputs)?;
             for (&i, hyp) in chunk.iter().zip(hyps) {
-                if hyp.tokens.len() + 1 >= self.generation.max_length && hyp.tokens.len() > 1 {
+                let hit_max_length =
+                    hyp.tokens.len() + 1 >= self.generation.max_length && hyp.tokens.len() > 1;
+                if hit_max_length {
                     self.warnings.push(format!(
                         "the translation of a sentence reached the maximum length of {} tokens and may be cut short (raise --max-length): {:?}",
                         self.generation.max_length,
                         preview(sentences[i])
                     ));
                 }
-                out[i] = self.tokenizer.decode(&hyp.tokens);
+                out[i] = Translation {
+                    text: self.tokenizer.decode(&hyp.tokens),
+                    score: Some(per_token_logprob(&hyp, self.generation.length_penalty)),
+                    hit_max_length,
+                };
             }
         }
         Ok(out)
@@ -356,6 +402,16 @@ impl Translator for MarianTranslator {
     }
 }
 
+/// Mean log-probability per generated token: greedy decoding reports each
+/// token's; beam search a sum normalized by `length ^ length_penalty`.
+fn per_token_logprob(hyp: &Hypothesis, length_penalty: f32) -> f32 {
+    let n = hyp.tokens.len().max(1) as f32;
+    if !hyp.token_logprobs.is_empty() {
+        return hyp.token_logprobs.iter().sum::<f32>() / hyp.token_logprobs.len() as f32;
+    }
+    hyp.score * n.powf(length_penalty) / n
+}
+
 fn preview(s: &str) -> String {
     let mut p: String = s.chars().take(60).collect();
     if p.len() < s.len() {
@@ -366,86 +422,132 @@ fn preview(s: &str) -> String {
 
 /// A document cut into translation units, ready to be put back together.
 ///
-/// Markup and blank lines are kept verbatim; each prose segment becomes its
-/// sentences (over-long ones split at safe points), translated one by one and
-/// joined with spaces.
+/// Markup and layout are kept (see [`text::document`]); each paragraph
+/// becomes its sentences (over-long ones split at safe points), translated
+/// one by one and joined with spaces.
 #[derive(Debug, Clone)]
 pub struct PreparedDocument {
-    segments: Vec<Segment>,
-    /// For each `Segment::Text`, its units.
-    units: Vec<Vec<String>>,
+    document: Document,
+    paragraphs: Vec<Paragraph>,
+    /// For each paragraph, its units: (sentence index, text, part of a split sentence).
+    units: Vec<Vec<(usize, String, bool)>>,
     /// Notes for the user, e.g. about split sentences.
     pub warnings: Vec<String>,
 }
 
 impl PreparedDocument {
-    /// Cuts `text` into units of at most `max_tokens` tokens by `count_tokens`.
+    /// Cuts `text` into units of at most `max_tokens` tokens by
+    /// `count_tokens`. Fails only on a subtitle file that is not valid.
     pub fn new(
         text: &str,
         format: Format,
         max_tokens: usize,
         count_tokens: &dyn Fn(&str) -> usize,
-    ) -> Self {
-        let segments = text::segment(text, format);
+    ) -> Result<Self> {
+        let (document, paragraphs) = Document::parse(text, format)?;
         let mut units = Vec::new();
         let mut warnings = Vec::new();
-        for seg in &segments {
-            if let Segment::Text(prose) = seg {
-                let mut seg_units = Vec::new();
-                for sentence in text::split_sentences(prose) {
-                    let tokens = count_tokens(&sentence);
-                    if tokens > max_tokens {
-                        let parts = text::split_long(&sentence, max_tokens, count_tokens);
-                        warnings.push(format!(
-                            "a sentence of {tokens} tokens is longer than the model's limit of {max_tokens}; translated in {} parts: {:?}",
-                            parts.len(),
-                            preview(&sentence)
-                        ));
-                        seg_units.extend(parts);
-                    } else {
-                        seg_units.push(sentence);
-                    }
+        for paragraph in &paragraphs {
+            let mut seg_units = Vec::new();
+            for (n, sentence) in text::split_sentences(&paragraph.text)
+                .into_iter()
+                .enumerate()
+            {
+                let tokens = count_tokens(&sentence);
+                if tokens > max_tokens {
+                    let parts = text::split_long(&sentence, max_tokens, count_tokens);
+                    warnings.push(format!(
+                        "a sentence of {tokens} tokens is longer than the model's limit of {max_tokens}; translated in {} parts: {:?}",
+                        parts.len(),
+                        preview(&sentence)
+                    ));
+                    let split = parts.len() > 1;
+                    seg_units.extend(parts.into_iter().map(|p| (n, p, split)));
+                } else {
+                    seg_units.push((n, sentence, false));
                 }
-                units.push(seg_units);
             }
+            units.push(seg_units);
         }
-        Self {
-            segments,
+        Ok(Self {
+            document,
+            paragraphs,
             units,
             warnings,
-        }
+        })
     }
 
     /// All units in document order.
     pub fn units(&self) -> impl Iterator<Item = &str> {
-        self.units.iter().flatten().map(String::as_str)
+        self.units.iter().flatten().map(|(_, u, _)| u.as_str())
     }
 
     pub fn unit_count(&self) -> usize {
         self.units.iter().map(Vec::len).sum()
     }
 
-    /// Rebuilds the document with `translations` (one per unit, in order).
-    pub fn assemble(&self, translations: &[String]) -> Result<String> {
-        if translations.len() != self.unit_count() {
+    fn check(&self, n: usize) -> Result<()> {
+        if n != self.unit_count() {
             bail!(
-                "internal error: {} translations for {} sentences",
-                translations.len(),
+                "internal error: {n} translations for {} sentences",
                 self.unit_count()
             );
         }
-        let mut out = String::new();
+        Ok(())
+    }
+
+    /// Rebuilds the document with `translations` (one per unit, in order).
+    pub fn assemble(&self, translations: &[String]) -> Result<String> {
+        self.check(translations.len())?;
         let mut next = translations.iter();
-        let mut units = self.units.iter();
-        for seg in &self.segments {
-            match seg {
-                Segment::Keep(s) => out.push_str(s),
-                Segment::Text(_) => {
-                    let n = units.next().map(Vec::len).unwrap_or(0);
-                    let parts: Vec<&str> = next.by_ref().take(n).map(String::as_str).collect();
-                    out.push_str(&parts.join(" "));
+        let joined: Vec<String> = self
+            .units
+            .iter()
+            .map(|u| {
+                let parts: Vec<&str> = next.by_ref().take(u.len()).map(String::as_str).collect();
+                parts.join(" ")
+            })
+            .collect();
+        self.document.assemble(&joined)
+    }
+
+    /// One record per sentence of the reader's text (parts of a split
+    /// sentence joined), for `--format jsonl|tsv`.
+    pub fn aligned(&self, translations: &[Translation]) -> Result<Vec<AlignedSentence>> {
+        self.check(translations.len())?;
+        let mut out: Vec<AlignedSentence> = Vec::new();
+        let mut next = translations.iter();
+        let mut index = 0;
+        for (paragraph, units) in self.paragraphs.iter().zip(&self.units) {
+            let done: Vec<&Translation> = next.by_ref().take(units.len()).collect();
+            if !paragraph.aligned {
+                continue;
+            }
+            let first = out.len();
+            for ((n, source, split), t) in units.iter().zip(done) {
+                let continues = out.len() > first;
+                match out.last_mut() {
+                    Some(last) if continues && last.sentence == *n && *split => {
+                        last.source = format!("{} {source}", last.source);
+                        last.translation = format!("{} {}", last.translation, t.text);
+                        last.hit_max_length |= t.hit_max_length;
+                        last.score = match (last.score, t.score) {
+                            (Some(a), Some(b)) => Some((a + b) / 2.0),
+                            _ => None,
+                        };
+                    }
+                    _ => out.push(AlignedSentence {
+                        paragraph: index,
+                        sentence: *n,
+                        source: source.clone(),
+                        translation: t.text.clone(),
+                        score: t.score,
+                        hit_max_length: t.hit_max_length,
+                        split: *split,
+                    }),
                 }
             }
+            index += 1;
         }
         Ok(out)
     }
@@ -460,19 +562,44 @@ pub fn translate_document(
     progress: &mut dyn FnMut(usize, usize),
     warn: &mut dyn FnMut(&str),
 ) -> Result<String> {
+    let (doc, translations) = translate_prepared(translator, text, format, progress, warn)?;
+    let texts: Vec<String> = translations.into_iter().map(|t| t.text).collect();
+    doc.assemble(&texts)
+}
+
+/// As [`translate_document`], giving one record per sentence instead of
+/// the document.
+pub fn translate_aligned(
+    translator: &mut dyn Translator,
+    text: &str,
+    format: Format,
+    progress: &mut dyn FnMut(usize, usize),
+    warn: &mut dyn FnMut(&str),
+) -> Result<Vec<AlignedSentence>> {
+    let (doc, translations) = translate_prepared(translator, text, format, progress, warn)?;
+    doc.aligned(&translations)
+}
+
+fn translate_prepared(
+    translator: &mut dyn Translator,
+    text: &str,
+    format: Format,
+    progress: &mut dyn FnMut(usize, usize),
+    warn: &mut dyn FnMut(&str),
+) -> Result<(PreparedDocument, Vec<Translation>)> {
     let max_tokens = translator.max_input_tokens();
     let doc = {
         let t: &dyn Translator = translator;
         let count = |s: &str| t.token_count(s).unwrap_or(usize::MAX);
-        PreparedDocument::new(text, format, max_tokens, &count)
+        PreparedDocument::new(text, format, max_tokens, &count)?
     };
     for w in &doc.warnings {
         warn(w);
     }
     let units: Vec<&str> = doc.units().collect();
-    let translations = translate_units(translator, &units, progress)?;
+    let translations = translate_units_scored(translator, &units, progress)?;
     report_warnings(translator.take_warnings(), warn);
-    doc.assemble(&translations)
+    Ok((doc, translations))
 }
 
 /// Shows the first few warnings and counts the rest: a broken model can
@@ -497,16 +624,40 @@ pub fn translate_units(
     units: &[&str],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<String>> {
+    Ok(translate_units_scored(translator, units, progress)?
+        .into_iter()
+        .map(|t| t.text)
+        .collect())
+}
+
+/// As [`translate_units`], with scores. URLs, e-mail addresses, code,
+/// paths, numbers with units and emoji are masked before the model sees a
+/// unit and restored byte for byte after (see [`crate::text::protect`]);
+/// a unit with nothing else in it is passed through without the model.
+pub fn translate_units_scored(
+    translator: &mut dyn Translator,
+    units: &[&str],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Translation>> {
     const CHUNK: usize = 64;
-    let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(units[i].len()));
-    let mut out = vec![String::new(); units.len()];
-    let mut done = 0;
-    progress(0, units.len());
+    let masked: Vec<protect::Masked> = units.iter().map(|u| protect::mask(u)).collect();
+    let mut out = vec![Translation::default(); units.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(units.len());
+    for (i, m) in masked.iter().enumerate() {
+        if m.is_inert() {
+            out[i] = Translation::plain(units[i].to_string());
+        } else {
+            order.push(i);
+        }
+    }
+    order.sort_by_key(|&i| std::cmp::Reverse(masked[i].text.len()));
+    let mut done = units.len() - order.len();
+    progress(done, units.len());
     for chunk in order.chunks(CHUNK) {
-        let batch: Vec<&str> = chunk.iter().map(|&i| units[i]).collect();
-        let translated = translator.translate_batch(&batch)?;
-        for (&i, t) in chunk.iter().zip(translated) {
+        let batch: Vec<&str> = chunk.iter().map(|&i| masked[i].text.as_str()).collect();
+        let translated = translator.translate_scored(&batch)?;
+        for (&i, mut t) in chunk.iter().zip(translated) {
+            t.text = masked[i].unmask(&t.text);
             out[i] = t;
         }
         done += chunk.len();
@@ -516,58 +667,5 @@ pub fn translate_units(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Upper-cases each sentence: enough to check that the driver puts
-    /// every translation back in its place.
-    struct Upper;
-    impl Translator for Upper {
-        fn model_id(&self) -> String {
-            "upper".into()
-        }
-        fn translate_batch(&mut self, s: &[&str]) -> Result<Vec<String>> {
-            Ok(s.iter().map(|x| x.to_uppercase()).collect())
-        }
-        fn token_count(&self, text: &str) -> Result<usize> {
-            Ok(text.split_whitespace().count())
-        }
-        fn max_input_tokens(&self) -> usize {
-            8
-        }
-    }
-
-    #[test]
-    fn document_layout_survives_translation() {
-        let text = "Erster Satz. Zweiter Satz!\n\n\nDritter Absatz.\n";
-        let out = translate_document(&mut Upper, text, Format::Plain, &mut |_, _| {}, &mut |_| {})
-            .unwrap();
-        assert_eq!(out, "ERSTER SATZ. ZWEITER SATZ!\n\n\nDRITTER ABSATZ.\n");
-    }
-
-    #[test]
-    fn long_sentences_are_split_with_a_warning_and_nothing_is_lost() {
-        let text = "eins zwei drei vier fünf sechs sieben acht neun zehn elf zwölf dreizehn.";
-        let mut warnings = Vec::new();
-        let out = translate_document(&mut Upper, text, Format::Plain, &mut |_, _| {}, &mut |w| {
-            warnings.push(w.to_string())
-        })
-        .unwrap();
-        assert_eq!(out, text.to_uppercase());
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-    }
-
-    #[test]
-    fn progress_reaches_the_total() {
-        let mut last = (0, 0);
-        translate_document(
-            &mut Upper,
-            "Eins ist gut. Zwei ist besser. Der Rest ist still.",
-            Format::Plain,
-            &mut |d, t| last = (d, t),
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!(last, (3, 3));
-    }
-}
+#[path = "translate_tests.rs"]
+mod tests;

@@ -64,16 +64,37 @@ pub enum Format {
     Plain,
     /// Markdown (CommonMark with GFM tables), read pragmatically.
     Markdown,
+    /// An HTML page (see [`crate::text::html`]); [`segment`] reads it as plain text.
+    Html,
+    /// SRT or WebVTT subtitles (see [`crate::text::subtitles`]); [`segment`]
+    /// reads them as plain text.
+    Subtitles,
 }
 
 impl Format {
-    /// `.md` and `.markdown` files (any case) are Markdown, everything else Plain.
+    /// By extension, any case: `.md`/`.markdown` Markdown, `.html`/`.htm`/
+    /// `.xhtml` HTML, `.srt`/`.vtt` subtitles, everything else Plain.
     pub fn from_path(path: &Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(ext) if ext.eq_ignore_ascii_case("md") || ext.eq_ignore_ascii_case("markdown") => {
-                Format::Markdown
-            }
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match ext.as_str() {
+            "md" | "markdown" => Format::Markdown,
+            "html" | "htm" | "xhtml" => Format::Html,
+            "srt" | "vtt" => Format::Subtitles,
             _ => Format::Plain,
+        }
+    }
+
+    /// The canonical name, as `--input-format` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+            Format::Subtitles => "subtitles",
         }
     }
 }
@@ -81,13 +102,16 @@ impl Format {
 impl FromStr for Format {
     type Err = String;
 
-    /// `plain`/`text`/`txt` or `markdown`/`md`, any case.
+    /// `plain`/`text`/`txt`, `markdown`/`md`, `html`/`htm`, or
+    /// `subtitles`/`srt`/`vtt`, any case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_lowercase().as_str() {
             "plain" | "text" | "txt" => Ok(Format::Plain),
             "markdown" | "md" => Ok(Format::Markdown),
+            "html" | "htm" => Ok(Format::Html),
+            "subtitles" | "srt" | "vtt" => Ok(Format::Subtitles),
             _ => Err(format!(
-                "unknown format {s:?}: expected \"plain\" or \"markdown\""
+                "unknown format {s:?}: expected plain, markdown, html or subtitles"
             )),
         }
     }
@@ -97,7 +121,7 @@ impl FromStr for Format {
 pub fn segment(text: &str, format: Format) -> Vec<Segment> {
     let mut out = Builder::default();
     match format {
-        Format::Plain => segment_plain(text, &mut out),
+        Format::Plain | Format::Html | Format::Subtitles => segment_plain(text, &mut out),
         Format::Markdown => Markdown::new(text, &mut out).run(),
     }
     out.segments
