@@ -4,6 +4,7 @@
 //! The library holds all logic; `main.rs` only calls [`cli::run`].
 //! Layout, one module per concern:
 //! - [`hub`]: finding model files (Hugging Face cache, download, local folders)
+//! - [`checkpoint`]: reading weight files (PyTorch pickles without running code)
 //! - [`tokenize`]: tokenizers built from SentencePiece models, `vocab.json`, GGUF metadata
 //! - [`models`]: model code per family; no I/O, tensors in, tensors out
 //! - [`pipeline`]: the `Translator` and `Summarizer` engines and their document-level drivers
@@ -14,6 +15,7 @@
 //! - [`cli`]: the command line
 
 pub mod batch;
+pub mod checkpoint;
 pub mod cli;
 pub mod device;
 pub mod generation;

@@ -142,7 +142,8 @@ fn default_needs<'a>(repo: &str, files: &'a [String]) -> Result<Vec<Need<'a>>> {
         };
     }
     let has = |name: &str| names.contains(&name);
-    let checkpoint = has("model.safetensors") || has("model.safetensors.index.json");
+    let checkpoint =
+        has("model.safetensors") || has("model.safetensors.index.json") || has("pytorch_model.bin");
     if kind == ModelKind::Unknown && has("config.json") && has("tokenizer.json") && checkpoint {
         // A causal-LM checkpoint (the llm summarizer checks its model_type);
         // sharded weights are listed beside their index.
@@ -200,6 +201,7 @@ fn pull(args: PullArgs) -> Result<ExitCode> {
         listing.iter().map(|name| Need::Required(name)).collect()
     };
     let files = hub::resolve_needs(&source, &needs, &opts)?;
+    super::announce(&files);
     let mut out = String::new();
     writeln!(out, "{source}: {}", files.root.display())?;
     let width = files.files.keys().map(String::len).max().unwrap_or(0);
@@ -357,6 +359,12 @@ fn path(args: PathArgs) -> Result<ExitCode> {
     hub::validate_repo_id(&args.repo)?;
     match hub::snapshot_dir(&args.repo, &args.revision) {
         Some(snapshot) => {
+            if let Some((pr, weights)) = hub::cached_conversion(&args.repo, &args.revision) {
+                eprintln!(
+                    "tolk: its weights are {} ({pr}, the Hub's conversion of pytorch_model.bin); --model-dir on this folder finds them",
+                    weights.display()
+                );
+            }
             emit(&format!("{}\n", snapshot.display()))?;
             Ok(ExitCode::SUCCESS)
         }

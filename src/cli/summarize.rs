@@ -261,6 +261,7 @@ pub fn build_summarizer(
             };
             let files =
                 crate::hub::resolve_needs(&source, crate::hub::T5_FILES, &runtime.hub_options())?;
+            super::announce(&files);
             crate::device::set_threads(runtime.threads);
             let device = crate::device::open(runtime.device)?;
             Ok(Box::new(T5Summarizer::load(
@@ -377,6 +378,7 @@ fn fetch_checkpoint(
     let config_path = config.path("config.json")?;
     check_model_type(&read_json(config_path)?, config_path)?;
     let files = crate::hub::resolve_needs(&source, crate::hub::LLM_SAFETENSORS_FILES, opts)?;
+    super::announce(&files);
     if let Some(index) = files.get(WEIGHTS_INDEX) {
         let shards = shard_names(&read_json(index)?, index)?;
         let shards: Vec<&str> = shards.iter().map(String::as_str).collect();

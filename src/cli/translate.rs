@@ -131,6 +131,7 @@ pub fn load_translator(
         hub::MARIAN_FILES,
         &runtime.hub_options(),
     )?;
+    super::announce(&files);
     MarianTranslator::load(&files, &device, opts)
 }
 

@@ -2,6 +2,7 @@
 //! the document driver that splits text into sentences and puts the
 //! translations back where the sentences were.
 
+use crate::checkpoint::pytorch::PthFile;
 use crate::generation::{self, EarlyStopping, GenerationConfig, Hypothesis, StepModel};
 use crate::hub::ModelFiles;
 use crate::models::marian::{Config, DecoderState, MarianModel};
@@ -11,7 +12,6 @@ use crate::tokenize::marian::MarianTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -146,6 +146,13 @@ impl MarianTranslator {
                 files.source
             )
         })?;
+        cfg.validate().map_err(|e| {
+            anyhow!(
+                "config.json of {}: {}",
+                files.source,
+                e.to_string().lines().next().unwrap_or_default()
+            )
+        })?;
 
         let tokenizer = match files.get("tokenizer.json") {
             Some(path) => MarianTokenizer::from_tokenizer_json(&std::fs::read(path)?)?,
@@ -163,9 +170,9 @@ impl MarianTranslator {
             // memory (see pipeline::weights).
             SafetensorsFile::open(path)?.into_var_builder(DType::F32, device)
         } else if let Some(path) = files.get("pytorch_model.bin") {
-            VarBuilder::from_pth(path, DType::F32, device).with_context(|| {
-                format!("{} is not a readable PyTorch checkpoint", path.display())
-            })?
+            // Our own reader: both torch layouts (the 2020 opus-mt files are
+            // the legacy one), and no pickle code is run.
+            PthFile::open(path)?.into_var_builder(DType::F32, device)
         } else {
             bail!(
                 "{} has no weights (model.safetensors or pytorch_model.bin)",

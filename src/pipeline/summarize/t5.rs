@@ -21,6 +21,7 @@
 //! leaves a warning in [`T5Summarizer::take_warnings`].
 
 use super::{Summarizer, SummaryLength, SummaryRequest};
+use crate::checkpoint::pytorch::PthFile;
 use crate::generation::{self, EarlyStopping, GenerationConfig, Hypothesis, StepModel};
 use crate::hub::ModelFiles;
 use crate::models::t5::{Config, DecoderState, T5Model};
@@ -133,6 +134,12 @@ impl T5Summarizer {
         }
         let cfg: Config = serde_json::from_value(raw)
             .map_err(|e| anyhow!("config.json of {source} is not a T5 config: {e}"))?;
+        cfg.validate().map_err(|e| {
+            anyhow!(
+                "config.json of {source}: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )
+        })?;
         if !cfg.is_encoder_decoder {
             bail!("{source} is a T5 encoder only (is_encoder_decoder is false): it cannot generate summaries");
         }
@@ -155,9 +162,8 @@ impl T5Summarizer {
             unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
                 .with_context(|| format!("{} is not a readable safetensors file", path.display()))?
         } else if let Some(path) = files.get("pytorch_model.bin") {
-            VarBuilder::from_pth(path, DType::F32, device).with_context(|| {
-                format!("{} is not a readable PyTorch checkpoint", path.display())
-            })?
+            // Our own reader: both torch layouts, and no pickle code is run.
+            PthFile::open(path)?.into_var_builder(DType::F32, device)
         } else {
             bail!("{source} has no weights (model.safetensors or pytorch_model.bin)");
         };

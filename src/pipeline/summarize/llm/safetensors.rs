@@ -8,6 +8,7 @@
 //! permuted, because transformers rotates the two halves of each head
 //! (`rotate_half`) while the GGUF model code rotates adjacent pairs.
 
+use crate::checkpoint::pytorch::PthFile;
 use crate::models::causal_lm::{CausalLm, TensorSource};
 use crate::models::quantized_llama::{LlamaConfig, QuantizedLlama};
 use crate::pipeline::weights::SafetensorsFile;
@@ -25,6 +26,8 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama"];
 /// The single-file weights, and the index of sharded ones.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
+/// A PyTorch checkpoint, read by tolk's own reader (no pickle code runs).
+pub const PYTORCH_WEIGHTS: &str = "pytorch_model.bin";
 
 /// A checkpoint folder loaded as a model.
 pub struct LoadedCheckpoint {
@@ -82,7 +85,7 @@ pub fn shard_names(index: &Value, path: &Path) -> Result<Vec<String>> {
 }
 
 /// The weight files of the checkpoint in `dir`: `model.safetensors`, else
-/// the shards its index names.
+/// the shards its index names, else `pytorch_model.bin`.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join(WEIGHTS_FILE);
     if single.is_file() {
@@ -90,7 +93,14 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let index = dir.join(WEIGHTS_INDEX);
     if !index.is_file() {
-        bail!("{} has no {WEIGHTS_FILE} or {WEIGHTS_INDEX}", dir.display());
+        let pickle = dir.join(PYTORCH_WEIGHTS);
+        if pickle.is_file() {
+            return Ok(vec![pickle]);
+        }
+        bail!(
+            "{} has no {WEIGHTS_FILE}, {WEIGHTS_INDEX} or {PYTORCH_WEIGHTS}",
+            dir.display()
+        );
     }
     let names = shard_names(&read_json(&index)?, &index)?;
     let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
@@ -191,6 +201,9 @@ impl HfLlamaConfig {
             rms_eps: f64_field(config, "rms_norm_eps")?.unwrap_or(1e-6) as f32,
             context_len,
         };
+        llama
+            .validate()
+            .map_err(|e| anyhow!("{}", e.to_string().lines().next().unwrap_or_default()))?;
         let rope_factors = rope_factors(config.get("rope_scaling"), head_dim, rope_theta)?;
         Ok(Self {
             llama,
@@ -308,14 +321,17 @@ pub fn permute_for_interleaved_rope(w: &Tensor, heads: usize) -> candle_core::Re
 /// Tensors of a transformers llama checkpoint, handed out under GGUF names
 /// as dense f32.
 struct CheckpointSource<'a> {
-    files: Vec<SafetensorsFile>,
+    files: Vec<Box<dyn SimpleBackend>>,
     cfg: &'a HfLlamaConfig,
     device: &'a Device,
 }
 
 impl CheckpointSource<'_> {
-    fn file_with(&self, name: &str) -> Option<&SafetensorsFile> {
-        self.files.iter().find(|f| f.contains_tensor(name))
+    fn file_with(&self, name: &str) -> Option<&dyn SimpleBackend> {
+        self.files
+            .iter()
+            .map(|f| f.as_ref())
+            .find(|f| f.contains_tensor(name))
     }
 }
 
@@ -363,7 +379,13 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<LoadedCheckpoint> 
         HfLlamaConfig::from_json(&config).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
     let files = weight_files(dir)?
         .iter()
-        .map(|p| SafetensorsFile::open(p))
+        .map(|p| -> Result<Box<dyn SimpleBackend>> {
+            if p.extension().is_some_and(|e| e == "bin") {
+                Ok(Box::new(PthFile::open(p)?))
+            } else {
+                Ok(Box::new(SafetensorsFile::open(p)?))
+            }
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut src = CheckpointSource {
         files,

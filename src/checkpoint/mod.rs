@@ -1,0 +1,3 @@
+//! Reading model checkpoints.
+
+pub mod pytorch;
