@@ -161,6 +161,14 @@ impl ModelFiles {
 
 /// Checks a Hub repo id the way the Hub does: `owner/name`, letters, digits,
 /// `-`, `_`, `.`; no `--` or `..`; at most 96 characters.
+/// Says on stderr, once per resolution, what the user should know about
+/// where the files came from (e.g. the Hub's safetensors conversion).
+pub fn announce(files: &ModelFiles) {
+    for note in &files.notes {
+        eprintln!("tolk: {note}");
+    }
+}
+
 pub fn validate_repo_id(repo: &str) -> Result<()> {
     let invalid = |why: &str| {
         anyhow!("`{repo}` is not a valid Hub repo id ({why}); expected owner/name, e.g. {DEFAULT_TRANSLATION_MODEL}")
