@@ -111,7 +111,8 @@ struct Case {
 }
 
 /// An article of three of the reference sentences (paragraphs), and what
-/// transformers makes of them with the model's generation config (4 beams).
+/// transformers makes of them with the model's generation config (4 beams)
+/// and the reference's max_length (20, passed as --max-length).
 fn article(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
     let reference: Reference =
         serde_json::from_slice(&fixture_bytes("marian-tiny-reference.json")).unwrap();
@@ -173,7 +174,11 @@ fn the_conversion_pr_is_used_cached_and_found_again_offline() {
     let input = input.to_str().unwrap();
 
     // The README's first command, unchanged: no model flags.
-    let out = tolk(tmp.path(), &hub, &["translate", input]);
+    let out = tolk(
+        tmp.path(),
+        &hub,
+        &["translate", "--max-length", "20", input],
+    );
     assert_eq!(paragraphs(&stdout_ok(&out)), want);
     assert_eq!(stderr(&out).matches(NOTE).count(), 1, "{}", stderr(&out));
     assert_never_fetched(&hub, OTHER_FORMATS);
@@ -216,7 +221,10 @@ fn the_conversion_pr_is_used_cached_and_found_again_offline() {
     offline
         .env("HF_ENDPOINT", &hub.url)
         .env("HF_HUB_OFFLINE", "1");
-    let out = offline.args(["translate", input]).output().unwrap();
+    let out = offline
+        .args(["translate", "--max-length", "20", input])
+        .output()
+        .unwrap();
     assert_eq!(paragraphs(&stdout_ok(&out)), want);
     assert!(stderr(&out).contains(NOTE), "{}", stderr(&out));
     assert_eq!(hub.paths().len(), before, "offline run made requests");
@@ -250,7 +258,14 @@ fn the_conversion_pr_is_used_cached_and_found_again_offline() {
     let out = tolk(
         tmp.path(),
         &hub,
-        &["translate", "--model-dir", &snapshot, input],
+        &[
+            "translate",
+            "--max-length",
+            "20",
+            "--model-dir",
+            &snapshot,
+            input,
+        ],
     );
     assert_eq!(paragraphs(&stdout_ok(&out)), want);
     assert!(stderr(&out).contains(NOTE), "{}", stderr(&out));
@@ -279,7 +294,7 @@ fn models_pull_fetches_what_translate_reads() {
     let mut offline = common::isolated_tolk(tmp.path());
     offline.env("HF_HUB_OFFLINE", "1");
     let out = offline
-        .args(["translate", input.to_str().unwrap()])
+        .args(["translate", "--max-length", "20", input.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(paragraphs(&stdout_ok(&out)), want);
@@ -292,7 +307,11 @@ fn falls_back_to_the_pickle(repo: MockRepo, note: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (input, want) = article(tmp.path());
     let input = input.to_str().unwrap();
-    let out = tolk(tmp.path(), &hub, &["translate", input]);
+    let out = tolk(
+        tmp.path(),
+        &hub,
+        &["translate", "--max-length", "20", input],
+    );
     assert_eq!(paragraphs(&stdout_ok(&out)), want);
     assert!(stderr(&out).contains(note), "{}", stderr(&out));
     assert!(!stderr(&out).contains(NOTE));
@@ -305,7 +324,10 @@ fn falls_back_to_the_pickle(repo: MockRepo, note: &str) {
     offline
         .env("HF_ENDPOINT", &hub.url)
         .env("HF_HUB_OFFLINE", "1");
-    let out = offline.args(["translate", input]).output().unwrap();
+    let out = offline
+        .args(["translate", "--max-length", "20", input])
+        .output()
+        .unwrap();
     assert_eq!(paragraphs(&stdout_ok(&out)), want);
     assert_eq!(hub.paths().len(), before);
 }
@@ -351,14 +373,28 @@ fn an_explicit_revision_is_taken_as_given() {
     let out = tolk(
         tmp.path(),
         &hub,
-        &["translate", "--revision", "refs/pr/4", input],
+        &[
+            "translate",
+            "--max-length",
+            "20",
+            "--revision",
+            "refs/pr/4",
+            input,
+        ],
     );
     assert_eq!(paragraphs(&stdout_ok(&out)), want);
     // main's commit: its pickle, no search either.
     let out = tolk(
         tmp.path(),
         &hub,
-        &["translate", "--revision", COMMIT, input],
+        &[
+            "translate",
+            "--max-length",
+            "20",
+            "--revision",
+            COMMIT,
+            input,
+        ],
     );
     assert_eq!(paragraphs(&stdout_ok(&out)), want);
     let paths = hub.paths();

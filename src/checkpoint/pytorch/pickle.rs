@@ -389,7 +389,7 @@ pub(crate) fn load(input: &mut Input, persistent: PersistentLoad) -> Result<Valu
                 stack.push(Value::Bytes(input.bytes(n)?.into()));
             }
             b')' => stack.push(tuple(Vec::new())?),
-            0x85 | 0x86 | 0x87 => {
+            0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 if stack.len() < n {
                     bail!("pickle stack underflow");
@@ -554,7 +554,7 @@ fn set_items(target: &mut Value, items: Vec<Value>) -> Result<()> {
     let Value::Dict(dict) = target else {
         bail!("SETITEM on a {}", target.kind());
     };
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         bail!("SETITEMS with an odd number of values");
     }
     let depth = items.iter().map(Value::depth).max().unwrap_or(0) + 1;
