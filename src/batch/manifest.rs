@@ -72,6 +72,9 @@ pub struct JobOptions {
     pub summary_model: Option<String>,
     /// The summary length, e.g. `Sentences(2)`, when summarizing.
     pub summary_length: Option<String>,
+    /// The language given with `--source` (absent: detected per file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One written output.
@@ -462,11 +465,11 @@ pub struct MergeReport {
 /// twice, or after a crash, is harmless.
 pub fn merge_manifests(dir: &Path) -> Result<MergeReport> {
     // Merging under a running shard would miss its later records.
-    let _main_lock = super::outputs::lock_output(dir, None)?;
-    let shard_locks = super::outputs::shard_lock_files(dir)?;
+    let _main_lock = super::lock::lock_output(dir, None)?;
+    let shard_locks = super::lock::shard_lock_files(dir)?;
     let mut held = Vec::new();
     for path in &shard_locks {
-        held.push(super::outputs::lock_file(path, || {
+        held.push(super::lock::lock_file(path, || {
             format!(
                 "a shard is still running in {} ({} is locked); merge when all shards are done",
                 dir.display(),
@@ -615,7 +618,7 @@ mod tests {
         let mut r2 = JsonlLog::open(&dir.path().join(results_name(Some(&s2)))).unwrap();
         r2.append(&result("b.txt", "kb")).unwrap();
 
-        let running = crate::batch::outputs::lock_output(dir.path(), Some(&s1)).unwrap();
+        let running = crate::batch::lock::lock_output(dir.path(), Some(&s1)).unwrap();
         let err = merge_manifests(dir.path()).unwrap_err();
         assert!(err.to_string().contains("still running"), "{err}");
         drop(running);

@@ -78,6 +78,10 @@ pub enum ModelKind {
     Gguf,
     /// T5-style encoder-decoder used for summaries.
     T5,
+    /// A transformers checkpoint of the llama family (config.json,
+    /// safetensors, tokenizer.json) for the llm summarizer.
+    #[serde(rename = "llama")]
+    LlamaCheckpoint,
     Unknown,
 }
 
@@ -90,12 +94,20 @@ impl ModelKind {
             _ => {}
         }
         let has = |name: &str| files.contains(&name);
+        let weights = has("model.safetensors") || has("model.safetensors.index.json");
         if files.iter().any(|file| file.ends_with(".gguf")) {
             ModelKind::Gguf
         } else if has("source.spm") && has("target.spm") {
             ModelKind::Marian
         } else if has("spiece.model") {
             ModelKind::T5
+        } else if has("config.json")
+            && has("tokenizer.json")
+            && weights
+            && model_type.is_none_or(|t| t == "llama")
+        {
+            // Without a model_type (a Hub listing), the loader checks it.
+            ModelKind::LlamaCheckpoint
         } else {
             ModelKind::Unknown
         }
@@ -105,7 +117,7 @@ impl ModelKind {
     pub fn task(self) -> &'static str {
         match self {
             ModelKind::Marian => "translation",
-            ModelKind::Gguf | ModelKind::T5 => "summarization",
+            ModelKind::Gguf | ModelKind::T5 | ModelKind::LlamaCheckpoint => "summarization",
             ModelKind::Unknown => "unknown",
         }
     }
@@ -115,15 +127,19 @@ impl ModelKind {
             ModelKind::Marian => "marian",
             ModelKind::Gguf => "gguf",
             ModelKind::T5 => "t5",
+            ModelKind::LlamaCheckpoint => "llama",
             ModelKind::Unknown => "unknown",
         }
     }
 
-    /// The fixed file set of this kind (GGUF repos have none: the file is chosen by name).
+    /// The fixed file set of this kind (GGUF repos have none: the file is
+    /// chosen by name; a checkpoint's shards come from its index: see
+    /// `crate::engines::files`).
     pub fn files(self) -> Option<&'static [Need<'static>]> {
         match self {
             ModelKind::Marian => Some(MARIAN_FILES),
             ModelKind::T5 => Some(T5_FILES),
+            ModelKind::LlamaCheckpoint => Some(LLM_SAFETENSORS_FILES),
             ModelKind::Gguf | ModelKind::Unknown => None,
         }
     }
@@ -155,6 +171,14 @@ mod tests {
             ModelKind::detect(&["config.json"], Some("bert")),
             ModelKind::Unknown
         );
+        let llama = ["config.json", "tokenizer.json", "model.safetensors"];
+        assert_eq!(ModelKind::detect(&llama, None), ModelKind::LlamaCheckpoint);
+        assert_eq!(
+            ModelKind::detect(&llama, Some("llama")),
+            ModelKind::LlamaCheckpoint
+        );
+        assert_eq!(ModelKind::detect(&llama, Some("bert")), ModelKind::Unknown);
+        assert_eq!(ModelKind::LlamaCheckpoint.task(), "summarization");
         assert_eq!(ModelKind::Marian.task(), "translation");
         assert_eq!(ModelKind::Gguf.task(), "summarization");
     }

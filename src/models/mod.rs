@@ -3,6 +3,7 @@
 
 pub mod candle_qwen;
 pub mod causal_lm;
+pub mod hf_llama;
 pub mod llm_blocks;
 pub mod marian;
 pub mod qlinear;

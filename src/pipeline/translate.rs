@@ -2,36 +2,72 @@
 //! the document driver that splits text into sentences and puts the
 //! translations back where the sentences were.
 
-use crate::generation::{self, EarlyStopping, GenerationConfig, Hypothesis, StepModel};
+use crate::checkpoint::{Checkpoint, GenerationFile, ModelType};
+use crate::generation::{self, GenerationConfig, Hypothesis, StepModel};
 use crate::hub::ModelFiles;
 use crate::models::marian::{Config, DecoderState, MarianModel};
-use crate::pipeline::weights::SafetensorsFile;
 use crate::text::{self, Format, Segment};
 use crate::tokenize::marian::MarianTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use serde::Deserialize;
-use std::path::Path;
 
 /// An engine that translates independent sentences.
+///
+/// Callers encode each sentence once ([`Translator::encode`]) and hand the
+/// encoded units to [`translate_units`], the one batching layer: it sorts
+/// them by length and cuts batches of [`Translator::batch_size`], which
+/// [`Translator::translate_encoded`] decodes as they come.
 pub trait Translator {
     /// Names the model (repo id or folder), for logs and manifests.
     fn model_id(&self) -> String;
-    /// Translates sentences; output `i` is the translation of input `i`.
-    /// Implementations batch internally and may reorder work, never results.
-    fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>>;
-    /// How many model tokens `text` takes (to split over-long sentences first).
-    fn token_count(&self, text: &str) -> Result<usize>;
+    /// The model's input tokens for `text`.
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Translates one batch; output `i` is the translation of `units[i]`.
+    fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>>;
     /// The longest input, in tokens, the model accepts.
     fn max_input_tokens(&self) -> usize;
+    /// Units decoded together (`--batch-size`).
+    fn batch_size(&self) -> usize;
     /// Warnings gathered since the last call (e.g. an output cut at the
     /// maximum length), for the caller to show.
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Translates sentences through the same path as documents: encoded
+    /// once, length-sorted, in batches of [`Translator::batch_size`].
+    fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>>
+    where
+        Self: Sized,
+    {
+        let units = sentences
+            .iter()
+            .map(|s| Unit::encode(s, &*self))
+            .collect::<Result<Vec<_>>>()?;
+        let units: Vec<&Unit> = units.iter().collect();
+        translate_units(self, &units, &mut |_, _| {})
+    }
 }
+
+/// One sentence (or part of an over-long one) to translate, with its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub text: String,
+    pub ids: Vec<u32>,
+}
+
+impl Unit {
+    /// Encodes `text` with the translator's tokenizer.
+    pub fn encode(text: &str, translator: &dyn Translator) -> Result<Self> {
+        Ok(Self {
+            text: text.to_string(),
+            ids: translator.encode(text)?,
+        })
+    }
+}
+
+/// The default of `--batch-size`.
+pub const DEFAULT_BATCH_SIZE: usize = 16;
 
 /// Settings a user may override; `None` keeps the model's own defaults
 /// (`generation_config.json`, then `config.json`).
@@ -87,36 +123,12 @@ impl Quantize {
     }
 }
 
-/// `generation_config.json`, the fields decoding uses.
-#[derive(Debug, Default, Deserialize)]
-struct GenerationFile {
-    num_beams: Option<usize>,
-    max_length: Option<usize>,
-    min_length: Option<usize>,
-    length_penalty: Option<f32>,
-    early_stopping: Option<serde_json::Value>,
-    bad_words_ids: Option<Vec<Vec<u32>>>,
-    forced_eos_token_id: Option<u32>,
-    decoder_start_token_id: Option<u32>,
-    eos_token_id: Option<serde_json::Value>,
-}
-
-/// Reads a JSON file into `T`, with the file name in every error.
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow!("{name} in {} is broken: {e}", parent_name(path)))
-}
-
-fn parent_name(path: &Path) -> String {
-    path.parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
-}
+/// The checkpoints the translator reads (older ones lack `model_type`).
+const MARIAN: ModelType<'static> = ModelType {
+    what: "a Marian translation model",
+    accepted: &["marian"],
+    required: false,
+};
 
 /// The Marian model, its tokenizer and decoding settings.
 pub struct MarianTranslator {
@@ -126,20 +138,16 @@ pub struct MarianTranslator {
     batch_size: usize,
     model_id: String,
     warnings: Vec<String>,
+    /// Token counts of the translations made since the last
+    /// [`MarianTranslator::take_output_lengths`].
+    output_lengths: Vec<usize>,
 }
 
 impl MarianTranslator {
     /// Loads a Marian model from resolved files (see [`crate::hub::MARIAN_FILES`]).
     pub fn load(files: &ModelFiles, device: &Device, opts: &TranslateOptions) -> Result<Self> {
-        let config_path = files.path("config.json")?;
-        let raw: serde_json::Value = read_json(config_path)?;
-        match raw.get("model_type").and_then(|v| v.as_str()) {
-            Some("marian") | None => {}
-            Some(other) => bail!(
-                "{} holds a '{other}' model, not a Marian translation model (model_type must be 'marian')",
-                files.source
-            ),
-        }
+        let checkpoint = Checkpoint::from_files(files);
+        let raw = checkpoint.config(MARIAN, "")?;
         let cfg: Config = serde_json::from_value(raw).map_err(|e| {
             anyhow!(
                 "config.json in {} is not a Marian config: {e}",
@@ -157,21 +165,7 @@ impl MarianTranslator {
             .with_context(|| format!("tokenizer of {}", files.source))?,
         };
 
-        let vb = if let Some(path) = files.get("model.safetensors") {
-            // Read tensor by tensor, not memory-mapped: candle copies
-            // mapped weights anyway, and the map would double the peak
-            // memory (see pipeline::weights).
-            SafetensorsFile::open(path)?.into_var_builder(DType::F32, device)
-        } else if let Some(path) = files.get("pytorch_model.bin") {
-            VarBuilder::from_pth(path, DType::F32, device).with_context(|| {
-                format!("{} is not a readable PyTorch checkpoint", path.display())
-            })?
-        } else {
-            bail!(
-                "{} has no weights (model.safetensors or pytorch_model.bin)",
-                files.source
-            );
-        };
+        let vb = checkpoint.var_builder(DType::F32, device)?;
         let model =
             MarianModel::new_quantized(&cfg, vb, opts.quantize.ggml_dtype()).map_err(|e| {
                 anyhow!(
@@ -180,18 +174,16 @@ impl MarianTranslator {
                 )
             })?;
 
-        let gen_file: GenerationFile = match files.get("generation_config.json") {
-            Some(path) => read_json(path)?,
-            None => GenerationFile::default(),
-        };
+        let gen_file = checkpoint.generation()?;
         let generation = generation_config(&cfg, &gen_file, opts)?;
         Ok(Self {
             model,
             tokenizer,
             generation,
-            batch_size: opts.batch_size.unwrap_or(16).max(1),
+            batch_size: opts.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1),
             model_id: files.source.to_string(),
             warnings: Vec::new(),
+            output_lengths: Vec::new(),
         })
     }
 
@@ -205,6 +197,17 @@ impl MarianTranslator {
 
     pub fn generation_config_mut(&mut self) -> &mut GenerationConfig {
         &mut self.generation
+    }
+
+    /// Units decoded together from now on (`--batch-size`).
+    pub fn set_batch_size(&mut self, batch_size: usize) {
+        self.batch_size = batch_size.max(1);
+    }
+
+    /// The token counts of the translations made since the last call, in
+    /// the order they were made (for benchmarks).
+    pub fn take_output_lengths(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.output_lengths)
     }
 
     /// Decodes one right-padded batch of token-id sequences.
@@ -244,22 +247,8 @@ fn generation_config(
     file: &GenerationFile,
     opts: &TranslateOptions,
 ) -> Result<GenerationConfig> {
-    let eos = match &file.eos_token_id {
-        Some(serde_json::Value::Number(n)) => {
-            n.as_u64().map(|v| v as u32).unwrap_or(cfg.eos_token_id)
-        }
-        Some(serde_json::Value::Array(a)) => a
-            .first()
-            .and_then(|v| v.as_u64())
-            .map(|v| v as u32)
-            .unwrap_or(cfg.eos_token_id),
-        _ => cfg.eos_token_id,
-    };
-    let early_stopping = match &file.early_stopping {
-        Some(serde_json::Value::Bool(true)) => EarlyStopping::Done,
-        Some(serde_json::Value::String(s)) if s == "never" => EarlyStopping::Never,
-        _ => EarlyStopping::Heuristic,
-    };
+    let eos = file.eos_id().unwrap_or(cfg.eos_token_id);
+    let early_stopping = file.early_stopping();
     // Outputs can never be longer than the position table.
     let model_max = cfg.max_position_embeddings;
     let max_length = opts
@@ -316,37 +305,31 @@ impl Translator for MarianTranslator {
         self.model_id.clone()
     }
 
-    fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>> {
-        let encoded = sentences
-            .iter()
-            .map(|s| self.tokenizer.encode(s))
-            .collect::<Result<Vec<_>>>()?;
-        // Longest first, so each batch holds sentences of similar length and
-        // pads little.
-        let mut order: Vec<usize> = (0..sentences.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));
-        let mut out = vec![String::new(); sentences.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let inputs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
-            let hyps = self.generate_ids(&inputs)?;
-            for (&i, hyp) in chunk.iter().zip(hyps) {
-                if hyp.tokens.len() + 1 >= self.generation.max_length && hyp.tokens.len() > 1 {
-                    self.warnings.push(format!(
-                        "the translation of a sentence reached the maximum length of {} tokens and may be cut short (raise --max-length): {:?}",
-                        self.generation.max_length,
-                        preview(sentences[i])
-                    ));
-                }
-                out[i] = self.tokenizer.decode(&hyp.tokens);
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text)
+    }
+
+    fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>> {
+        let inputs: Vec<Vec<u32>> = units.iter().map(|u| u.ids.clone()).collect();
+        let hyps = self.generate_ids(&inputs)?;
+        let max_length = self.generation.max_length;
+        let mut out = Vec::with_capacity(units.len());
+        for (unit, hyp) in units.iter().zip(hyps) {
+            if hyp.tokens.len() + 1 >= max_length && hyp.tokens.len() > 1 {
+                self.warnings.push(format!(
+                    "the translation of a sentence reached the maximum length of {max_length} tokens and may be cut short (raise --max-length): {:?}",
+                    preview(&unit.text)
+                ));
             }
+            self.output_lengths.push(hyp.tokens.len());
+            out.push(self.tokenizer.decode(&hyp.tokens));
         }
         Ok(out)
     }
 
-    fn token_count(&self, text: &str) -> Result<usize> {
-        self.tokenizer.token_count(text)
+    fn batch_size(&self) -> usize {
+        self.batch_size
     }
-
     fn max_input_tokens(&self) -> usize {
         self.model.max_positions()
     }
@@ -367,25 +350,21 @@ fn preview(s: &str) -> String {
 /// A document cut into translation units, ready to be put back together.
 ///
 /// Markup and blank lines are kept verbatim; each prose segment becomes its
-/// sentences (over-long ones split at safe points), translated one by one and
-/// joined with spaces.
+/// sentences (over-long ones split at safe points), each encoded once,
+/// translated one by one and joined with spaces.
 #[derive(Debug, Clone)]
 pub struct PreparedDocument {
     segments: Vec<Segment>,
     /// For each `Segment::Text`, its units.
-    units: Vec<Vec<String>>,
+    units: Vec<Vec<Unit>>,
     /// Notes for the user, e.g. about split sentences.
     pub warnings: Vec<String>,
 }
 
 impl PreparedDocument {
-    /// Cuts `text` into units of at most `max_tokens` tokens by `count_tokens`.
-    pub fn new(
-        text: &str,
-        format: Format,
-        max_tokens: usize,
-        count_tokens: &dyn Fn(&str) -> usize,
-    ) -> Self {
+    /// Cuts `text` into units of at most the translator's input limit.
+    pub fn new(text: &str, format: Format, translator: &dyn Translator) -> Result<Self> {
+        let max_tokens = translator.max_input_tokens();
         let segments = text::segment(text, format);
         let mut units = Vec::new();
         let mut warnings = Vec::new();
@@ -393,32 +372,36 @@ impl PreparedDocument {
             if let Segment::Text(prose) = seg {
                 let mut seg_units = Vec::new();
                 for sentence in text::split_sentences(prose) {
-                    let tokens = count_tokens(&sentence);
-                    if tokens > max_tokens {
-                        let parts = text::split_long(&sentence, max_tokens, count_tokens);
-                        warnings.push(format!(
-                            "a sentence of {tokens} tokens is longer than the model's limit of {max_tokens}; translated in {} parts: {:?}",
-                            parts.len(),
-                            preview(&sentence)
-                        ));
-                        seg_units.extend(parts);
-                    } else {
-                        seg_units.push(sentence);
+                    let unit = Unit::encode(&sentence, translator)?;
+                    let tokens = unit.ids.len();
+                    if tokens <= max_tokens {
+                        seg_units.push(unit);
+                        continue;
+                    }
+                    let count = |s: &str| translator.encode(s).map_or(usize::MAX, |ids| ids.len());
+                    let parts = text::split_long(&sentence, max_tokens, &count);
+                    warnings.push(format!(
+                        "a sentence of {tokens} tokens is longer than the model's limit of {max_tokens}; translated in {} parts: {:?}",
+                        parts.len(),
+                        preview(&sentence)
+                    ));
+                    for part in parts {
+                        seg_units.push(Unit::encode(&part, translator)?);
                     }
                 }
                 units.push(seg_units);
             }
         }
-        Self {
+        Ok(Self {
             segments,
             units,
             warnings,
-        }
+        })
     }
 
     /// All units in document order.
-    pub fn units(&self) -> impl Iterator<Item = &str> {
-        self.units.iter().flatten().map(String::as_str)
+    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+        self.units.iter().flatten()
     }
 
     pub fn unit_count(&self) -> usize {
@@ -460,16 +443,11 @@ pub fn translate_document(
     progress: &mut dyn FnMut(usize, usize),
     warn: &mut dyn FnMut(&str),
 ) -> Result<String> {
-    let max_tokens = translator.max_input_tokens();
-    let doc = {
-        let t: &dyn Translator = translator;
-        let count = |s: &str| t.token_count(s).unwrap_or(usize::MAX);
-        PreparedDocument::new(text, format, max_tokens, &count)
-    };
+    let doc = PreparedDocument::new(text, format, translator)?;
     for w in &doc.warnings {
         warn(w);
     }
-    let units: Vec<&str> = doc.units().collect();
+    let units: Vec<&Unit> = doc.units().collect();
     let translations = translate_units(translator, &units, progress)?;
     report_warnings(translator.take_warnings(), warn);
     doc.assemble(&translations)
@@ -490,22 +468,30 @@ pub fn report_warnings(warnings: Vec<String>, warn: &mut dyn FnMut(&str)) {
     }
 }
 
-/// Translates many independent units with progress, in length-sorted
-/// chunks so that batches pad little, returning results in input order.
+/// The one batching layer: translates encoded units (of one document or of
+/// many) in batches of [`Translator::batch_size`], longest first so that
+/// each batch holds units of similar length and pads little; results come
+/// back in input order. `progress(done, total)` follows the batches.
 pub fn translate_units(
     translator: &mut dyn Translator,
-    units: &[&str],
+    units: &[&Unit],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<String>> {
-    const CHUNK: usize = 64;
     let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(units[i].len()));
+    order.sort_by_key(|&i| std::cmp::Reverse(units[i].ids.len()));
     let mut out = vec![String::new(); units.len()];
     let mut done = 0;
     progress(0, units.len());
-    for chunk in order.chunks(CHUNK) {
-        let batch: Vec<&str> = chunk.iter().map(|&i| units[i]).collect();
-        let translated = translator.translate_batch(&batch)?;
+    for chunk in order.chunks(translator.batch_size().max(1)) {
+        let batch: Vec<&Unit> = chunk.iter().map(|&i| units[i]).collect();
+        let translated = translator.translate_encoded(&batch)?;
+        if translated.len() != batch.len() {
+            bail!(
+                "internal error: {} translations for a batch of {}",
+                translated.len(),
+                batch.len()
+            );
+        }
         for (&i, t) in chunk.iter().zip(translated) {
             out[i] = t;
         }
@@ -526,14 +512,17 @@ mod tests {
         fn model_id(&self) -> String {
             "upper".into()
         }
-        fn translate_batch(&mut self, s: &[&str]) -> Result<Vec<String>> {
-            Ok(s.iter().map(|x| x.to_uppercase()).collect())
+        fn encode(&self, text: &str) -> Result<Vec<u32>> {
+            Ok(text.split_whitespace().map(|w| w.len() as u32).collect())
         }
-        fn token_count(&self, text: &str) -> Result<usize> {
-            Ok(text.split_whitespace().count())
+        fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>> {
+            Ok(units.iter().map(|u| u.text.to_uppercase()).collect())
         }
         fn max_input_tokens(&self) -> usize {
             8
+        }
+        fn batch_size(&self) -> usize {
+            2
         }
     }
 
@@ -569,5 +558,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(last, (3, 3));
+    }
+
+    /// Records the batches it is given.
+    struct Recorder(Vec<Vec<String>>, usize);
+    impl Translator for Recorder {
+        fn model_id(&self) -> String {
+            "recorder".into()
+        }
+        fn encode(&self, text: &str) -> Result<Vec<u32>> {
+            Ok(vec![0; text.split_whitespace().count()])
+        }
+        fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>> {
+            self.0.push(units.iter().map(|u| u.text.clone()).collect());
+            Ok(units.iter().map(|u| u.text.clone()).collect())
+        }
+        fn max_input_tokens(&self) -> usize {
+            512
+        }
+        fn batch_size(&self) -> usize {
+            self.1
+        }
+    }
+
+    #[test]
+    fn batches_follow_the_batch_size_at_any_size_longest_first() {
+        let sentences: Vec<String> = (1..=100).map(|n| vec!["w"; n].join(" ") + ".").collect();
+        let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+        for size in [1, 7, 64, 65, 100, 1000] {
+            let mut t = Recorder(Vec::new(), size);
+            let out = t.translate_batch(&refs).unwrap();
+            assert_eq!(out, sentences, "results in input order");
+            let sizes: Vec<usize> = t.0.iter().map(Vec::len).collect();
+            assert_eq!(sizes.len(), 100usize.div_ceil(size), "{size}: {sizes:?}");
+            assert!(sizes.iter().all(|&n| n <= size), "{size}: {sizes:?}");
+            // Longest first: the first batch holds the longest sentence.
+            assert_eq!(t.0[0][0], sentences[99]);
+        }
     }
 }

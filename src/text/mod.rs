@@ -3,11 +3,13 @@
 //! - [`lang`]: parsing `--source de|en` and guessing an article's language.
 //! - [`segment`](mod@segment): cutting a document into prose to translate and markup to
 //!   keep verbatim, losslessly.
+//! - [`markdown`]: the Markdown scanner behind `segment`.
 //! - [`sentences`]: German-aware sentence splitting.
 //! - [`chunk`]: fitting sentences into a model's token budget.
 
 pub mod chunk;
 pub mod lang;
+pub mod markdown;
 pub mod segment;
 pub mod sentences;
 

@@ -41,7 +41,7 @@ use tokenizers::{
 const SPIECE_SPACE: char = '\u{2581}';
 
 /// Token strings that end a turn in common chat formats; generation stops on any that exist.
-const END_OF_TURN_TOKENS: &[&str] = &[
+pub const END_OF_TURN_TOKENS: &[&str] = &[
     "<|im_end|>",
     "<end_of_turn>",
     "<|eot_id|>",

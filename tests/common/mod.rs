@@ -290,15 +290,35 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// tolk with a private, empty HF cache and an unreachable endpoint, so no
-/// test can touch the network or the user's cache.
+/// The endpoint every test run of tolk is given: nothing listens there.
+pub const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
+
+/// tolk with a clean environment (no token, no offline switch, no cache
+/// location of the user's), a private, empty HF cache under `home` and an
+/// unreachable endpoint, so no test can touch the network or the user's
+/// cache: the one isolation every test that runs the binary uses.
 pub fn isolated_tolk(home: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tolk"));
-    cmd.env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("HUGGINGFACE_HUB_CACHE")
+    cmd.env_clear()
+        .env("HOME", home)
         .env("HF_HOME", home.join("hf"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_ENDPOINT", DEAD_ENDPOINT)
         .env("RAYON_NUM_THREADS", "2");
     cmd
+}
+
+/// [`isolated_tolk`] as an `assert_cmd` command.
+pub fn tolk(home: &Path) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(isolated_tolk(home))
+}
+
+/// The standard output of a run that must have succeeded (else its stderr
+/// is the failure message).
+pub fn stdout_ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
 }
