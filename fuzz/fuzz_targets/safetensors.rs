@@ -6,7 +6,7 @@
 use candle_core::{DType, Device};
 use candle_nn::var_builder::SimpleBackend;
 use libfuzzer_sys::fuzz_target;
-use tolk::pipeline::weights::SafetensorsFile;
+use tolk::checkpoint::safetensors::SafetensorsFile;
 
 #[path = "common.rs"]
 mod common;
