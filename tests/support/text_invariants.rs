@@ -4,7 +4,7 @@
 //! panics with the offending input when an invariant breaks.
 
 use anyhow::Result;
-use tolk::pipeline::translate::{translate_document, Translator};
+use tolk::pipeline::translate::{translate_document, Translator, Unit};
 use tolk::text::{self, normalize_whitespace, Format, Segment};
 
 /// Checks the segments of `input`: lossless, non-empty, alternating, prose
@@ -79,14 +79,18 @@ impl Translator for Identity {
     fn model_id(&self) -> String {
         "identity".into()
     }
-    fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>> {
-        Ok(sentences.iter().map(|s| s.to_string()).collect())
+    /// One token per word.
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(vec![0; words(text)])
     }
-    fn token_count(&self, text: &str) -> Result<usize> {
-        Ok(words(text))
+    fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>> {
+        Ok(units.iter().map(|u| u.text.clone()).collect())
     }
     fn max_input_tokens(&self) -> usize {
         self.max_tokens
+    }
+    fn batch_size(&self) -> usize {
+        4
     }
 }
 
