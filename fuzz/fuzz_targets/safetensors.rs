@@ -1,4 +1,4 @@
-//! The safetensors reader (`pipeline::weights`): header checks against the
+//! The safetensors reader (`checkpoint::safetensors`): header checks against the
 //! file size, then every tensor read. It must never panic, and never
 //! allocate more than the file could hold.
 #![no_main]
