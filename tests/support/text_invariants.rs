@@ -106,6 +106,15 @@ pub fn skeleton(input: &str, format: Format) -> Vec<String> {
 /// Every invariant, on one document, with a budget of `budget` words per
 /// translation unit.
 pub fn check_document(input: &str, format: Format, budget: usize) {
+    let out = check_document_in_place(input, format, budget);
+    check_skeleton(input, &out, format);
+}
+
+/// Every sentence put back in place by an identity translation; returns the
+/// output. (Known finding, see `tests/text_properties.rs`: the Markdown
+/// skeleton check of [`check_skeleton`] does not hold yet for reference
+/// definitions inside a paragraph.)
+pub fn check_document_in_place(input: &str, format: Format, budget: usize) -> String {
     let segments = check_segments(input, format);
     let mut expected = String::new();
     for seg in &segments {
@@ -130,8 +139,13 @@ pub fn check_document(input: &str, format: Format, budget: usize) {
         out, expected,
         "the identity translation does not put every sentence back in place"
     );
+    out
+}
+
+/// The Markdown skeleton (fences, code, links) of the output is the input's.
+pub fn check_skeleton(input: &str, out: &str, format: Format) {
     assert_eq!(
-        skeleton(&out, format),
+        skeleton(out, format),
         skeleton(input, format),
         "the identity translation changes the skeleton of {input:?}"
     );
