@@ -9,7 +9,7 @@ mod common;
 
 use assert_cmd::Command;
 use candle_core::Device;
-use common::{MockHub, MockRepo};
+use common::{stdout_ok, tolk, MockHub, MockRepo};
 use std::path::Path;
 use tolk::pipeline::summarize::llm::{LlmOptions, LlmSummarizer};
 use tolk::pipeline::{SummaryLength, SummaryRequest};
@@ -18,10 +18,6 @@ use tolk::text::Lang;
 const ENGLISH: &str = "The city council approved the new budget on Monday. \
 The budget raises spending on schools and public transport. \
 Critics said the budget ignores rising rents.";
-
-fn tolk(home: &Path) -> Command {
-    Command::from_std(common::isolated_tolk(home))
-}
 
 /// What the library writes for ENGLISH in one sentence, greedy.
 fn library_summary(fixture: &str) -> String {
@@ -47,15 +43,6 @@ fn summarize<S: AsRef<std::ffi::OsStr>>(mut cmd: Command, model: &[S]) -> std::p
         .write_stdin(ENGLISH)
         .output()
         .unwrap()
-}
-
-fn stdout_ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn one_line_error(out: &std::process::Output) -> String {

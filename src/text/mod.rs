@@ -3,6 +3,7 @@
 //! - [`lang`]: parsing `--source de|en` and guessing an article's language.
 //! - [`segment`](mod@segment): cutting a document into prose to translate and markup to
 //!   keep verbatim, losslessly.
+//! - [`markdown`]: the Markdown scanner behind `segment`.
 //! - [`sentences`]: German-aware sentence splitting.
 //! - [`chunk`]: fitting sentences into a model's token budget.
 //! - [`document`]: any supported format as paragraphs to translate and back.
@@ -16,6 +17,7 @@ pub mod chunk;
 pub mod document;
 pub mod html;
 pub mod lang;
+pub mod markdown;
 pub mod protect;
 pub mod readable;
 pub mod segment;

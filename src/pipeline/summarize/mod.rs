@@ -45,5 +45,10 @@ pub trait Summarizer {
     /// each new piece to `on_text` as it arrives (for `--stream`); the return
     /// value is always the whole summary.
     fn summarize(&mut self, req: &SummaryRequest, on_text: &mut dyn FnMut(&str)) -> Result<String>;
+    /// Notes gathered since the last call (e.g. that an article was
+    /// summarized in parts), for the caller to show.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 pub mod llm;

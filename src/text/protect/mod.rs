@@ -70,14 +70,20 @@ impl Masked {
 
     /// Puts the protected spans back into `translation`.
     pub fn unmask(&self, translation: &str) -> String {
-        if self.spans.is_empty() {
-            return translation.to_string();
-        }
-        fill(
-            &fix_placeholders(&self.text, translation, self.spans.len(), 0),
-            |i| self.spans.get(i).map(String::as_str),
-        )
+        unmask(&self.text, &self.spans, translation)
     }
+}
+
+/// Puts `spans` (placeholder `i` stands for `spans[i]` in the `masked`
+/// text the model saw) back into the model's `translation`.
+pub fn unmask(masked: &str, spans: &[String], translation: &str) -> String {
+    if spans.is_empty() {
+        return translation.to_string();
+    }
+    fill(
+        &fix_placeholders(masked, translation, spans.len(), 0),
+        |i| spans.get(i).map(String::as_str),
+    )
 }
 
 /// Rewrites the placeholders `first..first + count` of `translation` into
