@@ -247,6 +247,20 @@ impl Subtitles {
                 texts[c][0] = piece;
             }
         }
+        // A cue that had words keeps a line: a translation with fewer words
+        // than cues (or none) leaves "…" rather than an empty cue, which
+        // would end the block early in the file's structure.
+        for (cue, slots) in self.cues.iter().zip(&mut texts) {
+            for (k, slot) in slots.iter_mut().enumerate() {
+                let had_words = match cue.lines.get(k) {
+                    Some(line) => !line.is_empty(),
+                    None => !cue.text.is_empty(),
+                };
+                if had_words && slot.trim().is_empty() {
+                    *slot = CONTINUED.to_string();
+                }
+            }
+        }
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -410,6 +424,9 @@ fn group_cues(cues: &[Cue]) -> Vec<Group> {
     groups
 }
 
+/// The text of a cue whose sentence ran out of words in translation.
+const CONTINUED: &str = "…";
+
 /// Splits `text` into `weights.len()` pieces on word boundaries, piece `k`
 /// getting about `weights[k] / sum` of the characters; no piece is empty
 /// while there are words enough.
@@ -562,6 +579,25 @@ mod tests {
              3\r\n00:00:06,000 --> 00:00:08,000\r\n<i>It was raining.</i>\r\n\r\n\
              4\r\n00:00:08,500 --> 00:00:10,000\r\n- Are you coming?\r\n- Yes.\r\n"
         );
+    }
+
+    #[test]
+    fn cues_left_without_words_keep_a_line_and_the_file_its_structure() {
+        let srt = "1\n00:00:01,000 --> 00:00:03,000\nGestern bin ich mit meinem Bruder\n\n\
+                   2\n00:00:03,100 --> 00:00:05,000\nnach Hause gegangen.\n\n\
+                   3\n00:00:06,000 --> 00:00:08,000\n- Kommst du?\n- Ja.\n";
+        let out = translate(srt, |s| match s {
+            "Ja." => String::new(),
+            _ => "Anananan.".into(),
+        });
+        assert_eq!(
+            out,
+            "1\n00:00:01,000 --> 00:00:03,000\nAnananan.\n\n\
+             2\n00:00:03,100 --> 00:00:05,000\n…\n\n\
+             3\n00:00:06,000 --> 00:00:08,000\n- Anananan.\n- …\n"
+        );
+        // Still a valid file.
+        Subtitles::parse(&out).unwrap();
     }
 
     #[test]
