@@ -15,9 +15,9 @@ use candle_core::{DType, Device, Tensor};
 
 /// An engine that translates independent sentences.
 ///
-/// Callers encode each sentence once ([`Unit::encode`], which masks its
-/// protected spans first) and hand the encoded units to [`translate_units`],
-/// the one batching layer: it sorts them by length and cuts batches of
+/// Callers encode each sentence once ([`Unit::encode_protected`] for
+/// documents, which masks protected spans first) and hand the encoded
+/// units to [`translate_units`], the one batching layer: it sorts them by length and cuts batches of
 /// [`Translator::batch_size`], which [`Translator::translate_scored`]
 /// decodes as they come.
 pub trait Translator {
@@ -47,7 +47,9 @@ pub trait Translator {
         Vec::new()
     }
     /// Translates sentences through the same path as documents: encoded
-    /// once, length-sorted, in batches of [`Translator::batch_size`].
+    /// once, length-sorted, in batches of [`Translator::batch_size`]; but
+    /// as they are, nothing masked (the model's own translations, as
+    /// `transformers` gives them).
     fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>>
     where
         Self: Sized,
@@ -109,9 +111,21 @@ pub struct Unit {
 }
 
 impl Unit {
-    /// Masks `text`'s protected spans and encodes the result with the
-    /// translator's tokenizer.
+    /// Encodes `text` as it is, with the translator's tokenizer: the
+    /// model's own translation of it, nothing protected.
     pub fn encode(text: &str, translator: &dyn Translator) -> Result<Self> {
+        Ok(Self {
+            ids: translator.encode(text)?,
+            text: text.to_string(),
+            source: text.to_string(),
+            spans: Vec::new(),
+            inert: false,
+        })
+    }
+
+    /// Masks `text`'s protected spans and encodes the result with the
+    /// translator's tokenizer (what documents are cut into).
+    pub fn encode_protected(text: &str, translator: &dyn Translator) -> Result<Self> {
         let masked = protect::mask(text);
         Ok(Self {
             ids: translator.encode(&masked.text)?,
@@ -491,7 +505,7 @@ impl PreparedDocument {
                 .into_iter()
                 .enumerate()
             {
-                let unit = Unit::encode(&sentence, translator)?;
+                let unit = Unit::encode_protected(&sentence, translator)?;
                 let tokens = unit.ids.len();
                 if tokens <= max_tokens {
                     parts.push(Part {
@@ -517,7 +531,7 @@ impl PreparedDocument {
                     parts.push(Part {
                         sentence: n,
                         split,
-                        unit: Unit::encode(&piece, translator)?,
+                        unit: Unit::encode_protected(&piece, translator)?,
                     });
                 }
             }

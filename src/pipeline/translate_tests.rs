@@ -116,6 +116,11 @@ fn protected_spans_survive_a_model_that_mangles_them() {
         out,
         "Lies https://x.de/a?b=1 und `a.b()`? Schreib an a@b.de 😀?\n"
     );
+    // Bare sentences are the model's own business: nothing is masked.
+    assert_eq!(
+        Mangler.translate_batch(&["Lies https://x.de/a"]).unwrap(),
+        vec!["Lies https???x?de?a"]
+    );
 }
 
 /// Fails if the model is asked for anything.
