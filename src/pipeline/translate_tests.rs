@@ -1,5 +1,6 @@
 //! Unit tests of the document driver with stand-in translators.
 use super::*;
+use crate::text::Format;
 
 /// Upper-cases each sentence: enough to check that the driver puts
 /// every translation back in its place.
