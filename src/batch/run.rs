@@ -112,7 +112,7 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    fn unit_count(&self) -> usize {
+    pub(super) fn unit_count(&self) -> usize {
         self.doc.as_ref().map_or(0, PreparedDocument::unit_count)
     }
 
