@@ -4,6 +4,7 @@
 //! The library holds all logic; `main.rs` only calls [`cli::run`].
 //! Layout, one module per concern:
 //! - [`hub`]: finding model files (Hugging Face cache, download, local folders)
+//! - [`checkpoint`]: reading weight files (PyTorch pickles without running code)
 //! - [`tokenize`]: tokenizers built from SentencePiece models, `vocab.json`, GGUF metadata
 //! - [`checkpoint`]: reading transformers checkpoint folders (config, weights)
 //! - [`models`]: model code per family; no I/O, tensors in, tensors out

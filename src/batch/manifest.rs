@@ -201,34 +201,43 @@ pub fn now_unix_ms() -> u64 {
 }
 
 /// The complete lines of a JSONL file that parse as `T`, with their raw
-/// text; line numbers of lines that do not parse are returned apart. A last
-/// line without its newline is the remains of an interrupted append and is
-/// dropped silently.
+/// text; line numbers of lines that do not parse (garbage, invalid UTF-8)
+/// are returned apart. A last line without its newline is the remains of an
+/// interrupted append: it is dropped and `torn_tail` says so.
 pub struct JsonlContents<T> {
     pub entries: Vec<(String, T)>,
     pub broken_lines: Vec<usize>,
+    /// The file ends in an incomplete line (a crash or a full disk during an append).
+    pub torn_tail: bool,
 }
 
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<JsonlContents<T>> {
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
+        .and_then(|mut f| f.read_to_end(&mut bytes))
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let complete = match text.rfind('\n') {
-        Some(end) => &text[..=end],
-        None => "",
-    };
+    // Bytes, not text: a crash can cut a line inside a multi-byte character,
+    // and one bad line must not make the whole file unreadable.
     let mut out = JsonlContents {
         entries: Vec::new(),
         broken_lines: Vec::new(),
+        torn_tail: bytes.last().is_some_and(|&b| b != b'\n'),
     };
-    for (i, line) in complete.lines().enumerate() {
-        if line.trim().is_empty() {
+    let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+        return Ok(out);
+    };
+    let complete = &bytes[..end];
+    for (i, line) in complete.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_str::<T>(line) {
-            Ok(value) => out.entries.push((line.to_string(), value)),
-            Err(_) => out.broken_lines.push(i + 1),
+        let parsed = std::str::from_utf8(line)
+            .ok()
+            .and_then(|text| Some((text, serde_json::from_str::<T>(text).ok()?)));
+        match parsed {
+            Some((text, value)) => out.entries.push((text.to_string(), value)),
+            None => out.broken_lines.push(i + 1),
         }
     }
     Ok(out)
@@ -345,6 +354,12 @@ impl ManifestIndex {
                     path.display(),
                     contents.broken_lines.len(),
                     contents.broken_lines[0]
+                ));
+            }
+            if contents.torn_tail {
+                warnings.push(format!(
+                    "{}: ignoring an incomplete last line (an interrupted write)",
+                    path.display()
                 ));
             }
             for (_, record) in contents.entries {

@@ -8,6 +8,7 @@
 //! Model code (`crate::models`) parses `config.json` into its own serde
 //! `Config`; this module only finds and reads the files.
 
+pub mod pytorch;
 pub mod safetensors;
 
 use crate::generation::EarlyStopping;
@@ -219,7 +220,7 @@ pub enum Weights {
 
 impl Weights {
     /// Opens the weights. Safetensors are read tensor by tensor as the model
-    /// asks for them (see [`safetensors`]); the pickle through candle.
+    /// asks for them (see [`safetensors`]); the pickle by [`pytorch`].
     pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
         match self {
             Weights::Safetensors(paths) => {
@@ -229,10 +230,10 @@ impl Weights {
                     .collect::<Result<Vec<_>>>()?;
                 Ok(safetensors::Shards::new(files).into_var_builder(dtype, device))
             }
+            // Our own reader: both torch layouts (the 2020 opus-mt files
+            // are the legacy one), and no pickle code is ever run.
             Weights::Pytorch(path) => {
-                VarBuilder::from_pth(path, dtype, device).with_context(|| {
-                    format!("{} is not a readable PyTorch checkpoint", path.display())
-                })
+                Ok(pytorch::PthFile::open(path)?.into_var_builder(dtype, device))
             }
         }
     }

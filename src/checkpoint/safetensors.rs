@@ -119,6 +119,11 @@ impl SafetensorsFile {
         })
     }
 
+    /// The names of the tensors in the file, in no particular order.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
     /// A `VarBuilder` that reads tensors from this file as they are asked for.
     pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())

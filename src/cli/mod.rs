@@ -85,23 +85,60 @@ fn usage_error(err: clap::Error) -> ExitCode {
 }
 
 /// Joins an error and its causes into one line, skipping causes that the
-/// message already contains.
+/// message already contains and any backtrace a cause carries (candle
+/// appends one to its errors when RUST_BACKTRACE is set).
 pub fn one_line(err: &anyhow::Error) -> String {
-    let mut line = err.to_string();
+    let mut line = without_backtrace(&err.to_string());
     for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
+        let cause = without_backtrace(&cause.to_string());
+        if !cause.is_empty() && !line.contains(&cause) {
             line.push_str(": ");
             line.push_str(&cause);
         }
     }
-    line.replace('\n', " ")
+    line
+}
+
+/// The lines of `message` before a backtrace starts (`stack backtrace:`, or
+/// frames printed as `   0: symbol`), joined with spaces.
+fn without_backtrace(message: &str) -> String {
+    let is_frame = |line: &str| {
+        let trimmed = line.trim_start();
+        let indented = trimmed.len() < line.len();
+        let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
+        line.trim() == "stack backtrace:"
+            || (indented && digits > 0 && trimmed[digits..].starts_with(": "))
+    };
+    message
+        .lines()
+        .take_while(|line| !is_frame(line))
+        .map(str::trim_end)
+        .filter(|line| !line.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn backtraces_are_cut_from_error_lines() {
+        let candle = "shape mismatch for w, expected: [2], got: [3]\n   0: candle_core::error::Error::bt\n             at src/error.rs:1:2\n   1: main";
+        let err = anyhow::anyhow!("{candle}").context("the weights of m do not fit");
+        assert_eq!(
+            one_line(&err),
+            "the weights of m do not fit: shape mismatch for w, expected: [2], got: [3]"
+        );
+        let wrapped = anyhow::anyhow!("loading failed: {candle}");
+        assert_eq!(
+            one_line(&wrapped),
+            "loading failed: shape mismatch for w, expected: [2], got: [3]"
+        );
+        assert_eq!(without_backtrace("a\nb"), "a b");
+        assert_eq!(without_backtrace("x\nstack backtrace:\n  0: f"), "x");
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

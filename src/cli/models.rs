@@ -146,6 +146,7 @@ fn pull(args: PullArgs) -> Result<ExitCode> {
         let needs: Vec<Need> = listing.iter().map(|name| Need::Required(name)).collect();
         hub::resolve_needs(&source, &needs, &opts)?
     };
+    hub::announce(&files);
     let mut out = String::new();
     writeln!(out, "{source}: {}", files.root.display())?;
     let width = files.files.keys().map(String::len).max().unwrap_or(0);
@@ -303,6 +304,12 @@ fn path(args: PathArgs) -> Result<ExitCode> {
     hub::validate_repo_id(&args.repo)?;
     match hub::snapshot_dir(&args.repo, &args.revision) {
         Some(snapshot) => {
+            if let Some((pr, weights)) = hub::cached_conversion(&args.repo, &args.revision) {
+                eprintln!(
+                    "tolk: its weights are {} ({pr}, the Hub's conversion of pytorch_model.bin); --model-dir on this folder finds them",
+                    weights.display()
+                );
+            }
             emit(&format!("{}\n", snapshot.display()))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -59,7 +59,8 @@ pub fn repo_listing(repo: &str, revision: &str, opts: &HubOptions) -> Result<Vec
 
 /// Finds (downloading on first use) the files of a llama-family checkpoint:
 /// its `config.json` first, whose `model_type` is checked before any weights
-/// are fetched, then the file set, then the shards its index names.
+/// are fetched, then the file set, then the shards its index names. Its
+/// notes are the caller's to announce (once).
 pub fn fetch_checkpoint(source: &ModelSource, opts: &HubOptions) -> Result<ModelFiles> {
     let config = hub::resolve(source, &["config.json"], &[], opts)?;
     let config: serde_json::Value = read_json(config.path("config.json")?)?;
@@ -145,6 +146,7 @@ pub fn llm_in_repo(source: &ModelSource, opts: &HubOptions) -> Result<LlmLocatio
     let ggufs = gguf_names(&names);
     if ggufs.is_empty() && names.iter().any(|n| n == "config.json") {
         let files = fetch_checkpoint(source, opts)?;
+        hub::announce(&files);
         return Ok(LlmLocation::Checkpoint {
             dir: files.root,
             repo: Some(repo.clone()),

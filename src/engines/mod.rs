@@ -104,7 +104,9 @@ impl TranslationSpec {
 
 /// Finds (downloading on first use) the translation model's files.
 pub fn locate_translator(spec: &TranslationSpec, rt: &Runtime) -> Result<ModelFiles> {
-    hub::resolve_needs(&spec.source(rt), hub::MARIAN_FILES, &rt.hub)
+    let files = hub::resolve_needs(&spec.source(rt), hub::MARIAN_FILES, &rt.hub)?;
+    hub::announce(&files);
+    Ok(files)
 }
 
 /// Finds and loads the Marian translator (the concrete type, for tools that
@@ -240,11 +242,9 @@ pub fn locate_summarizer(spec: &SummarySpec, rt: &Runtime) -> Result<Located> {
                 (_, _, Some(repo)) => rt.hub_source(repo),
                 _ => rt.hub_source(hub::DEFAULT_T5_MODEL),
             };
-            Ok(Located::T5(hub::resolve_needs(
-                &source,
-                hub::T5_FILES,
-                &rt.hub,
-            )?))
+            let files = hub::resolve_needs(&source, hub::T5_FILES, &rt.hub)?;
+            hub::announce(&files);
+            Ok(Located::T5(files))
         }
     }
 }

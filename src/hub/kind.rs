@@ -33,8 +33,10 @@ impl<'a> Need<'a> {
     }
 }
 
-/// Weights of transformers checkpoints: safetensors first, the pickle only as a fallback.
-const WEIGHTS: &[&str] = &["model.safetensors", "pytorch_model.bin"];
+/// Weights of transformers checkpoints: safetensors first, the pickle only as
+/// a fallback (read by tolk's own reader). On `main` of a PyTorch-only repo
+/// the safetensors come from the Hub's conversion PR when it has one.
+pub const WEIGHTS: &[&str] = &["model.safetensors", "pytorch_model.bin"];
 
 /// The files of a Marian (opus-mt) model that the translator reads.
 pub const MARIAN_FILES: &[Need<'static>] = &[
@@ -61,7 +63,11 @@ pub const T5_FILES: &[Need<'static>] = &[
 /// llm summarizer. Sharded weights: the index first, then the shards it names.
 pub const LLM_SAFETENSORS_FILES: &[Need<'static>] = &[
     Need::Required("config.json"),
-    Need::FirstOf(&["model.safetensors", "model.safetensors.index.json"]),
+    Need::FirstOf(&[
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+    ]),
     Need::Required("tokenizer.json"),
     Need::Optional("tokenizer_config.json"),
     Need::Optional("generation_config.json"),

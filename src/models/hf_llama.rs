@@ -67,6 +67,23 @@ pub struct HfLlamaConfig {
 impl HfLlamaConfig {
     /// Parses a `config.json` value (see [`Self::from_config`]).
     pub fn from_json(config: &serde_json::Value) -> Result<Self> {
+        // serde's own message does not name the field: say which one.
+        for key in [
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "max_position_embeddings",
+            "vocab_size",
+        ] {
+            match config.get(key) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(v) if v.as_u64().is_some() => {}
+                Some(v) => bail!("{key} is not a non-negative integer ({v})"),
+            }
+        }
         let config: Config = serde::Deserialize::deserialize(config)
             .map_err(|e| anyhow!("not a llama config: {e}"))?;
         Self::from_config(&config)
@@ -120,6 +137,9 @@ impl HfLlamaConfig {
             rms_eps: config.rms_norm_eps.unwrap_or(1e-6) as f32,
             context_len: config.max_position_embeddings.unwrap_or(2048),
         };
+        llama
+            .validate()
+            .map_err(|e| anyhow!("{}", e.to_string().lines().next().unwrap_or_default()))?;
         let rope_factors = rope_factors(config.rope_scaling.as_ref(), head_dim, rope_theta)?;
         Ok(Self {
             llama,

@@ -32,6 +32,29 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// Refuses sizes no real model has (zero, or far too large), before
+    /// anything is allocated from them (the rotary table has
+    /// `context_len × rope_dim` entries).
+    pub fn validate(&self) -> Result<()> {
+        use super::limits::{self, check, check_heads};
+        check("num_hidden_layers", self.n_layer, limits::LAYERS)?;
+        check("hidden_size", self.hidden, limits::WIDTH)?;
+        check("num_attention_heads", self.n_head, limits::WIDTH)?;
+        check_heads(
+            "num_key_value_heads",
+            self.n_kv_head,
+            "num_attention_heads",
+            self.n_head,
+        )?;
+        check("head_dim", self.head_dim, limits::WIDTH)?;
+        check(
+            "max_position_embeddings",
+            self.context_len,
+            limits::POSITIONS,
+        )?;
+        limits::check_table("rotary", self.context_len, self.rope_dim)
+    }
+
     pub fn from_metadata(md: &Hparams) -> Result<Self> {
         let experts = md.usize_or("expert_count", 0)?;
         if experts > 1 {
@@ -93,6 +116,7 @@ fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QLinear> {
 impl QuantizedLlama {
     /// Builds the model from the tensors `src` hands out (GGUF names).
     pub fn new(cfg: LlamaConfig, src: &mut dyn TensorSource, device: &Device) -> Result<Self> {
+        cfg.validate()?;
         if cfg.rope_dim > cfg.head_dim || !cfg.rope_dim.is_multiple_of(2) {
             candle_core::bail!(
                 "llama: rope dimension {} does not fit head dimension {}",

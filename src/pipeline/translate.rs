@@ -154,6 +154,13 @@ impl MarianTranslator {
                 files.source
             )
         })?;
+        cfg.validate().map_err(|e| {
+            anyhow!(
+                "config.json of {}: {}",
+                files.source,
+                e.to_string().lines().next().unwrap_or_default()
+            )
+        })?;
 
         let tokenizer = match files.get("tokenizer.json") {
             Some(path) => MarianTokenizer::from_tokenizer_json(&std::fs::read(path)?)?,

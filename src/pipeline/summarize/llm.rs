@@ -10,6 +10,7 @@
 //! (map-reduce, repeated until it fits), never silently truncated.
 
 pub mod generate;
+mod gguf_header;
 pub mod length;
 pub mod loader;
 pub mod prompt;

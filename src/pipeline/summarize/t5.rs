@@ -109,6 +109,12 @@ impl T5Summarizer {
         let raw = checkpoint.config(T5, "")?;
         let cfg: Config = serde_json::from_value(raw)
             .map_err(|e| anyhow!("config.json of {source} is not a T5 config: {e}"))?;
+        cfg.validate().map_err(|e| {
+            anyhow!(
+                "config.json of {source}: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )
+        })?;
         if !cfg.is_encoder_decoder {
             bail!("{source} is a T5 encoder only (is_encoder_decoder is false): it cannot generate summaries");
         }

@@ -73,6 +73,11 @@ pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
     let file =
         File::open(path).with_context(|| format!("{}: cannot open model file", path.display()))?;
     let mut reader = BufReader::new(file);
+    let unreadable = super::gguf_header::unreadable_by_candle(&mut reader)
+        .with_context(|| format!("{}: cannot read model file", path.display()))?;
+    if let Some(why) = unreadable {
+        bail!("{}: not a readable GGUF file ({why})", path.display());
+    }
     let content = Content::read(&mut reader).map_err(|e| {
         anyhow!(
             "{}: not a readable GGUF file ({})",
@@ -84,13 +89,21 @@ pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
         .seek(SeekFrom::End(0))
         .with_context(|| format!("{}: cannot read model file", path.display()))?;
     for (name, info) in &content.tensor_infos {
-        let elems = info.shape.elem_count();
-        let block = info.ggml_dtype.block_size();
-        let bytes = (elems / block.max(1)) as u64 * info.ggml_dtype.type_size() as u64;
-        let end = content
-            .tensor_data_offset
-            .checked_add(info.offset)
-            .and_then(|s| s.checked_add(bytes));
+        // Checked: the dimensions are the file's word, and their product
+        // can overflow (`Shape::elem_count` would panic or wrap).
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        let block = info.ggml_dtype.block_size().max(1) as u64;
+        let bytes = elems.and_then(|n| (n / block).checked_mul(info.ggml_dtype.type_size() as u64));
+        let end = bytes.and_then(|bytes| {
+            content
+                .tensor_data_offset
+                .checked_add(info.offset)
+                .and_then(|s| s.checked_add(bytes))
+        });
         match end {
             Some(end) if end <= size => {}
             _ => bail!(
