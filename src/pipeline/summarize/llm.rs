@@ -63,7 +63,8 @@ impl Default for LlmOptions {
 
 /// The token budget for a summary of `length`: generous, since generation
 /// stops as soon as the length is reached ([`length`]); the budget only
-/// guards against a sentence that never ends.
+/// guards against a sentence that never ends. A summarizer uses at most a
+/// quarter of its model's context for it (the rest is for the article).
 pub fn default_max_new_tokens(length: SummaryLength) -> usize {
     match length {
         SummaryLength::Sentences(n) => 64 * n.max(1) + 64,
@@ -190,7 +191,7 @@ impl LlmSummarizer {
     fn max_new(&self, length: SummaryLength) -> usize {
         self.opts
             .max_new_tokens
-            .unwrap_or_else(|| default_max_new_tokens(length))
+            .unwrap_or_else(|| default_max_new_tokens(length).min((self.context_len() / 4).max(1)))
     }
 
     /// Prompt ids for `task` over `text`, with the stop strings of the format.
