@@ -192,15 +192,17 @@ pub struct SummaryArgs {
     #[arg(long, value_enum, default_value_t = Method::Llm)]
     pub method: Method,
 
-    /// Summary length preset: short (about 2 sentences), medium (4) or long (7).
+    /// Summary length preset: short (at most 2 sentences), medium (4) or long (7).
     #[arg(long, value_name = "PRESET", default_value = "short", value_parser = length_parser())]
     pub length: SummaryLength,
 
-    /// Exact number of sentences (overrides --length).
+    /// At most N sentences (overrides --length). An llm summary ends after its
+    /// last whole sentence, never inside one.
     #[arg(long, value_name = "N", conflicts_with = "max_words")]
     pub sentences: Option<usize>,
 
-    /// At most about this many words (overrides --length).
+    /// At most N words, in whole sentences (overrides --length); a first
+    /// sentence longer than N is kept whole rather than cut.
     #[arg(long, value_name = "N")]
     pub max_words: Option<usize>,
 

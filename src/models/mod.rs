@@ -1,7 +1,6 @@
 //! Model code per family. Tensors in, tensors out: no file or network I/O here
 //! (loading a folder is the job of the pipeline, as in candle-transformers).
 
-pub mod candle_qwen;
 pub mod causal_lm;
 pub mod hf_llama;
 pub mod llm_blocks;
@@ -9,6 +8,8 @@ pub mod marian;
 pub mod qlinear;
 pub mod quantized_gemma3;
 pub mod quantized_llama;
+pub mod quantized_qwen;
+pub mod qweight;
 pub mod t5;
 
 /// Upper bounds on the sizes a `config.json` may declare: far above any real

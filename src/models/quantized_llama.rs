@@ -14,9 +14,8 @@ use super::llm_blocks::{
     RopeTable,
 };
 use super::qlinear::QLinear;
-use candle_core::quantized::QMatMul;
+use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
-use std::sync::Arc;
 
 /// Hyper-parameters read from GGUF metadata (`llama.*`).
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +101,7 @@ struct Layer {
 /// A quantized Llama model with its KV cache.
 pub struct QuantizedLlama {
     cfg: LlamaConfig,
-    embed: QMatMul,
+    embed: QEmbedding,
     layers: Vec<Layer>,
     norm: Tensor,
     output: QLinear,
@@ -111,7 +110,7 @@ pub struct QuantizedLlama {
 }
 
 fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QLinear> {
-    QLinear::from_qtensor(src.tensor(name)?)
+    src.weight(name)?.linear()
 }
 
 impl QuantizedLlama {
@@ -125,13 +124,13 @@ impl QuantizedLlama {
                 cfg.head_dim
             )
         }
-        let embed_q = Arc::new(src.tensor("token_embd.weight")?);
-        let embed = QMatMul::from_arc(embed_q.clone())?;
+        let embed_w = src.weight("token_embd.weight")?;
+        let embed = QEmbedding::new(&embed_w)?;
         let output = if src.contains("output.weight") {
             qmatmul(src, "output.weight")?
         } else {
             // Tied head: multiply with the embedding's own quantized blocks.
-            QLinear::from_arc(embed_q)?
+            embed_w.linear()?
         };
         let norm = dense_vector(src.tensor("output_norm.weight")?, device)?;
         let freq_factors = if src.contains("rope_freqs.weight") {
@@ -197,8 +196,7 @@ impl CausalLm for QuantizedLlama {
             candle_core::bail!("forward needs at least one token")
         }
         let (cos, sin) = self.rope.get(pos, seq)?;
-        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let mut x = self.embed.embedding(&ids)?; // (1, seq, hidden)
+        let mut x = self.embed.lookup(tokens, &self.device)?; // (1, seq, hidden)
         let (n_head, n_kv, hd) = (self.cfg.n_head, self.cfg.n_kv_head, self.cfg.head_dim);
         let scale = 1.0 / (hd as f64).sqrt();
         let eps = self.cfg.rms_eps;

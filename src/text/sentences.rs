@@ -149,6 +149,71 @@ pub fn sentences_in(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The byte ranges of [`sentences_in`]'s sentences within `text` itself
+/// (whitespace as written, not normalized): for cutting a text after its
+/// n-th sentence without touching the rest.
+pub fn sentence_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    for seg in segment(text, Format::Plain) {
+        let (s, is_text) = match &seg {
+            Segment::Text(p) => (p.as_str(), true),
+            Segment::Keep(k) => (k.as_str(), false),
+        };
+        if is_text {
+            let mut cursor = 0;
+            for sentence in split_sentences(s) {
+                let Some(range) = locate(s, cursor, &sentence) else {
+                    break;
+                };
+                cursor = range.end;
+                spans.push(offset + range.start..offset + range.end);
+            }
+        }
+        offset += s.len();
+    }
+    spans
+}
+
+/// Where `sentence` (whitespace normalized) is written in `text` from byte
+/// `from` on: leading whitespace skipped, each single space in `sentence`
+/// matching a run of whitespace.
+fn locate(text: &str, from: usize, sentence: &str) -> Option<std::ops::Range<usize>> {
+    let rest = &text[from..];
+    let start = from + (rest.len() - rest.trim_start().len());
+    let mut it = text[start..].char_indices().peekable();
+    let mut end = start;
+    for c in sentence.chars() {
+        if c == ' ' {
+            let mut any = false;
+            while let Some(&(i, w)) = it.peek() {
+                if !w.is_whitespace() {
+                    break;
+                }
+                any = true;
+                end = start + i + w.len_utf8();
+                it.next();
+            }
+            if !any {
+                return None;
+            }
+        } else {
+            match it.next() {
+                Some((i, o)) if o == c => end = start + i + o.len_utf8(),
+                _ => return None,
+            }
+        }
+    }
+    Some(start..end)
+}
+
+/// Whether `sentence` ends like a finished sentence: a terminator, maybe
+/// followed by closing quotes or brackets.
+pub fn ends_sentence(sentence: &str) -> bool {
+    let s = sentence.trim_end().trim_end_matches(is_closer);
+    s.ends_with(is_terminator)
+}
+
 /// Whether the terminator run `chars[run_start..run_end]`, followed by a
 /// space, ends a sentence, given that the next sentence would begin at
 /// `chars[next]`.
@@ -535,5 +600,32 @@ mod tests {
             assert_eq!(sentences.join(" "), normalize_whitespace(&paragraph));
             assert!(sentences.iter().all(|s| !s.is_empty() && s.trim() == s));
         }
+    }
+
+    #[test]
+    fn sentence_spans_point_into_the_text_as_written() {
+        let text = "**Summary:**\n\nThe mayor  said\nnothing. Dr. Weber\tagreed!\n\n- A list item\n- Another one";
+        let spans = sentence_spans(text);
+        let got: Vec<&str> = spans.iter().map(|r| &text[r.clone()]).collect();
+        let want: Vec<String> = sentences_in(text);
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(normalize_whitespace(g), *w);
+        }
+        assert_eq!(got[1], "The mayor  said\nnothing.");
+        assert_eq!(got[2], "Dr. Weber\tagreed!");
+        // Ranges are ordered and do not overlap.
+        assert!(spans.windows(2).all(|w| w[0].end <= w[1].start));
+    }
+
+    #[test]
+    fn finished_sentences_are_recognised() {
+        assert!(ends_sentence("It rained."));
+        assert!(ends_sentence("He said: \"Go!\" "));
+        assert!(ends_sentence("(See above.)"));
+        assert!(ends_sentence("Really…"));
+        assert!(!ends_sentence("It was admitted to hospit"));
+        assert!(!ends_sentence("Summary:"));
+        assert!(!ends_sentence(""));
     }
 }

@@ -9,9 +9,9 @@ use anyhow::Result;
 /// How long a summary should be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SummaryLength {
-    /// About this many sentences.
+    /// At most this many sentences (the llm engine holds it; see `llm::length`).
     Sentences(usize),
-    /// At most about this many words.
+    /// At most this many words, in whole sentences.
     Words(usize),
 }
 
