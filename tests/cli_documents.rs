@@ -417,4 +417,38 @@ fn batch_jsonl_has_the_aligned_sentences_and_reads_html_and_subtitles() {
         .as_str()
         .unwrap()
         .contains("00:00:03,100 --> 00:00:05,000\n"));
+
+    // As files, pages and subtitles keep their extension (and their structure).
+    let files_dir = tmp.path().join("files");
+    let out = tolk(tmp.path())
+        .args([
+            "batch",
+            "--beams",
+            "1",
+            "--glob",
+            "*.html",
+            "--glob",
+            "*.srt",
+            "--model-dir",
+        ])
+        .arg(model())
+        .arg(&input)
+        .arg("-o")
+        .arg(&files_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(files_dir.join("b.html.en.html")).unwrap();
+    // (a file ends with a newline; a JSON field holds the text as it is)
+    assert_eq!(page.trim_end(), html.trim_end());
+    let subs = std::fs::read_to_string(files_dir.join("c.srt.en.srt")).unwrap();
+    assert_eq!(
+        subs.trim_end(),
+        c["translation"].as_str().unwrap().trim_end()
+    );
+    assert!(!files_dir.join("b.html.en.txt").exists());
 }

@@ -33,7 +33,8 @@ impl Tasks {
 /// Where the results go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
-    /// `out/<input>.en.txt` and `out/<input>.summary.txt`.
+    /// `out/<input>.en.txt` (`.en.html`, `.en.srt`, `.en.vtt` for pages and
+    /// subtitles) and `out/<input>.summary.txt`.
     Files,
     /// One JSON line per input in `out/tolk-results.jsonl`.
     Jsonl,

@@ -19,9 +19,20 @@ use std::path::Path;
 pub const TRANSLATION_SUFFIX: &str = ".en.txt";
 /// `out/<input>.summary.txt`
 pub const SUMMARY_SUFFIX: &str = ".summary.txt";
+/// Inputs whose translation is the same kind of document, named with their
+/// own extension so that a browser or a video player opens it.
+const KEEP_EXTENSION: &[&str] = &["html", "htm", "xhtml", "srt", "vtt"];
 
+/// `out/<input>.en.txt`, or `out/<input>.en.<ext>` for HTML pages and
+/// subtitles (`page.html` → `page.html.en.html`).
 pub fn translation_path(rel: &str) -> String {
-    format!("{rel}{TRANSLATION_SUFFIX}")
+    let ext = Path::new(rel).extension().and_then(|e| e.to_str());
+    match ext {
+        Some(e) if KEEP_EXTENSION.contains(&e.to_ascii_lowercase().as_str()) => {
+            format!("{rel}.en.{e}")
+        }
+        _ => format!("{rel}{TRANSLATION_SUFFIX}"),
+    }
 }
 
 pub fn summary_path(rel: &str) -> String {
@@ -131,6 +142,17 @@ impl Staged {
 mod tests {
     use super::*;
     use crate::batch::manifest::{OutputFile, Record, Status};
+
+    #[test]
+    fn pages_and_subtitles_keep_their_extension() {
+        assert_eq!(translation_path("a/b.txt"), "a/b.txt.en.txt");
+        assert_eq!(translation_path("a/b.md"), "a/b.md.en.txt");
+        assert_eq!(translation_path("a/page.HTML"), "a/page.HTML.en.HTML");
+        assert_eq!(translation_path("film.srt"), "film.srt.en.srt");
+        assert_eq!(translation_path("talk.vtt"), "talk.vtt.en.vtt");
+        assert_eq!(translation_path("noext"), "noext.en.txt");
+        assert_eq!(summary_path("page.html"), "page.html.summary.txt");
+    }
 
     #[test]
     fn only_outputs_tolk_wrote_may_be_replaced() {

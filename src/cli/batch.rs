@@ -33,8 +33,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Outputs: OUT/<input path>.en.txt and OUT/<input path>.summary.txt (or one \
-OUT/tolk-results.jsonl with --format jsonl), and OUT/tolk-manifest.jsonl with \
+Outputs: OUT/<input path>.en.txt (.en.html, .en.srt, .en.vtt for pages and \
+subtitles) and OUT/<input path>.summary.txt (or one OUT/tolk-results.jsonl with --format jsonl), and OUT/tolk-manifest.jsonl with \
 one record per input: its sha256, models, options, status, error and timings.
 
 Exit codes: 0 all inputs succeeded or were up to date; 2 some inputs failed \
