@@ -342,6 +342,26 @@ fn summarize_reads_the_article_of_a_page_not_its_navigation() {
     for furniture in ["newsletter", "Copyright", "Popular posts", "<p>", "Shop"] {
         assert!(!summary.contains(furniture), "{furniture:?} in {summary}");
     }
+
+    // The same page on standard input: plain text unless --input-format says html.
+    let html = std::fs::read_to_string(&page).unwrap();
+    let stdin_summary = |flags: &[&str]| {
+        let out = tolk(tmp.path())
+            .args(["summarize", "--method", "extractive", "--length", "long"])
+            .args(flags)
+            .arg("-")
+            .write_stdin(html.clone())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(stdin_summary(&["--input-format", "html"]), summary);
+    assert_ne!(stdin_summary(&[]), summary);
 }
 
 #[test]

@@ -23,6 +23,13 @@ pub struct SummarizeArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// How the input is marked up: `html` (only the page's main text is
+    /// summarized, not its navigation), `subtitles` (SRT/WebVTT: the cues'
+    /// words), `plain` or `markdown` [default: by extension: .html/.htm,
+    /// .srt/.vtt, .md, else plain; standard input is plain].
+    #[arg(long, value_name = "FORMAT")]
+    pub input_format: Option<Format>,
+
     #[command(flatten)]
     pub summary: SummaryArgs,
 
@@ -50,7 +57,9 @@ pub fn run(args: SummarizeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // A web page: its article, not its navigation; subtitles: their words.
-    let input_format = Format::from_path(&args.input);
+    let input_format = args
+        .input_format
+        .unwrap_or_else(|| Format::from_path(&args.input));
     let text = reading_text(&text, input_format);
     if text.trim().is_empty() {
         write_output(args.output.as_deref(), "")?;
