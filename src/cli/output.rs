@@ -22,20 +22,9 @@ pub fn translate_with_progress(
     format: Format,
     quiet: bool,
 ) -> Result<String> {
-    let bar = progress::bar(quiet, "sentences");
-    bar.set_message("translating");
-    let out = translate_document(
-        translator,
-        text,
-        format,
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-        &mut |w| progress::warn(&bar, w),
-    );
-    bar.finish_and_clear();
-    out
+    with_sentence_bar(quiet, |progress, warn| {
+        translate_document(translator, text, format, progress, warn)
+    })
 }
 
 /// As [`translate_with_progress`], one record per sentence (for
@@ -46,12 +35,19 @@ pub fn translate_aligned_with_progress(
     format: Format,
     quiet: bool,
 ) -> Result<Vec<AlignedSentence>> {
+    with_sentence_bar(quiet, |progress, warn| {
+        translate_aligned(translator, text, format, progress, warn)
+    })
+}
+
+/// Runs `job` under a "translating" bar over sentences, its warnings on stderr.
+fn with_sentence_bar<T>(
+    quiet: bool,
+    job: impl FnOnce(&mut dyn FnMut(usize, usize), &mut dyn FnMut(&str)) -> Result<T>,
+) -> Result<T> {
     let bar = progress::bar(quiet, "sentences");
     bar.set_message("translating");
-    let out = translate_aligned(
-        translator,
-        text,
-        format,
+    let out = job(
         &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
