@@ -142,61 +142,43 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
     } else {
         Conversion::None
     };
-    // The metadata (a 262k-token vocabulary is tens of MB) is moved out, not
-    // copied, once the tensors have been read.
-    let (model, converted, metadata): (Box<dyn CausalLm>, usize, _) = match arch.as_str() {
-        "llama" => {
-            let cfg = LlamaConfig::from_metadata(&Hparams::new(&content.metadata, "llama"))
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let mut src = GgufSource::new(&content, &mut reader, device, mode);
-            let model = QuantizedLlama::new(cfg, &mut src, device)
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let converted = src.converted;
-            drop(src); // ends the borrow of `content` before its metadata moves out
-            (
-                Box::new(model),
-                converted,
-                std::mem::take(&mut content.metadata),
-            )
-        }
-        "gemma3" => {
-            let cfg = Gemma3Config::from_metadata(&Hparams::new(&content.metadata, "gemma3"))
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let mut src = GgufSource::new(&content, &mut reader, device, mode);
-            let model = QuantizedGemma3::new(cfg, &mut src, device)
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let converted = src.converted;
-            drop(src); // ends the borrow of `content` before its metadata moves out
-            (
-                Box::new(model),
-                converted,
-                std::mem::take(&mut content.metadata),
-            )
-        }
-        "qwen2" | "qwen3" => {
-            let variant = if arch == "qwen2" {
-                QwenVariant::Qwen2
-            } else {
-                QwenVariant::Qwen3
-            };
-            let cfg = QwenConfig::from_metadata(&Hparams::new(&content.metadata, &arch), variant)
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let mut src = GgufSource::new(&content, &mut reader, device, mode);
-            let model = QuantizedQwen::new(cfg, &mut src, device)
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let converted = src.converted;
-            drop(src); // ends the borrow of `content` before its metadata moves out
-            (
-                Box::new(model),
-                converted,
-                std::mem::take(&mut content.metadata),
-            )
-        }
-        other => bail!(
-            "{name}: unsupported model architecture '{other}' (supported: {})",
+    if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+        bail!(
+            "{name}: unsupported model architecture '{arch}' (supported: {})",
             SUPPORTED_ARCHITECTURES.join(", ")
-        ),
-    };
+        )
+    }
+    let hparams = Hparams::new(&content.metadata, &arch);
+    let mut src = GgufSource::new(&content, &mut reader, device, mode);
+    let model = (|| -> candle_core::Result<Box<dyn CausalLm>> {
+        Ok(match arch.as_str() {
+            "llama" => Box::new(QuantizedLlama::new(
+                LlamaConfig::from_metadata(&hparams)?,
+                &mut src,
+                device,
+            )?),
+            "gemma3" => Box::new(QuantizedGemma3::new(
+                Gemma3Config::from_metadata(&hparams)?,
+                &mut src,
+                device,
+            )?),
+            qwen => {
+                let variant = if qwen == "qwen2" {
+                    QwenVariant::Qwen2
+                } else {
+                    QwenVariant::Qwen3
+                };
+                let cfg = QwenConfig::from_metadata(&hparams, variant)?;
+                Box::new(QuantizedQwen::new(cfg, &mut src, device)?)
+            }
+        })
+    })()
+    .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
+    let converted = src.converted;
+    drop(src); // ends the borrow of `content` before its metadata moves out
+               // The metadata (a 262k-token vocabulary is tens of MB) is moved out, not
+               // copied, once the tensors have been read.
+    let metadata = std::mem::take(&mut content.metadata);
     Ok(LoadedModel {
         model,
         architecture: arch,
