@@ -11,6 +11,7 @@
 
 use super::discover::Shard;
 use super::manifest::ManifestIndex;
+use crate::text::Format;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -19,18 +20,17 @@ use std::path::Path;
 pub const TRANSLATION_SUFFIX: &str = ".en.txt";
 /// `out/<input>.summary.txt`
 pub const SUMMARY_SUFFIX: &str = ".summary.txt";
-/// Inputs whose translation is the same kind of document, named with their
-/// own extension so that a browser or a video player opens it.
-const KEEP_EXTENSION: &[&str] = &["html", "htm", "xhtml", "srt", "vtt"];
 
 /// `out/<input>.en.txt`, or `out/<input>.en.<ext>` for HTML pages and
-/// subtitles (`page.html` → `page.html.en.html`).
+/// subtitles (`page.html` → `page.html.en.html`), whose translation is the
+/// same kind of document: a browser or a video player opens it.
 pub fn translation_path(rel: &str) -> String {
-    let ext = Path::new(rel).extension().and_then(|e| e.to_str());
-    match ext {
-        Some(e) if KEEP_EXTENSION.contains(&e.to_ascii_lowercase().as_str()) => {
-            format!("{rel}.en.{e}")
-        }
+    let path = Path::new(rel);
+    match (
+        Format::from_path(path),
+        path.extension().and_then(|e| e.to_str()),
+    ) {
+        (Format::Html | Format::Subtitles, Some(ext)) => format!("{rel}.en.{ext}"),
         _ => format!("{rel}{TRANSLATION_SUFFIX}"),
     }
 }
