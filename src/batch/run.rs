@@ -249,6 +249,9 @@ impl Translator for Cancellable<'_> {
     fn take_warnings(&mut self) -> Vec<String> {
         self.inner.take_warnings()
     }
+    fn in_document_order(&self) -> bool {
+        self.inner.in_document_order()
+    }
 }
 
 /// Runs `f` over `items` on `jobs` threads; results keep the input order.

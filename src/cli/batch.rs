@@ -15,13 +15,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::translate::{load_translator, DecodingArgs, TranslationModelArgs};
+use super::translate::{
+    load_translation_llm, load_translator, summary_reuses_llm, DecodingArgs, Engine,
+    TranslationModelArgs,
+};
 use super::{progress, InputArgs, RuntimeArgs};
 use crate::batch::{
     merge_manifests, run_batch, BatchConfig, BatchReport, DiscoverOptions, Engines, FileOutcome,
     Lazy, Observer, Outcome, OutputFormat, Shard, Tasks,
 };
-use crate::hub::ModelSource;
+use crate::pipeline::llm_translate::{
+    LlmTranslateOptions, LlmTranslator, SharedLlm, SharedSummarizer,
+};
 use crate::pipeline::translate::{Quantize, Translator};
 use crate::pipeline::{Summarizer, SummaryLength};
 use crate::text::Format;
@@ -128,7 +133,9 @@ pub struct BatchArgs {
     pub decoding: DecodingArgs,
 
     /// How summaries are made (as `tolk summarize --method`): extractive is
-    /// instant; llm and t5 load a model once for the whole run.
+    /// instant; llm and t5 load a model once for the whole run. With
+    /// --engine llm, llm and no --summary-model* flag, the translation model
+    /// writes the summaries too.
     #[arg(long, value_enum, value_name = "METHOD", default_value = "extractive")]
     pub summary_method: Method,
 
@@ -182,24 +189,50 @@ pub fn build_summarizer(args: &BatchArgs) -> Result<Box<dyn Summarizer>> {
     )
 }
 
+/// Whether the summaries come from the llm that translates.
+fn reuses_llm(args: &BatchArgs) -> bool {
+    summary_reuses_llm(args.model.engine, args.summary_method, &args.summary_model)
+}
+
 /// The summary engine's id for job keys, known without loading it.
 fn summary_model_id(args: &BatchArgs) -> String {
+    if reuses_llm(args) {
+        return args.model.id(&args.runtime);
+    }
     summarize::summarizer_id(&summary_args(args), &(&args.summary_model).into())
 }
 
 /// The translation model's id for job keys: the repo (and revision), or the
 /// resolved folder, so `./m` and `/abs/m` are the same model.
 /// The translation model as recorded in the manifest: a resumed run must use
-/// the same one, and `--quantize q8` translates differently, so it counts.
+/// the same one, and `--quantize q8` (or the llm's sentences per prompt)
+/// translates differently, so it counts.
 fn translation_model_id(args: &BatchArgs) -> String {
-    let model = match args.model.source(&args.runtime) {
-        ModelSource::Dir(dir) => dir.canonicalize().unwrap_or(dir).display().to_string(),
-        hub => hub.to_string(),
-    };
-    match args.decoding.quantize {
-        Quantize::None => model,
-        q => format!("{model} (--quantize {q})"),
+    let model = args.model.id(&args.runtime);
+    match (args.model.engine, args.decoding.quantize) {
+        (Engine::Llm, _) => format!(
+            "{model} (--sentences-per-prompt {})",
+            args.decoding.sentences_per_prompt
+        ),
+        (Engine::Marian, Quantize::None) => model,
+        (Engine::Marian, q) => format!("{model} (--quantize {q})"),
     }
+}
+
+/// The llm shared by translation and summary, loaded by whichever needs it first.
+fn shared_llm<'a>(
+    cell: &'a std::cell::OnceCell<SharedLlm>,
+    args: &BatchArgs,
+) -> Result<&'a SharedLlm> {
+    if cell.get().is_none() {
+        let llm = load_translation_llm(
+            &args.model,
+            &args.runtime,
+            summarize::llm_options(&summary_args(args)),
+        )?;
+        let _ = cell.set(llm);
+    }
+    Ok(cell.get().expect("set just above"))
 }
 
 /// Raised by Ctrl-C; a second Ctrl-C exits at once.
@@ -243,7 +276,12 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         translate: args.tasks.contains(&Task::Translate),
         summarize: args.tasks.contains(&Task::Summarize),
     };
-    if tasks.summarize {
+    let llm_opts = match args.model.engine {
+        Engine::Llm => args.decoding.llm_options()?,
+        Engine::Marian => LlmTranslateOptions::default(),
+    };
+    let reuse = tasks.summarize && reuses_llm(&args);
+    if tasks.summarize && !reuse {
         // Fail on a bad summary choice before reading any file.
         build_summarizer(&args)?;
     }
@@ -275,14 +313,26 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         max_length: args.decoding.max_length.map(|m| m as usize),
     };
     let opts = args.decoding.options();
+    let cell = std::cell::OnceCell::new();
     let engines = Engines {
         translator: Lazy::new(|| {
-            load_translator(&args.model, &args.runtime, &opts)
-                .map(|t| Box::new(t) as Box<dyn Translator>)
+            if reuse {
+                let llm = shared_llm(&cell, &args)?.clone();
+                Ok(Box::new(LlmTranslator::shared(llm, llm_opts.clone())) as Box<dyn Translator>)
+            } else {
+                load_translator(&args.model, &args.runtime, &opts, &llm_opts)
+            }
         }),
-        summarizer: tasks
-            .summarize
-            .then(|| Lazy::new(|| build_summarizer(&args))),
+        summarizer: tasks.summarize.then(|| {
+            Lazy::new(|| {
+                if reuse {
+                    let llm = shared_llm(&cell, &args)?.clone();
+                    Ok(Box::new(SharedSummarizer(llm)) as Box<dyn Summarizer>)
+                } else {
+                    build_summarizer(&args)
+                }
+            })
+        }),
     };
     install_interrupt_handler();
     let mut observer = CliObserver::new(args.runtime.quiet, args.fail_after);

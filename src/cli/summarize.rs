@@ -164,8 +164,10 @@ pub struct TranslationForSummaryArgs {
 impl From<&TranslationForSummaryArgs> for TranslationModelArgs {
     fn from(t: &TranslationForSummaryArgs) -> Self {
         Self {
-            model: t.translation_model.clone(),
+            engine: super::translate::Engine::Marian,
+            model: Some(t.translation_model.clone()),
             model_dir: t.translation_model_dir.clone(),
+            model_file: None,
         }
     }
 }
@@ -227,31 +229,7 @@ pub fn build_summarizer(
             }
             Ok(Box::new(ExtractiveSummarizer::new()))
         }
-        Method::Llm => {
-            let location = resolve_llm(model, runtime)?;
-            crate::device::set_threads(runtime.threads);
-            let device = crate::device::open(runtime.device)?;
-            let opts = LlmOptions {
-                sampling: SamplingOptions {
-                    temperature: args.temperature,
-                    top_p: args.top_p,
-                    seed: args.seed,
-                    ..SamplingOptions::default()
-                },
-                ..LlmOptions::default()
-            };
-            let summarizer = match location {
-                LlmLocation::Gguf(path) => LlmSummarizer::load(&path, &device, opts)?,
-                LlmLocation::Checkpoint { dir, repo: None } => {
-                    LlmSummarizer::load_dir(&dir, &device, opts)?
-                }
-                LlmLocation::Checkpoint {
-                    dir,
-                    repo: Some(repo),
-                } => LlmSummarizer::load_dir(&dir, &device, opts)?.with_model_id(repo),
-            };
-            Ok(Box::new(summarizer))
-        }
+        Method::Llm => Ok(Box::new(load_llm(model, runtime, llm_options(args))?)),
         Method::T5 => {
             let source = match (&model.model_dir, &model.model, &model.model_file) {
                 (_, _, Some(_)) => bail!("--model-file is for GGUF models (--method llm); give a T5 folder with --model-dir"),
@@ -270,6 +248,41 @@ pub fn build_summarizer(
             )?))
         }
     }
+}
+
+/// The llm settings the summary flags ask for.
+pub fn llm_options(args: &SummaryArgs) -> LlmOptions {
+    LlmOptions {
+        sampling: SamplingOptions {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+            ..SamplingOptions::default()
+        },
+        ..LlmOptions::default()
+    }
+}
+
+/// Finds (downloading on first use) and loads an llm: a GGUF file, or a
+/// llama safetensors checkpoint; `model.model` None is the default summary model.
+pub fn load_llm(
+    model: &SummaryModelArgs,
+    runtime: &RuntimeArgs,
+    opts: LlmOptions,
+) -> Result<LlmSummarizer> {
+    let location = resolve_llm(model, runtime)?;
+    crate::device::set_threads(runtime.threads);
+    let device = crate::device::open(runtime.device)?;
+    Ok(match location {
+        LlmLocation::Gguf(path) => LlmSummarizer::load(&path, &device, opts)?,
+        LlmLocation::Checkpoint { dir, repo: None } => {
+            LlmSummarizer::load_dir(&dir, &device, opts)?
+        }
+        LlmLocation::Checkpoint {
+            dir,
+            repo: Some(repo),
+        } => LlmSummarizer::load_dir(&dir, &device, opts)?.with_model_id(repo),
+    })
 }
 
 /// A name that identifies the summarizer the flags ask for, known before
@@ -470,8 +483,13 @@ pub fn translate_for_summary(
     text: &str,
     format: Format,
 ) -> Result<String> {
-    let mut translator = load_translator(model, runtime, &TranslateOptions::default())?;
-    translate_with_progress(&mut translator, text, format, runtime.quiet)
+    let mut translator = load_translator(
+        model,
+        runtime,
+        &TranslateOptions::default(),
+        &crate::pipeline::llm_translate::LlmTranslateOptions::default(),
+    )?;
+    translate_with_progress(&mut *translator, text, format, runtime.quiet)
 }
 
 /// Runs one summary; with `stream`, prints pieces to stdout as they arrive.

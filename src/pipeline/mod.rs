@@ -3,7 +3,9 @@
 //!
 //! - [`Translator`]: sentences in, translated sentences out ([`translate`]).
 //! - [`Summarizer`]: an article in, a short English summary out ([`summarize`]).
+//! - [`llm_translate`]: the LLM engine behind [`Translator`].
 
+pub mod llm_translate;
 pub mod summarize;
 pub mod translate;
 pub mod weights;

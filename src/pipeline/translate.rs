@@ -31,6 +31,12 @@ pub trait Translator {
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether sentences should arrive in document order rather than sorted
+    /// by length: engines that translate neighbours together for context (an
+    /// LLM) say yes; batching engines gain from sorting and say no.
+    fn in_document_order(&self) -> bool {
+        false
+    }
 }
 
 /// Settings a user may override; `None` keeps the model's own defaults
@@ -491,7 +497,8 @@ pub fn report_warnings(warnings: Vec<String>, warn: &mut dyn FnMut(&str)) {
 }
 
 /// Translates many independent units with progress, in length-sorted
-/// chunks so that batches pad little, returning results in input order.
+/// chunks so that batches pad little (in document order for engines that
+/// ask for it), returning results in input order.
 pub fn translate_units(
     translator: &mut dyn Translator,
     units: &[&str],
@@ -499,7 +506,9 @@ pub fn translate_units(
 ) -> Result<Vec<String>> {
     const CHUNK: usize = 64;
     let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(units[i].len()));
+    if !translator.in_document_order() {
+        order.sort_by_key(|&i| std::cmp::Reverse(units[i].len()));
+    }
     let mut out = vec![String::new(); units.len()];
     let mut done = 0;
     progress(0, units.len());

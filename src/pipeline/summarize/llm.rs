@@ -23,8 +23,8 @@ use crate::models::causal_lm::CausalLm;
 use crate::text::{self, Lang};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use generate::generate;
-use prompt::{PromptFormat, Task};
+use generate::{generate, Generation};
+use prompt::{PromptFormat, Task, UserTurn};
 use std::path::Path;
 use tokens::PromptTokenizer;
 
@@ -132,6 +132,62 @@ impl LlmSummarizer {
             architecture,
             stats: GenerationStats::default(),
         }
+    }
+
+    /// Wraps an already loaded model and tokenizer (other engines, tests
+    /// with a scripted model).
+    pub fn from_parts(
+        model: Box<dyn CausalLm>,
+        tokenizer: PromptTokenizer,
+        opts: LlmOptions,
+        model_id: impl Into<String>,
+    ) -> Self {
+        Self::assemble(model, tokenizer, opts, model_id.into(), "custom".into())
+    }
+
+    /// How many tokens `text` takes as user text.
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        self.tokenizer.count(text)
+    }
+
+    /// The prompt ids of one [`UserTurn`], with the stop strings of the format.
+    pub fn turn_ids(&self, turn: &UserTurn) -> Result<(Vec<u32>, Vec<String>)> {
+        let parts = self.format.render_turn(turn)?;
+        let ids = self
+            .tokenizer
+            .encode_prompt(&parts.before, turn.text, &parts.after)?;
+        Ok((ids, parts.stop_strings))
+    }
+
+    /// Answers one [`UserTurn`] with at most `max_new` tokens, decoded by
+    /// `sampling` (not the summarizer's own settings). The prompt plus
+    /// `max_new` must fit [`Self::context_len`].
+    pub fn complete(
+        &mut self,
+        turn: &UserTurn,
+        max_new: usize,
+        sampling: &SamplingOptions,
+    ) -> Result<Generation> {
+        let (ids, stops) = self.turn_ids(turn)?;
+        if ids.len() + max_new > self.context_len() {
+            bail!(
+                "a prompt of {} tokens and {max_new} new tokens does not fit the context of {}",
+                ids.len(),
+                self.context_len()
+            );
+        }
+        let out = generate(
+            self.model.as_mut(),
+            &self.tokenizer,
+            &ids,
+            max_new,
+            &stops,
+            sampling,
+            self.opts.prefill_chunk,
+            &mut |_| {},
+        )?;
+        self.stats.add(&out.stats);
+        Ok(out)
     }
 
     /// Names the model by `id` (a Hub repo) instead of its file or folder name.
