@@ -68,6 +68,9 @@ impl Translator for Cancellable<'_> {
     fn take_warnings(&mut self) -> Vec<String> {
         self.inner.take_warnings()
     }
+    fn in_document_order(&self) -> bool {
+        self.inner.in_document_order()
+    }
 }
 
 /// The one builder of a failed input's record, with what is known of the

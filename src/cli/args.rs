@@ -9,9 +9,10 @@ use clap::Args;
 use std::path::PathBuf;
 
 use crate::device::DeviceChoice;
-use crate::engines::{Method, Runtime, SummaryModel, SummarySpec, TranslationSpec};
+use crate::engines::{Engine, Method, Runtime, SummaryModel, SummarySpec, TranslationSpec};
 use crate::hub::{self, HubOptions};
 use crate::pipeline::summarize::llm::SamplingOptions;
+use crate::pipeline::translate::llm::LlmTranslateOptions;
 use crate::pipeline::translate::{Quantize, TranslateOptions, DEFAULT_BATCH_SIZE};
 use crate::pipeline::SummaryLength;
 use crate::text::Lang;
@@ -95,17 +96,18 @@ impl InputArgs {
 pub struct DecodingArgs {
     /// Beam width for decoding: 1 is greedy (fastest), more is slower and
     /// usually a little better [default: the model's generation_config, 4 to 6
-    /// for opus-mt].
+    /// for opus-mt]. The llm engine always decodes greedily.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub beams: Option<u32>,
 
     /// Longest translation of one sentence, in tokens [default: the model's
-    /// max_length, 512 for opus-mt].
+    /// max_length, 512 for opus-mt; 512 for --engine llm, which also cuts
+    /// back a translation over 3 times its source's length].
     #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
     pub max_length: Option<u32>,
 
-    /// Sentences decoded together. Larger batches are faster per sentence
-    /// on GPUs and many-core CPUs, and use more memory.
+    /// Sentences decoded together (marian). Larger batches are faster per
+    /// sentence on GPUs and many-core CPUs, and use more memory.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch_size: u32,
 
@@ -131,24 +133,53 @@ impl DecodingArgs {
 /// Which translation model to use (`--model` is the translator's).
 #[derive(Debug, Clone, Args)]
 pub struct TranslationModelArgs {
-    /// Hub repository of a Marian (opus-mt) model; downloaded into the HF
-    /// cache on first use unless --offline.
-    #[arg(long, value_name = "REPO", default_value = hub::DEFAULT_TRANSLATION_MODEL)]
-    pub model: String,
+    /// Translation engine: `marian` (opus-mt: small, fast, faithful) or `llm`
+    /// (an instruction-tuned LLM such as Qwen 2.5, which translates a few
+    /// neighbouring sentences per prompt, greedily; see
+    /// --sentences-per-prompt).
+    #[arg(long, value_enum, value_name = "marian|llm", default_value_t = Engine::Marian)]
+    pub engine: Engine,
 
-    /// Use the model files in this local folder (laid out like a Hub repo:
-    /// config.json, model.safetensors, source.spm, target.spm, vocab.json)
-    /// instead of the Hub; never touches the network.
+    /// Hub repository of the translation model, downloaded into the HF cache
+    /// on first use unless --offline: a Marian (opus-mt) model, or with
+    /// --engine llm a GGUF repo (its Q4_K_M file when it has several) or a
+    /// llama safetensors checkpoint [default: Helsinki-NLP/opus-mt-de-en;
+    /// with --engine llm: Qwen/Qwen2.5-1.5B-Instruct-GGUF].
+    #[arg(long, value_name = "REPO")]
+    pub model: Option<String>,
+
+    /// Use the model files in this local folder instead of the Hub; never
+    /// touches the network. Marian: laid out like a Hub repo (config.json,
+    /// model.safetensors, source.spm, target.spm, vocab.json); llm: one .gguf
+    /// file, or a llama checkpoint (config.json, model.safetensors,
+    /// tokenizer.json).
     #[arg(long, value_name = "DIR", conflicts_with = "model")]
     pub model_dir: Option<PathBuf>,
+
+    /// With --engine llm: a local .gguf file; never touches the network.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "model_dir"])]
+    pub model_file: Option<PathBuf>,
+
+    /// With --engine llm: neighbouring sentences translated together in one
+    /// prompt (context helps the model); 1 translates each sentence alone.
+    /// An answer without exactly one line per sentence is redone sentence
+    /// by sentence.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub sentences_per_prompt: u32,
 }
 
 impl TranslationModelArgs {
     pub fn spec(&self, decoding: &DecodingArgs) -> TranslationSpec {
         TranslationSpec {
+            engine: self.engine,
             repo: self.model.clone(),
             dir: self.model_dir.clone(),
+            file: self.model_file.clone(),
             options: decoding.options(),
+            llm: LlmTranslateOptions {
+                sentences_per_prompt: self.sentences_per_prompt as usize,
+                max_length: None,
+            },
         }
     }
 }
@@ -169,9 +200,10 @@ pub struct TranslationForSummaryArgs {
 impl TranslationForSummaryArgs {
     pub fn spec(&self, decoding: &DecodingArgs) -> TranslationSpec {
         TranslationSpec {
-            repo: self.translation_model.clone(),
+            repo: Some(self.translation_model.clone()),
             dir: self.translation_model_dir.clone(),
             options: decoding.options(),
+            ..TranslationSpec::default()
         }
     }
 }

@@ -135,7 +135,9 @@ pub struct BatchArgs {
     pub decoding: DecodingArgs,
 
     /// How summaries are made (as `tolk summarize --method`): extractive is
-    /// instant; llm and t5 load a model once for the whole run.
+    /// instant; llm and t5 load a model once for the whole run. With
+    /// --engine llm, llm and no --summary-model* flag, the translation model
+    /// writes the summaries too.
     #[arg(long, value_enum, value_name = "METHOD", default_value = "extractive")]
     pub summary_method: Method,
 
@@ -223,9 +225,12 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let rt = args.runtime.runtime();
     let translation = args.model.spec(&args.decoding);
     let summary = summary_spec(&args);
+    translation.check()?;
+    // With --engine llm and --summary-method llm, one model does both.
+    let shared = tasks.summarize && engines::shares_model(&translation, &summary);
     // Fail on a bad summary choice (and fetch its files) before reading any
     // file; the model itself loads when the first summary is due.
-    let located = if tasks.summarize {
+    let located = if tasks.summarize && !shared {
         Some(engines::locate_summarizer(&summary, &rt)?)
     } else {
         None
@@ -254,16 +259,26 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         jobs: args.jobs as usize,
         summary_length: args.length,
         translation_model: translation.id(&rt),
-        summary_model: tasks.summarize.then(|| summary.id()),
+        summary_model: tasks.summarize.then(|| match shared {
+            true => translation.id(&rt),
+            false => summary.id(),
+        }),
         beams: args.decoding.beams.map(|b| b as usize),
         max_length: args.decoding.max_length.map(|m| m as usize),
     };
+    let slot = engines::SharedLlmSlot::default();
     let engines = Engines {
-        translator: Lazy::new(|| engines::translator(&translation, &rt)),
-        summarizer: located.map(|located| {
-            let (summary, rt) = (&summary, &rt);
-            Lazy::new(move || located.load(summary, rt))
+        translator: Lazy::new(|| match shared {
+            true => slot.translator(&translation, &summary, &rt),
+            false => engines::translator(&translation, &rt),
         }),
+        summarizer: match (shared, located) {
+            (true, _) => Some(Lazy::new(|| slot.summarizer(&translation, &summary, &rt))),
+            (false, located) => located.map(|located| {
+                let (summary, rt) = (&summary, &rt);
+                Lazy::new(move || located.load(summary, rt))
+            }),
+        },
     };
     install_interrupt_handler();
     let mut observer = CliObserver::new(args.runtime.quiet, args.fail_after);

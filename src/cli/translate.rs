@@ -61,7 +61,9 @@ pub struct TranslateArgs {
     pub runtime: RuntimeArgs,
 
     /// Also summarize the translation: printed after it, or, with -o, written
-    /// beside it as <name>.summary.txt. The summary flags below apply.
+    /// beside it as <name>.summary.txt. The summary flags below apply. With
+    /// --engine llm, --method llm and no --summary-model* flag, the
+    /// translation model writes the summary too (loaded once).
     #[arg(long)]
     pub summary: bool,
 
@@ -92,27 +94,38 @@ pub fn run(args: TranslateArgs) -> Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let translation = if text.trim().is_empty() {
-        // Nothing to translate: no need to load (or download) a model.
-        String::new()
-    } else {
-        let spec = args.model.spec(&args.decoding);
-        let mut translator = engines::translator(&spec, &rt)?;
-        translate_with_progress(translator.as_mut(), &text, format, args.runtime.quiet)?
-    };
+    let spec = args.model.spec(&args.decoding);
+    spec.check()?;
+    // Nothing to translate: no need to load (or download) a model.
+    let empty = text.trim().is_empty();
     if !args.summary {
+        let translation = if empty {
+            String::new()
+        } else {
+            let mut translator = engines::translator(&spec, &rt)?;
+            translate_with_progress(translator.as_mut(), &text, format, args.runtime.quiet)?
+        };
         write_output(args.output.as_deref(), &translation)?;
         return Ok(ExitCode::SUCCESS);
     }
     let length = args.summary_args.length()?;
-    let summary = if translation.trim().is_empty() {
-        String::new()
+    let (translation, summary) = if empty {
+        (String::new(), String::new())
     } else {
-        let spec = args.summary_args.spec(args.summary_model.model());
-        let mut summarizer = engines::summarizer(&spec, &rt)?;
-        // A page's article, subtitles' words: what a reader would summarize.
-        let reading = reading_text(&translation, format);
-        summarize_text(summarizer.as_mut(), &reading, Lang::En, length, false)?
+        let summary_spec = args.summary_args.spec(args.summary_model.model());
+        // With --engine llm and --method llm, one loaded model does both.
+        let (mut translator, mut summarizer) =
+            engines::translator_and_summarizer(&spec, &summary_spec, &rt)?;
+        let translation =
+            translate_with_progress(translator.as_mut(), &text, format, args.runtime.quiet)?;
+        let summary = if translation.trim().is_empty() {
+            String::new()
+        } else {
+            // A page's article, subtitles' words: what a reader would summarize.
+            let reading = reading_text(&translation, format);
+            summarize_text(summarizer.as_mut(), &reading, Lang::En, length, false)?
+        };
+        (translation, summary)
     };
     match &args.output {
         Some(path) => {

@@ -1,7 +1,8 @@
 //! The engines behind the commands, each behind a small trait, and the
 //! document-level drivers that feed them.
 //!
-//! - [`Translator`]: sentences in, translated sentences out ([`translate`]).
+//! - [`Translator`]: sentences in, translated sentences out ([`translate`]:
+//!   Marian, and an instruction-tuned LLM in [`translate::llm`]).
 //! - [`Summarizer`]: an article in, a short English summary out ([`summarize`]).
 
 pub mod summarize;

@@ -14,6 +14,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 
 mod document;
+pub mod llm;
 pub use document::{translate_aligned, translate_document, PreparedDocument};
 
 /// An engine that translates independent sentences.
@@ -48,6 +49,13 @@ pub trait Translator {
     /// maximum length), for the caller to show.
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
+    }
+    /// Whether units should arrive in document order rather than sorted by
+    /// length: engines that translate neighbours together for context (an
+    /// LLM) say yes; batching engines gain from sorting and say no.
+    /// Wrappers must forward it.
+    fn in_document_order(&self) -> bool {
+        false
     }
     /// Translates sentences through the same path as documents: encoded
     /// once, length-sorted, in batches of [`Translator::batch_size`]; but
@@ -489,6 +497,8 @@ pub fn report_warnings(warnings: Vec<String>, warn: &mut dyn FnMut(&str)) {
 /// back in input order, their protected spans restored (see [`Unit`]). A
 /// unit with nothing but protected spans, digits and punctuation is passed
 /// through without the model. `progress(done, total)` follows the batches.
+/// Engines that translate neighbours together ([`Translator::in_document_order`])
+/// get their units in document order instead of sorted by length.
 pub fn translate_units(
     translator: &mut dyn Translator,
     units: &[&Unit],
@@ -503,7 +513,9 @@ pub fn translate_units(
             order.push(i);
         }
     }
-    order.sort_by_key(|&i| std::cmp::Reverse(units[i].ids.len()));
+    if !translator.in_document_order() {
+        order.sort_by_key(|&i| std::cmp::Reverse(units[i].ids.len()));
+    }
     let mut done = units.len() - order.len();
     progress(done, units.len());
     for chunk in order.chunks(translator.batch_size().max(1)) {

@@ -25,9 +25,9 @@ use crate::models::causal_lm::CausalLm;
 use crate::text::{self, Lang};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use generate::generate_limited;
+use generate::{generate, generate_limited, Generation};
 use length::LengthLimit;
-use prompt::{PromptFormat, Task};
+use prompt::{PromptFormat, Task, UserTurn};
 use std::path::Path;
 use tokens::PromptTokenizer;
 
@@ -148,6 +148,56 @@ impl LlmSummarizer {
             architecture,
             stats: GenerationStats::default(),
         }
+    }
+
+    /// How many tokens `text` takes as user text.
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        self.tokenizer.count(text)
+    }
+
+    /// The ids of `text` as user text (special-token strings stay text).
+    pub fn text_ids(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.text_ids(text)
+    }
+
+    /// The prompt ids of one [`UserTurn`], with the stop strings of the format.
+    pub fn turn_ids(&self, turn: &UserTurn) -> Result<(Vec<u32>, Vec<String>)> {
+        let parts = self.format.render_turn(turn)?;
+        let ids = self
+            .tokenizer
+            .encode_prompt(&parts.before, turn.text, &parts.after)?;
+        Ok((ids, parts.stop_strings))
+    }
+
+    /// Answers one [`UserTurn`] with at most `max_new` tokens, decoded by
+    /// `sampling` (not the summarizer's own settings). The prompt plus
+    /// `max_new` must fit [`Self::context_len`].
+    pub fn complete(
+        &mut self,
+        turn: &UserTurn,
+        max_new: usize,
+        sampling: &SamplingOptions,
+    ) -> Result<Generation> {
+        let (ids, stops) = self.turn_ids(turn)?;
+        if ids.len() + max_new > self.context_len() {
+            bail!(
+                "a prompt of {} tokens and {max_new} new tokens does not fit the context of {}",
+                ids.len(),
+                self.context_len()
+            );
+        }
+        let out = generate(
+            self.model.as_mut(),
+            &self.tokenizer,
+            &ids,
+            max_new,
+            &stops,
+            sampling,
+            self.opts.prefill_chunk,
+            &mut |_| {},
+        )?;
+        self.stats.add(&out.stats);
+        Ok(out)
     }
 
     /// Names the model by `id` (a Hub repo) instead of its file or folder name.

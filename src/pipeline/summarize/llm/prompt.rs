@@ -132,6 +132,36 @@ impl PromptFormat {
     }
 }
 
+/// A user message around untrusted text, for tasks other than summaries
+/// (translation): `before` and `after` are the caller's own wording, `text`
+/// is data whose special-token strings stay plain text.
+#[derive(Debug, Clone, Copy)]
+pub struct UserTurn<'a> {
+    pub before: &'a str,
+    pub text: &'a str,
+    pub after: &'a str,
+    /// Appended after the message for base models without a chat template
+    /// (e.g. "\n\nEnglish:"); a blank line then ends the answer.
+    pub plain_cue: &'a str,
+}
+
+impl PromptFormat {
+    /// Renders a [`UserTurn`] (the text itself is not inserted; see [`PromptParts`]).
+    pub fn render_turn(&self, turn: &UserTurn) -> Result<PromptParts> {
+        let content = format!("{}{PLACEHOLDER}{}", turn.before, turn.after);
+        match &self.chat_template {
+            Some(template) => {
+                let rendered = render_chat(template, &content, &self.bos_token, &self.eos_token)?;
+                split_at_placeholder(&rendered, Vec::new())
+            }
+            None => split_at_placeholder(
+                &format!("{content}{}", turn.plain_cue),
+                vec!["\n\n".to_string()],
+            ),
+        }
+    }
+}
+
 fn split_at_placeholder(rendered: &str, stop_strings: Vec<String>) -> Result<PromptParts> {
     let mut pieces = rendered.split(PLACEHOLDER);
     let before = pieces.next().unwrap_or_default().to_string();

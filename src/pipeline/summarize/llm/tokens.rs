@@ -83,10 +83,15 @@ impl PromptTokenizer {
 
     /// Number of tokens `text` takes as user text.
     pub fn count(&self, text: &str) -> Result<usize> {
-        Ok(match self {
-            Self::Gguf(t) => t.encode_text(text)?.len(),
-            Self::Json(t) => t.encode(&t.text, text)?.len(),
-        })
+        Ok(self.text_ids(text)?.len())
+    }
+
+    /// The ids of `text` as user text: special-token strings stay text.
+    pub fn text_ids(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            Self::Gguf(t) => t.encode_text(text),
+            Self::Json(t) => t.encode(&t.text, text),
+        }
     }
 
     /// Text of `ids` without special tokens.
