@@ -108,6 +108,7 @@ def main():
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
+            os.makedirs(os.path.dirname(args.out), exist_ok=True)
             with open(args.out + f".{row['model']}.{name}.txt", "w", encoding="utf-8") as f:
                 f.write(out)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

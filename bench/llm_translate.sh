@@ -11,6 +11,9 @@
 #   TOLK_TEST_MODELS   folder with the two GGUF files (default models/downloaded)
 #   BENCH_MODELS       GGUF files (default: the 1.5B and 0.5B in that folder)
 #   BENCH_PARALLEL     "DE_FILE EN_FILE": a de->en parallel text, one sentence a line
+#                      (default: Alice in Wonderland ch. 1-3 from the PyPI sdist
+#                      preprocess-corpora 0.1.1, see bench/parallel_alice.py;
+#                      "none" to skip)
 #   BENCH_LIMIT        lines of it to translate (default 100)
 #   BENCH_VENV         a venv with sacrebleu (default target/bench-mt-venv)
 #   BENCH_PROFILE      cargo profile of the tolk binary (default dev, which is optimised)
@@ -33,8 +36,14 @@ for m in $MODELS; do
     [ -f "$m" ] || { echo "bench: $m not found (TOLK_FETCH_LARGE=1 scripts/fetch-test-models.sh; see README)" >&2; exit 1; }
     args+=(--model "$m")
 done
-if [ -n "${BENCH_PARALLEL:-}" ]; then
+PARALLEL=${BENCH_PARALLEL:-}
+if [ -z "$PARALLEL" ]; then
+    "$VENV/bin/python" bench/parallel_alice.py target/bench-alice
+    PARALLEL="target/bench-alice/de.txt target/bench-alice/en.txt"
+    args+=(--parallel-name alice)
+fi
+if [ "$PARALLEL" != none ]; then
     # shellcheck disable=SC2086
-    args+=(--parallel $BENCH_PARALLEL --limit "${BENCH_LIMIT:-100}")
+    args+=(--parallel $PARALLEL --limit "${BENCH_LIMIT:-100}")
 fi
 "$VENV/bin/python" bench/llm_translate.py --tolk "${CARGO_TARGET_DIR:-target}/$BIN_DIR/tolk" "${args[@]}"

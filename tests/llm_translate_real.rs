@@ -14,7 +14,6 @@
 mod common;
 
 use common::{isolated_tolk, repo_root};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const QWEN_15B: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";

@@ -23,6 +23,7 @@ pub use loader::{LoadOptions, Requantize, SUPPORTED_ARCHITECTURES};
 use super::{Summarizer, SummaryLength, SummaryRequest};
 use crate::models::causal_lm::CausalLm;
 use crate::text::{self, Lang};
+use crate::tokenize::gguf::PromptPart;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use generate::{generate, generate_limited, Generation};
@@ -163,10 +164,24 @@ impl LlmSummarizer {
     /// The prompt ids of one [`UserTurn`], with the stop strings of the format.
     pub fn turn_ids(&self, turn: &UserTurn) -> Result<(Vec<u32>, Vec<String>)> {
         let parts = self.format.render_turn(turn)?;
-        let ids = self
-            .tokenizer
-            .encode_prompt(&parts.before, turn.text, &parts.after)?;
-        Ok((ids, parts.stop_strings))
+        let mut stops = parts.stop_strings;
+        let ids = match turn.echo {
+            None => self
+                .tokenizer
+                .encode_prompt(&parts.before, turn.text, &parts.after)?,
+            Some((lead, cue)) => {
+                stops.push("\n".to_string());
+                let after = format!("{}{lead}", parts.after);
+                self.tokenizer.encode_prompt_parts(&[
+                    PromptPart::Trusted(&parts.before),
+                    PromptPart::Text(turn.text),
+                    PromptPart::Trusted(&after),
+                    PromptPart::Text(turn.text),
+                    PromptPart::Trusted(cue),
+                ])?
+            }
+        };
+        Ok((ids, stops))
     }
 
     /// Answers one [`UserTurn`] with at most `max_new` tokens, decoded by

@@ -143,6 +143,11 @@ pub struct UserTurn<'a> {
     /// Appended after the message for base models without a chat template
     /// (e.g. "\n\nEnglish:"); a blank line then ends the answer.
     pub plain_cue: &'a str,
+    /// When set, `(lead, cue)`: the answer is begun for the model as `lead`,
+    /// the text again (as data), then `cue`, so that the model continues a
+    /// source/translation pair instead of reading the text as a request; the
+    /// answer then ends at the end of its line.
+    pub echo: Option<(&'a str, &'a str)>,
 }
 
 impl PromptFormat {

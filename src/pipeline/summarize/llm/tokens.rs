@@ -56,20 +56,25 @@ impl PromptTokenizer {
     /// and the template did not write it. Only `before`/`after` may contain
     /// special tokens.
     pub fn encode_prompt(&self, before: &str, text: &str, after: &str) -> Result<Vec<u32>> {
+        self.encode_prompt_parts(&[
+            PromptPart::Trusted(before),
+            PromptPart::Text(text),
+            PromptPart::Trusted(after),
+        ])
+    }
+
+    /// As [`Self::encode_prompt`], for any sequence of trusted and text parts.
+    pub fn encode_prompt_parts(&self, parts: &[PromptPart<'_>]) -> Result<Vec<u32>> {
         let (mut ids, bos, add_bos) = match self {
-            Self::Gguf(t) => (
-                t.encode_prompt(&[
-                    PromptPart::Trusted(before),
-                    PromptPart::Text(text),
-                    PromptPart::Trusted(after),
-                ])?,
-                t.bos_id,
-                t.add_bos,
-            ),
+            Self::Gguf(t) => (t.encode_prompt(parts)?, t.bos_id, t.add_bos),
             Self::Json(t) => {
-                let mut ids = t.encode(&t.trusted, before)?;
-                ids.extend(t.encode(&t.text, text)?);
-                ids.extend(t.encode(&t.trusted, after)?);
+                let mut ids = Vec::new();
+                for part in parts {
+                    ids.extend(match *part {
+                        PromptPart::Trusted(s) => t.encode(&t.trusted, s)?,
+                        PromptPart::Text(s) => t.encode(&t.text, s)?,
+                    });
+                }
                 (ids, t.bos_id, t.add_bos)
             }
         };

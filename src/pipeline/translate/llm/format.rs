@@ -36,6 +36,12 @@ pub const SINGLE_INSTRUCTION: &str = "Translate the following German text into E
 /// The reminder after one sentence.
 pub const SINGLE_REMINDER: &str = "\n\nThe English translation:";
 
+/// How the answer to one sentence is begun for the model: this, the
+/// sentence, then [`ECHO_CUE`] (see `UserTurn::echo`).
+pub const ECHO_LEAD: &str = "German: ";
+/// Ends the restated sentence; the model writes the translation after it.
+pub const ECHO_CUE: &str = "\nEnglish:";
+
 /// The answer cue for base models without a chat template.
 pub const PLAIN_CUE: &str = "\n\nEnglish:\n";
 
