@@ -240,16 +240,27 @@ pub fn build_summarizer(
                 },
                 ..LlmOptions::default()
             };
+            let (label, weights) = match &location {
+                LlmLocation::Gguf(path) => (
+                    path.display().to_string(),
+                    crate::device::weights_size([path.as_path()]),
+                ),
+                LlmLocation::Checkpoint { dir, repo } => (
+                    repo.clone().unwrap_or_else(|| dir.display().to_string()),
+                    crate::device::weights_size_in(dir),
+                ),
+            };
             let summarizer = match location {
-                LlmLocation::Gguf(path) => LlmSummarizer::load(&path, &device, opts)?,
+                LlmLocation::Gguf(path) => LlmSummarizer::load(&path, &device, opts),
                 LlmLocation::Checkpoint { dir, repo: None } => {
-                    LlmSummarizer::load_dir(&dir, &device, opts)?
+                    LlmSummarizer::load_dir(&dir, &device, opts)
                 }
                 LlmLocation::Checkpoint {
                     dir,
                     repo: Some(repo),
-                } => LlmSummarizer::load_dir(&dir, &device, opts)?.with_model_id(repo),
-            };
+                } => LlmSummarizer::load_dir(&dir, &device, opts).map(|s| s.with_model_id(repo)),
+            }
+            .map_err(|e| crate::device::explain_load_error(e, &label, weights, &device))?;
             Ok(Box::new(summarizer))
         }
         Method::T5 => {
@@ -263,11 +274,18 @@ pub fn build_summarizer(
                 crate::hub::resolve_needs(&source, crate::hub::T5_FILES, &runtime.hub_options())?;
             crate::device::set_threads(runtime.threads);
             let device = crate::device::open(runtime.device)?;
-            Ok(Box::new(T5Summarizer::load(
-                &files,
-                &device,
-                T5Options::default(),
-            )?))
+            let summarizer =
+                T5Summarizer::load(&files, &device, T5Options::default()).map_err(|e| {
+                    let weights =
+                        crate::device::weights_size(files.files.values().map(|p| p.as_path()));
+                    crate::device::explain_load_error(
+                        e,
+                        &files.source.to_string(),
+                        weights,
+                        &device,
+                    )
+                })?;
+            Ok(Box::new(summarizer))
         }
     }
 }

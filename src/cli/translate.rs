@@ -78,8 +78,9 @@ pub struct DecodingArgs {
     /// Weight format: `none` keeps the model's f32 weights (results identical
     /// to `transformers`); `q8` quantizes the linear layers to 8 bits at load
     /// time: faster at small batches and smaller, with slightly different
-    /// translations.
-    #[arg(long, value_name = "none|q8", default_value = "none")]
+    /// translations; `f16` runs the whole model in half precision (for
+    /// `--device cuda`; slow on a CPU), also slightly different.
+    #[arg(long, value_name = "none|q8|f16", default_value = "none")]
     pub quantize: Quantize,
 }
 
@@ -131,7 +132,10 @@ pub fn load_translator(
         hub::MARIAN_FILES,
         &runtime.hub_options(),
     )?;
-    MarianTranslator::load(&files, &device, opts)
+    MarianTranslator::load(&files, &device, opts).map_err(|e| {
+        let weights = crate::device::weights_size(files.files.values().map(|p| p.as_path()));
+        crate::device::explain_load_error(e, &files.source.to_string(), weights, &device)
+    })
 }
 
 pub fn run(args: TranslateArgs) -> Result<ExitCode> {

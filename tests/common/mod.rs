@@ -302,3 +302,36 @@ pub fn isolated_tolk(home: &Path) -> std::process::Command {
         .env("RAYON_NUM_THREADS", "2");
     cmd
 }
+
+// ---- Running parity tests on a GPU ----
+
+thread_local! {
+    static TEST_DEVICE: std::cell::RefCell<Option<candle_core::Device>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The device a parity test runs on: the CPU, or CUDA GPU 0 inside [`on_cuda`].
+pub fn test_device() -> candle_core::Device {
+    TEST_DEVICE.with(|d| d.borrow().clone().unwrap_or(candle_core::Device::Cpu))
+}
+
+/// Runs `test` with [`test_device`] set to CUDA GPU 0. Without a usable GPU
+/// (no driver, no device, or a CPU build) it prints a visible
+/// `SKIPPED: no CUDA device` line and returns: never a silent pass.
+pub fn on_cuda(test: impl FnOnce()) {
+    match candle_core::Device::new_cuda(0) {
+        Ok(device) => {
+            TEST_DEVICE.with(|d| *d.borrow_mut() = Some(device));
+            test();
+            TEST_DEVICE.with(|d| *d.borrow_mut() = None);
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: no CUDA device ({})",
+                reason.lines().next().unwrap_or_default()
+            );
+        }
+    }
+}
