@@ -16,6 +16,10 @@
 #   BENCH_NEW_TOKENS   new tokens per run (default 128)
 #   BENCH_LLAMA_VENV   an existing venv with llama-cpp-python (skips the build)
 #   BENCH_LLM_OUT      result file (default bench/results/llm.json)
+#   BENCH_CARGO_PROFILE  cargo profile of tolk's side (default release; dev skips the LTO build)
+#
+# The Qwen2.5-Coder 1.5B (TOLK_FETCH_LARGE=1 scripts/fetch-test-models.sh):
+#   BENCH_MODELS="models/downloaded/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf models/downloaded/gemma-3-270m-q4_k_m.gguf models/downloaded/SmolLM2-135M-Instruct.Q4_1.gguf" bench/llm.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,12 +40,19 @@ fi
 
 # 2. The models.
 for m in $MODELS; do
-    [ -f "$m" ] || scripts/fetch-test-models.sh
+    case "$m" in
+        *qwen2.5-coder*) [ -f "$m" ] || TOLK_FETCH_LARGE=1 scripts/fetch-test-models.sh ;;
+        *) [ -f "$m" ] || scripts/fetch-test-models.sh ;;
+    esac
 done
 
-# 3. tolk's side, release build.
-cargo build --release --example bench_llm
-BIN=$TARGET/release/examples/bench_llm
+# 3. tolk's side, release build (BENCH_CARGO_PROFILE=dev reuses the test build:
+#    every crate is optimised there too, without LTO).
+PROFILE=${BENCH_CARGO_PROFILE:-release}
+cargo build --profile "$PROFILE" --example bench_llm
+PROFILE_DIR=$PROFILE
+[ "$PROFILE" = dev ] && PROFILE_DIR=debug
+BIN=$TARGET/$PROFILE_DIR/examples/bench_llm
 
 evict() { "$VENV/bin/python" -c 'import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$1"; }

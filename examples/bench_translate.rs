@@ -1,9 +1,10 @@
 //! Translation benchmark workload for tolk, the Rust side of `bench/run.sh`.
 //!
 //! Loads the benchmark model (`bench/make_model.py`), then decodes the
-//! sentences of `inputs.json` as `tolk translate` would (longest first, in
-//! batches), with every output forced to exactly `--new-tokens` tokens so that
-//! all engines do the same work. Prints one JSON object on stdout, in the
+//! sentences of `inputs.json` through the path `tolk translate` runs
+//! ([`translate_units`]: longest first, in batches of `--batch-size`), with
+//! every output forced to exactly `--new-tokens` tokens so that all engines
+//! do the same work. Prints one JSON object on stdout, in the
 //! format of `bench/peers.py`. Not a test: it asserts nothing about time.
 //!
 //! Usage: cargo run --release --example bench_translate -- --model-dir target/bench-model --threads 2
@@ -17,7 +18,9 @@ mod common;
 
 use common::peak_rss_mb;
 use tolk::hub::{resolve_needs, HubOptions, ModelSource, MARIAN_FILES};
-use tolk::pipeline::translate::{MarianTranslator, Quantize, TranslateOptions};
+use tolk::pipeline::translate::{
+    translate_units, MarianTranslator, Quantize, TranslateOptions, Unit,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -176,38 +179,37 @@ fn main() -> Result<()> {
         g.min_length = if forced { new_tokens + 1 } else { 0 };
     };
 
+    // The inputs are token ids already: units without text.
+    let units: Vec<Unit> = rows.iter().map(|ids| Unit::from_ids(ids.clone())).collect();
+    let all: Vec<&Unit> = units.iter().collect();
+    let first = &all[..1];
+    let run = |t: &mut MarianTranslator, units: &[&Unit]| -> Result<Vec<usize>> {
+        translate_units(t, units, &mut |_, _| {})?;
+        Ok(t.take_output_lengths())
+    };
+
     // Time to first token: one sentence, one new token (after a warm-up).
     set(&mut translator, 1, 1, false);
-    translator.generate_ids(&rows[..1])?;
+    run(&mut translator, first)?;
     let mut reps = Vec::new();
     for _ in 0..5 {
         let t0 = Instant::now();
-        translator.generate_ids(&rows[..1])?;
+        run(&mut translator, first)?;
         reps.push(t0.elapsed().as_secs_f64());
     }
     reps.sort_by(f64::total_cmp);
     let ttft_s = reps[reps.len() / 2];
 
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(rows[i].len()));
     let mut runs = Vec::new();
     for &beams in &args.beams {
         for &bs in &args.batch_sizes {
+            translator.set_batch_size(bs);
             // Warm-up, as for the peers.
             set(&mut translator, beams, 2, true);
-            translator.generate_ids(&rows[..1])?;
+            run(&mut translator, first)?;
             set(&mut translator, beams, args.new_tokens, true);
             let (t0, cpu0) = (Instant::now(), cpu_seconds());
-            let mut lengths = Vec::new();
-            for chunk in order.chunks(bs) {
-                let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| rows[i].clone()).collect();
-                lengths.extend(
-                    translator
-                        .generate_ids(&batch)?
-                        .iter()
-                        .map(|h| h.tokens.len()),
-                );
-            }
+            let lengths = run(&mut translator, &all)?;
             let seconds = t0.elapsed().as_secs_f64();
             let cpu = cpu_seconds() - cpu0;
             runs.push(serde_json::json!({

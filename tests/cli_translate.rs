@@ -4,6 +4,7 @@
 mod common;
 
 use assert_cmd::Command;
+use common::{stdout_ok, tolk};
 use std::path::{Path, PathBuf};
 
 fn fixture() -> PathBuf {
@@ -12,10 +13,6 @@ fn fixture() -> PathBuf {
 
 fn sample() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/de_article.txt")
-}
-
-fn tolk(home: &Path) -> Command {
-    Command::from_std(common::isolated_tolk(home))
 }
 
 /// Runs a command expected to fail; returns its single stderr line.
@@ -50,12 +47,7 @@ fn translates_the_sample_keeping_its_paragraphs() {
         .arg(sample())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let english = String::from_utf8(out.stdout).unwrap();
+    let english = stdout_ok(&out);
     let german = std::fs::read_to_string(sample()).unwrap();
     assert!(!english.trim().is_empty());
     assert_eq!(paragraphs(&english), paragraphs(&german));

@@ -72,6 +72,9 @@ pub struct JobOptions {
     pub summary_model: Option<String>,
     /// The summary length, e.g. `Sentences(2)`, when summarizing.
     pub summary_length: Option<String>,
+    /// The language given with `--source` (absent: detected per file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One written output.
@@ -178,6 +181,9 @@ pub struct ResultRecord {
     pub key: String,
     #[serde(default)]
     pub translation: Option<String>,
+    /// The translation sentence by sentence (as `tolk translate --format jsonl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentences: Option<Vec<crate::text::document::AlignedSentence>>,
     #[serde(default)]
     pub summary: Option<String>,
     #[serde(default)]
@@ -198,34 +204,43 @@ pub fn now_unix_ms() -> u64 {
 }
 
 /// The complete lines of a JSONL file that parse as `T`, with their raw
-/// text; line numbers of lines that do not parse are returned apart. A last
-/// line without its newline is the remains of an interrupted append and is
-/// dropped silently.
+/// text; line numbers of lines that do not parse (garbage, invalid UTF-8)
+/// are returned apart. A last line without its newline is the remains of an
+/// interrupted append: it is dropped and `torn_tail` says so.
 pub struct JsonlContents<T> {
     pub entries: Vec<(String, T)>,
     pub broken_lines: Vec<usize>,
+    /// The file ends in an incomplete line (a crash or a full disk during an append).
+    pub torn_tail: bool,
 }
 
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<JsonlContents<T>> {
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
+        .and_then(|mut f| f.read_to_end(&mut bytes))
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let complete = match text.rfind('\n') {
-        Some(end) => &text[..=end],
-        None => "",
-    };
+    // Bytes, not text: a crash can cut a line inside a multi-byte character,
+    // and one bad line must not make the whole file unreadable.
     let mut out = JsonlContents {
         entries: Vec::new(),
         broken_lines: Vec::new(),
+        torn_tail: bytes.last().is_some_and(|&b| b != b'\n'),
     };
-    for (i, line) in complete.lines().enumerate() {
-        if line.trim().is_empty() {
+    let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+        return Ok(out);
+    };
+    let complete = &bytes[..end];
+    for (i, line) in complete.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_str::<T>(line) {
-            Ok(value) => out.entries.push((line.to_string(), value)),
-            Err(_) => out.broken_lines.push(i + 1),
+        let parsed = std::str::from_utf8(line)
+            .ok()
+            .and_then(|text| Some((text, serde_json::from_str::<T>(text).ok()?)));
+        match parsed {
+            Some((text, value)) => out.entries.push((text.to_string(), value)),
+            None => out.broken_lines.push(i + 1),
         }
     }
     Ok(out)
@@ -344,6 +359,12 @@ impl ManifestIndex {
                     contents.broken_lines[0]
                 ));
             }
+            if contents.torn_tail {
+                warnings.push(format!(
+                    "{}: ignoring an incomplete last line (an interrupted write)",
+                    path.display()
+                ));
+            }
             for (_, record) in contents.entries {
                 index.note(record);
             }
@@ -447,11 +468,11 @@ pub struct MergeReport {
 /// twice, or after a crash, is harmless.
 pub fn merge_manifests(dir: &Path) -> Result<MergeReport> {
     // Merging under a running shard would miss its later records.
-    let _main_lock = super::outputs::lock_output(dir, None)?;
-    let shard_locks = super::outputs::shard_lock_files(dir)?;
+    let _main_lock = super::lock::lock_output(dir, None)?;
+    let shard_locks = super::lock::shard_lock_files(dir)?;
     let mut held = Vec::new();
     for path in &shard_locks {
-        held.push(super::outputs::lock_file(path, || {
+        held.push(super::lock::lock_file(path, || {
             format!(
                 "a shard is still running in {} ({} is locked); merge when all shards are done",
                 dir.display(),
@@ -587,6 +608,7 @@ mod tests {
             sha256: "s".into(),
             key: key.into(),
             translation: Some(format!("{path} in English")),
+            sentences: None,
             summary: None,
             models: Models::default(),
             timings: Timings::default(),
@@ -600,7 +622,7 @@ mod tests {
         let mut r2 = JsonlLog::open(&dir.path().join(results_name(Some(&s2)))).unwrap();
         r2.append(&result("b.txt", "kb")).unwrap();
 
-        let running = crate::batch::outputs::lock_output(dir.path(), Some(&s1)).unwrap();
+        let running = crate::batch::lock::lock_output(dir.path(), Some(&s1)).unwrap();
         let err = merge_manifests(dir.path()).unwrap_err();
         assert!(err.to_string().contains("still running"), "{err}");
         drop(running);

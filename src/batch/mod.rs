@@ -8,20 +8,30 @@
 //!   and the JSONL results file.
 //! - [`outputs`]: output names, never overwriting a file tolk did not write,
 //!   and writing through synced temporary files.
-//! - [`run`](mod@run): the driver that batches sentences from many files
-//!   together for the model.
+//! - [`lock`]: one run per output folder (or shard) at a time.
+//! - [`options`]: what a run is asked to do, and its engines, built on first use.
+//! - [`report`]: each input's outcome, the observer that shows it, the totals.
+//! - [`read`]: reading one input (bytes, hash, text).
+//! - [`parallel`]: a small thread pool for file work.
+//! - [`run`](mod@run): the runner that batches sentences from many files
+//!   together for the model; `write`: its last step, outputs and records.
 
 pub mod discover;
+pub mod lock;
 pub mod manifest;
+pub mod options;
 pub mod outputs;
+pub mod parallel;
+pub mod read;
+pub mod report;
 pub mod run;
+mod write;
 
 pub use discover::{DiscoverOptions, Shard};
 pub use manifest::{merge_manifests, MergeReport};
-pub use run::{
-    run_batch, BatchConfig, BatchReport, Engines, FileOutcome, Lazy, Observer, Outcome,
-    OutputFormat, Tasks,
-};
+pub use options::{BatchConfig, Engines, Lazy, OutputFormat, Tasks};
+pub use report::{BatchReport, FileOutcome, Observer, Outcome, Silent};
+pub use run::run_batch;
 
 #[cfg(test)]
 mod tests;

@@ -11,18 +11,28 @@
 
 use super::discover::Shard;
 use super::manifest::ManifestIndex;
-use anyhow::{anyhow, Context, Result};
+use crate::text::Format;
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `out/<input>.en.txt`
 pub const TRANSLATION_SUFFIX: &str = ".en.txt";
 /// `out/<input>.summary.txt`
 pub const SUMMARY_SUFFIX: &str = ".summary.txt";
 
+/// `out/<input>.en.txt`, or `out/<input>.en.<ext>` for HTML pages and
+/// subtitles (`page.html` → `page.html.en.html`), whose translation is the
+/// same kind of document: a browser or a video player opens it.
 pub fn translation_path(rel: &str) -> String {
-    format!("{rel}{TRANSLATION_SUFFIX}")
+    let path = Path::new(rel);
+    match (
+        Format::from_path(path),
+        path.extension().and_then(|e| e.to_str()),
+    ) {
+        (Format::Html | Format::Subtitles, Some(ext)) => format!("{rel}.en.{ext}"),
+        _ => format!("{rel}{TRANSLATION_SUFFIX}"),
+    }
 }
 
 pub fn summary_path(rel: &str) -> String {
@@ -64,68 +74,6 @@ pub fn sweep_temps(out_dir: &Path, prefix: &str) -> Result<usize> {
         }
     }
     Ok(removed)
-}
-
-/// Holds an exclusive lock on the output folder (per shard) for the life of
-/// the value: two runs writing the same manifest would interleave it. The
-/// operating system releases the lock when the process dies, however it dies.
-pub struct OutputLock {
-    _file: File,
-}
-
-/// `.tolk-batch.lock`, or `.tolk-batch.shard-I-of-N.lock` for a shard.
-pub fn lock_name(shard: Option<&Shard>) -> String {
-    match shard {
-        Some(s) => format!("{LOCK_STEM}.{}.lock", s.tag()),
-        None => format!("{LOCK_STEM}.lock"),
-    }
-}
-
-const LOCK_STEM: &str = ".tolk-batch";
-
-/// The shards' lock files in `out_dir` (not the main one).
-pub fn shard_lock_files(out_dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for entry in
-        std::fs::read_dir(out_dir).with_context(|| format!("{}: cannot list", out_dir.display()))?
-    {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(&format!("{LOCK_STEM}.shard-")) && name.ends_with(".lock") {
-            found.push(entry.path());
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-pub fn lock_output(out_dir: &Path, shard: Option<&Shard>) -> Result<OutputLock> {
-    let path = out_dir.join(lock_name(shard));
-    lock_file(&path, || {
-        format!(
-            "another `tolk batch` is writing to {}{}; wait for it to finish",
-            out_dir.display(),
-            shard.map(|s| format!(" as shard {s}")).unwrap_or_default()
-        )
-    })
-}
-
-/// Takes the lock in `path`, or fails with `busy()` when a live process holds it.
-pub fn lock_file(path: &Path, busy: impl FnOnce() -> String) -> Result<OutputLock> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("{}: cannot create the lock file", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(OutputLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow!(busy())),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("{}: cannot lock", path.display()))
-        }
-    }
 }
 
 /// Why an output path may not be written, or `Ok` when it may: absent, or
@@ -196,6 +144,17 @@ mod tests {
     use crate::batch::manifest::{OutputFile, Record, Status};
 
     #[test]
+    fn pages_and_subtitles_keep_their_extension() {
+        assert_eq!(translation_path("a/b.txt"), "a/b.txt.en.txt");
+        assert_eq!(translation_path("a/b.md"), "a/b.md.en.txt");
+        assert_eq!(translation_path("a/page.HTML"), "a/page.HTML.en.HTML");
+        assert_eq!(translation_path("film.srt"), "film.srt.en.srt");
+        assert_eq!(translation_path("talk.vtt"), "talk.vtt.en.vtt");
+        assert_eq!(translation_path("noext"), "noext.en.txt");
+        assert_eq!(summary_path("page.html"), "page.html.summary.txt");
+    }
+
+    #[test]
     fn only_outputs_tolk_wrote_may_be_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
@@ -240,15 +199,5 @@ mod tests {
         std::fs::write(out.join(format!("{other}y{TEMP_SUFFIX}")), "p").unwrap();
         assert_eq!(sweep_temps(out, &prefix).unwrap(), 1);
         assert!(out.join(format!("{other}y{TEMP_SUFFIX}")).exists());
-    }
-
-    #[test]
-    fn a_second_run_on_the_same_folder_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let _held = lock_output(dir.path(), None).unwrap();
-        let err = lock_output(dir.path(), None).err().unwrap();
-        assert!(err.to_string().contains("another"), "{err}");
-        // Another shard may run next to it.
-        assert!(lock_output(dir.path(), Some(&Shard { index: 1, count: 2 })).is_ok());
     }
 }

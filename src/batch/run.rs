@@ -1,222 +1,32 @@
-//! The batch driver: read inputs in parallel, gather the sentences of many
+//! The batch runner: read inputs in parallel, gather the sentences of many
 //! files into one length-sorted translation pass, then summarize, write
 //! and record each file.
 
-use super::discover::{check_input_folder, discover, DiscoverOptions, InputFile, Shard};
+use super::discover::{check_input_folder, discover, InputFile, Shard};
+use super::lock::lock_output;
 use super::manifest::{
     manifest_files, manifest_name, read_jsonl, results_name, rewrite_lines, valid_results,
-    JobOptions, JsonlContents, JsonlLog, ManifestIndex, Models, OutputFile, Record, ResultRecord,
-    Status, Timings, RESULTS_STEM,
+    JobOptions, JsonlContents, JsonlLog, ManifestIndex, Models, Record, ResultRecord, Status,
+    Timings, RESULTS_STEM,
 };
+use super::options::{BatchConfig, Engines, OutputFormat};
 use super::outputs::{
-    check_target, holds, lock_output, sha256_hex, stage, summary_path, sweep_temps, temp_prefix,
-    translation_path, Staged,
+    check_target, holds, sha256_hex, summary_path, sweep_temps, temp_prefix, translation_path,
 };
-use crate::io::{decode_text, InputError, ReadOptions};
-use crate::pipeline::summarize::{Summarizer, SummaryLength, SummaryRequest};
-use crate::pipeline::translate::{report_warnings, translate_units, PreparedDocument, Translator};
-use crate::text::{Format, Lang};
+use super::parallel::parallel_map;
+use super::read::{read_input, Loaded, ReadFailure};
+use super::report::{BatchReport, FileOutcome, Observer, Outcome};
+use crate::pipeline::summarize::SummaryRequest;
+use crate::pipeline::translate::{
+    report_warnings, translate_units, PreparedDocument, Translation, Translator, Unit,
+};
+use crate::text::document::{reading_text, AlignedSentence};
+use crate::text::{detect_language, Format, Lang};
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
-
-/// What to make of each input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tasks {
-    pub translate: bool,
-    pub summarize: bool,
-}
-
-impl Tasks {
-    fn names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        if self.translate {
-            names.push("translate".to_string());
-        }
-        if self.summarize {
-            names.push("summarize".to_string());
-        }
-        names
-    }
-}
-
-/// Where the results go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    /// `out/<input>.en.txt` and `out/<input>.summary.txt`.
-    Files,
-    /// One JSON line per input in `out/tolk-results.jsonl`.
-    Jsonl,
-}
-
-impl OutputFormat {
-    fn name(self) -> &'static str {
-        match self {
-            OutputFormat::Files => "files",
-            OutputFormat::Jsonl => "jsonl",
-        }
-    }
-}
-
-/// Everything a batch run needs besides its engines.
-#[derive(Debug, Clone)]
-pub struct BatchConfig {
-    pub input_dir: PathBuf,
-    pub output_dir: PathBuf,
-    /// Globs, excludes, recursion, hidden files (the output folder is added
-    /// to `skip_dirs` by the run).
-    pub discover: DiscoverOptions,
-    pub tasks: Tasks,
-    pub output_format: OutputFormat,
-    /// `None`: Markdown for `.md`/`.markdown`, else plain.
-    pub input_format: Option<Format>,
-    pub read: ReadOptions,
-    /// Redo inputs that are up to date, and overwrite outputs tolk did not write.
-    pub force: bool,
-    pub shard: Option<Shard>,
-    /// Sentences gathered from many files before a translation pass.
-    pub batch_units: usize,
-    /// Threads for reading and writing files.
-    pub jobs: usize,
-    pub summary_length: SummaryLength,
-    /// The translation model's id, for job keys (known before loading it).
-    pub translation_model: String,
-    /// The summary engine's id, when summarizing.
-    pub summary_model: Option<String>,
-    pub beams: Option<usize>,
-    pub max_length: Option<usize>,
-}
-
-/// An engine built on first use, so that a run with nothing left to do
-/// never loads (or downloads) a model.
-pub struct Lazy<'a, T: ?Sized> {
-    make: Option<Box<dyn FnOnce() -> Result<Box<T>> + 'a>>,
-    value: Option<Box<T>>,
-}
-
-impl<'a, T: ?Sized> Lazy<'a, T> {
-    pub fn new(make: impl FnOnce() -> Result<Box<T>> + 'a) -> Self {
-        Self {
-            make: Some(Box::new(make)),
-            value: None,
-        }
-    }
-
-    pub fn ready(value: Box<T>) -> Self {
-        Self {
-            make: None,
-            value: Some(value),
-        }
-    }
-
-    pub fn is_loaded(&self) -> bool {
-        self.value.is_some()
-    }
-
-    pub fn get(&mut self) -> Result<&mut T> {
-        if self.value.is_none() {
-            let make = self
-                .make
-                .take()
-                .context("internal error: the engine failed to load before")?;
-            self.value = Some(make()?);
-        }
-        Ok(self.value.as_deref_mut().expect("set just above"))
-    }
-}
-
-/// The engines of a run.
-pub struct Engines<'a> {
-    pub translator: Lazy<'a, dyn Translator + 'a>,
-    /// Present when summarizing.
-    pub summarizer: Option<Lazy<'a, dyn Summarizer + 'a>>,
-}
-
-/// What became of one input in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Done,
-    /// Up to date: done before with the same content and options.
-    Skipped,
-    Failed,
-    Ignored,
-}
-
-/// Reported to the [`Observer`] after each input.
-#[derive(Debug, Clone)]
-pub struct FileOutcome {
-    pub rel: String,
-    pub outcome: Outcome,
-    pub error: Option<String>,
-    pub sentences: u64,
-    pub words_in: u64,
-    pub words_out: u64,
-}
-
-/// Progress and messages, for bars or log lines.
-pub trait Observer {
-    /// The inputs of this run (after sharding) are known.
-    fn started(&mut self, _files: usize) {}
-    /// A model is about to be loaded.
-    fn loading(&mut self, _what: &str) {}
-    /// Sentences were queued for translation (the total grows as files are read).
-    fn sentences_queued(&mut self, _count: usize) {}
-    /// Sentences were translated.
-    fn sentences_done(&mut self, _count: usize) {}
-    fn file_finished(&mut self, _outcome: &FileOutcome) {}
-    fn warn(&mut self, _message: &str) {}
-}
-
-/// Observes nothing.
-pub struct Silent;
-impl Observer for Silent {}
-
-/// The totals of a run.
-#[derive(Debug, Clone, Default)]
-pub struct BatchReport {
-    /// Inputs of this run (after sharding), ignored ones included.
-    pub total: usize,
-    pub done: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    pub ignored: usize,
-    /// Over the inputs done in this run.
-    pub words_in: u64,
-    pub words_out: u64,
-    pub sentences: u64,
-    pub elapsed: Duration,
-    /// `(input, reason)` for each failed input.
-    pub failures: Vec<(String, String)>,
-    /// Stopped early by the cancel flag (Ctrl-C): the files in the batch
-    /// being translated were abandoned and are not recorded.
-    pub interrupted: bool,
-    pub manifest: PathBuf,
-    /// The results file, with `--format jsonl`.
-    pub results: Option<PathBuf>,
-}
-
-impl BatchReport {
-    fn count(&mut self, o: &FileOutcome) {
-        match o.outcome {
-            Outcome::Done => {
-                self.done += 1;
-                self.words_in += o.words_in;
-                self.words_out += o.words_out;
-                self.sentences += o.sentences;
-            }
-            Outcome::Skipped => self.skipped += 1,
-            Outcome::Failed => {
-                self.failed += 1;
-                self.failures
-                    .push((o.rel.clone(), o.error.clone().unwrap_or_default()));
-            }
-            Outcome::Ignored => self.ignored += 1,
-        }
-    }
-}
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 /// The error a translation returns when the cancel flag is set.
 #[derive(Debug, thiserror::Error)]
@@ -234,131 +44,52 @@ impl Translator for Cancellable<'_> {
     fn model_id(&self) -> String {
         self.inner.model_id()
     }
-    fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>> {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.inner.encode(text)
+    }
+    fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>> {
         if self.cancel.load(Ordering::SeqCst) {
             return Err(Interrupted.into());
         }
-        self.inner.translate_batch(sentences)
+        self.inner.translate_encoded(units)
     }
-    fn token_count(&self, text: &str) -> Result<usize> {
-        self.inner.token_count(text)
+    fn translate_scored(&mut self, units: &[&Unit]) -> Result<Vec<Translation>> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(Interrupted.into());
+        }
+        self.inner.translate_scored(units)
     }
     fn max_input_tokens(&self) -> usize {
         self.inner.max_input_tokens()
+    }
+    fn batch_size(&self) -> usize {
+        self.inner.batch_size()
     }
     fn take_warnings(&mut self) -> Vec<String> {
         self.inner.take_warnings()
     }
 }
 
-/// Runs `f` over `items` on `jobs` threads; results keep the input order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let jobs = jobs.clamp(1, items.len().max(1));
-    if jobs == 1 {
-        return items.iter().map(f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= items.len() {
-                    break;
-                }
-                let r = f(&items[i]);
-                if let Ok(mut results) = results.lock() {
-                    results[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.expect("every item is mapped"))
-        .collect()
-}
-
-/// An input read into memory.
-struct Loaded {
-    file: InputFile,
-    bytes: u64,
-    sha256: String,
-    text: String,
-    stamp: Option<(u64, SystemTime)>,
-    read_ms: u64,
-}
-
-/// Why an input could not be read (its hash, when the bytes were read).
-struct ReadFailure {
+/// The one builder of a failed input's record, with what is known of the
+/// input when it failed: its hash and size once read, its job key and
+/// options once prepared.
+pub(super) fn failure(
+    rel: &str,
     reason: String,
-    sha256: Option<String>,
-    bytes: Option<u64>,
-}
-
-fn stamp_of(path: &Path) -> Option<(u64, SystemTime)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.len(), meta.modified().ok()?))
-}
-
-/// The message of an input error without its leading path (the manifest
-/// and the summary name the input already).
-fn without_path(err: InputError, rel: &str) -> String {
-    let text = err.to_string();
-    text.strip_prefix(&format!("{rel}: "))
-        .map(str::to_string)
-        .unwrap_or(text)
-}
-
-fn load(file: &InputFile, opts: ReadOptions) -> Result<Loaded, ReadFailure> {
-    let start = Instant::now();
-    let fail = |reason: String| ReadFailure {
-        reason,
-        sha256: None,
-        bytes: None,
-    };
-    let meta = std::fs::metadata(&file.path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => fail("vanished before it could be read".into()),
-        _ => fail(format!("cannot read: {e}")),
-    })?;
-    if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
+    read: Option<(&str, u64)>,
+    job: Option<(&str, &JobOptions)>,
+) -> Record {
+    let mut record = Record::new(rel, Status::Failed);
+    record.error = Some(reason);
+    if let Some((sha256, bytes)) = read {
+        record.sha256 = Some(sha256.to_string());
+        record.bytes = Some(bytes);
     }
-    let too_large = |size: u64| {
-        fail(without_path(
-            InputError::TooLarge {
-                path: file.rel.clone(),
-                size,
-                limit: opts.max_bytes,
-            },
-            &file.rel,
-        ))
-    };
-    if meta.len() > opts.max_bytes {
-        return Err(too_large(meta.len()));
+    if let Some((key, options)) = job {
+        record.key = Some(key.to_string());
+        record.options = Some(options.clone());
     }
-    let stamp = stamp_of(&file.path);
-    let bytes = std::fs::read(&file.path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > opts.max_bytes {
-        return Err(too_large(bytes.len() as u64));
-    }
-    let sha256 = sha256_hex(&bytes);
-    let size = bytes.len() as u64;
-    let text = decode_text(bytes, &file.rel, opts.lossy).map_err(|e| ReadFailure {
-        reason: without_path(e, &file.rel),
-        sha256: Some(sha256.clone()),
-        bytes: Some(size),
-    })?;
-    Ok(Loaded {
-        file: file.clone(),
-        bytes: size,
-        sha256,
-        text,
-        stamp,
-        read_ms: start.elapsed().as_millis() as u64,
-    })
+    record
 }
 
 /// sha256 of the content hash and the options: equal keys, equal outputs.
@@ -367,46 +98,82 @@ pub fn job_key(content_sha256: &str, options: &JobOptions) -> String {
     sha256_hex(format!("{content_sha256}\n{options}").as_bytes())
 }
 
-fn word_count(text: &str) -> u64 {
+pub(super) fn word_count(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
 #[derive(Debug, Clone, Copy)]
-enum OutputKind {
+pub(super) enum OutputKind {
     Translation,
     Summary,
 }
 
 /// A file waiting for its translation.
-struct Pending {
-    loaded: Loaded,
-    key: String,
-    options: JobOptions,
-    doc: PreparedDocument,
-    words_in: u64,
+pub(super) struct Pending {
+    pub(super) loaded: Loaded,
+    pub(super) key: String,
+    pub(super) options: JobOptions,
+    /// How it is marked up.
+    pub(super) format: Format,
+    /// Its sentences, when it is German; English inputs are not translated.
+    pub(super) doc: Option<PreparedDocument>,
+    pub(super) words_in: u64,
+}
+
+impl Pending {
+    pub(super) fn unit_count(&self) -> usize {
+        self.doc.as_ref().map_or(0, PreparedDocument::unit_count)
+    }
+
+    fn units(&self) -> impl Iterator<Item = &Unit> {
+        self.doc.iter().flat_map(PreparedDocument::units)
+    }
+
+    /// The English text: the translation put back together, or the input
+    /// itself when it is English already.
+    fn english(&self, translations: &[Translation]) -> Result<String> {
+        match &self.doc {
+            Some(doc) => {
+                let texts: Vec<String> = translations.iter().map(|t| t.text.clone()).collect();
+                doc.assemble(&texts)
+            }
+            None => Ok(self.loaded.text.clone()),
+        }
+    }
+
+    /// One record per sentence and its translation (`--format jsonl`);
+    /// none for an English input.
+    fn aligned(&self, translations: &[Translation]) -> Result<Option<Vec<AlignedSentence>>> {
+        self.doc
+            .as_ref()
+            .map(|doc| doc.aligned(translations))
+            .transpose()
+    }
 }
 
 /// A file translated (and summarized), ready to write.
-struct Finished {
-    pending: Pending,
-    translation: String,
-    summary: Option<String>,
-    timings: Timings,
+pub(super) struct Finished {
+    pub(super) pending: Pending,
+    pub(super) translation: String,
+    /// The translation sentence by sentence (`--format jsonl`).
+    pub(super) sentences: Option<Vec<AlignedSentence>>,
+    pub(super) summary: Option<String>,
+    pub(super) timings: Timings,
 }
 
-struct Runner<'e, 'o> {
-    config: BatchConfig,
-    engines: Engines<'e>,
-    observer: &'o mut dyn Observer,
-    cancel: &'o AtomicBool,
-    index: ManifestIndex,
-    manifest: JsonlLog,
-    results: Option<JsonlLog>,
+pub(super) struct Runner<'e, 'o> {
+    pub(super) config: BatchConfig,
+    pub(super) engines: Engines<'e>,
+    pub(super) observer: &'o mut dyn Observer,
+    pub(super) cancel: &'o AtomicBool,
+    pub(super) index: ManifestIndex,
+    pub(super) manifest: JsonlLog,
+    pub(super) results: Option<JsonlLog>,
     /// `(input, key)` pairs the results files hold (jsonl format).
-    results_done: HashSet<(String, String)>,
-    temp_prefix: String,
-    report: BatchReport,
-    models: Models,
+    pub(super) results_done: HashSet<(String, String)>,
+    pub(super) temp_prefix: String,
+    pub(super) report: BatchReport,
+    pub(super) models: Models,
 }
 
 /// Runs a batch. Returns an error only for what stops the whole run (no
@@ -503,8 +270,8 @@ pub fn run_batch(
         } else {
             Status::Ignored
         };
-        let mut record = Record::new(&problem.rel, status);
-        record.error = Some(problem.reason);
+        let mut record = failure(&problem.rel, problem.reason, None, None);
+        record.status = status;
         runner.record_unfinished(record)?;
     }
     runner.process(files)?;
@@ -558,10 +325,10 @@ impl Runner<'_, '_> {
                 return Ok(());
             }
             let read = self.config.read;
-            let loaded = parallel_map(chunk, self.config.jobs, |f| load(f, read));
+            let loaded = parallel_map(chunk, self.config.jobs, |f| read_input(f, read));
             for (file, result) in chunk.iter().zip(loaded) {
                 if let Some(p) = self.prepare(file, result)? {
-                    pending_units += p.doc.unit_count();
+                    pending_units += p.unit_count();
                     pending.push(p);
                 }
                 if pending_units >= self.config.batch_units {
@@ -594,11 +361,7 @@ impl Runner<'_, '_> {
         let options = JobOptions {
             tasks: self.config.tasks.names(),
             output_format: self.config.output_format.name().to_string(),
-            input_format: match format {
-                Format::Plain => "plain",
-                Format::Markdown => "markdown",
-            }
-            .to_string(),
+            input_format: format.name().to_string(),
             translation_model: self.config.translation_model.clone(),
             beams: self.config.beams,
             max_length: self.config.max_length,
@@ -614,12 +377,13 @@ impl Runner<'_, '_> {
                 .tasks
                 .summarize
                 .then(|| format!("{:?}", self.config.summary_length)),
+            source: self.config.source.map(|lang| lang.code().to_string()),
         };
         (options, format)
     }
 
     /// The outputs an input gets in the files format.
-    fn output_paths(&self, rel: &str) -> Vec<(String, OutputKind)> {
+    pub(super) fn output_paths(&self, rel: &str) -> Vec<(String, OutputKind)> {
         let mut out = Vec::new();
         if self.config.output_format == OutputFormat::Files {
             if self.config.tasks.translate {
@@ -664,12 +428,13 @@ impl Runner<'_, '_> {
     ) -> Result<Option<Pending>> {
         let loaded = match read {
             Ok(loaded) => loaded,
-            Err(failure) => {
-                let mut record = Record::new(&file.rel, Status::Failed);
-                record.error = Some(failure.reason);
-                record.sha256 = failure.sha256;
-                record.bytes = failure.bytes;
-                self.record_unfinished(record)?;
+            Err(ReadFailure {
+                reason,
+                sha256,
+                bytes,
+            }) => {
+                let read = sha256.as_deref().zip(bytes);
+                self.record_unfinished(failure(&file.rel, reason, read, None))?;
                 return Ok(None);
             }
         };
@@ -677,13 +442,12 @@ impl Runner<'_, '_> {
         let (options, format) = self.options_for(&rel);
         let key = job_key(&loaded.sha256, &options);
         let fail = |reason: String| {
-            let mut record = Record::new(&rel, Status::Failed);
-            record.error = Some(reason);
-            record.sha256 = Some(loaded.sha256.clone());
-            record.bytes = Some(loaded.bytes);
-            record.key = Some(key.clone());
-            record.options = Some(options.clone());
-            record
+            failure(
+                &rel,
+                reason,
+                Some((&loaded.sha256, loaded.bytes)),
+                Some((&key, &options)),
+            )
         };
         if !self.config.force && self.up_to_date(&rel, &key) {
             let outcome = FileOutcome {
@@ -715,31 +479,49 @@ impl Runner<'_, '_> {
                 return Ok(None);
             }
         }
-        if !self.engines.translator.is_loaded() {
-            self.observer.loading("translation model");
-        }
-        let translator = self.engines.translator.get()?;
-        let max_tokens = translator.max_input_tokens();
-        let doc = {
-            let t: &dyn Translator = translator;
-            let count = |s: &str| t.token_count(s).unwrap_or(usize::MAX);
-            PreparedDocument::new(&loaded.text, format, max_tokens, &count)
+        // The policy of `tolk summarize`: German is translated first,
+        // English is read as it is; a page or subtitles are judged by
+        // their words, not their markup or timings.
+        let lang = self
+            .config
+            .source
+            .unwrap_or_else(|| detect_language(&reading_text(&loaded.text, format)));
+        let doc = if lang == Lang::De {
+            if !self.engines.translator.is_loaded() {
+                self.observer.loading("translation model");
+            }
+            let translator = self.engines.translator.get()?;
+            let doc = match PreparedDocument::new(&loaded.text, format, translator) {
+                Ok(doc) => doc,
+                Err(err) => {
+                    self.record_unfinished(fail(format!("{err:#}")))?;
+                    return Ok(None);
+                }
+            };
+            for w in &doc.warnings {
+                self.observer.warn(&format!("{rel}: {w}"));
+            }
+            self.observer.sentences_queued(doc.unit_count());
+            Some(doc)
+        } else {
+            if self.config.tasks.translate {
+                self.observer
+                    .warn(&format!("{rel}: already English: its .en.txt is a copy"));
+            }
+            None
         };
-        for w in &doc.warnings {
-            self.observer.warn(&format!("{rel}: {w}"));
-        }
-        self.observer.sentences_queued(doc.unit_count());
         Ok(Some(Pending {
             words_in: word_count(&loaded.text),
             loaded,
             key,
             options,
+            format,
             doc,
         }))
     }
 
     /// Appends a record of an input that produced no outputs and reports it.
-    fn record_unfinished(&mut self, mut record: Record) -> Result<()> {
+    pub(super) fn record_unfinished(&mut self, mut record: Record) -> Result<()> {
         record.shard = self.config.shard.map(|s| s.to_string());
         self.manifest.append(&record)?;
         let outcome = FileOutcome {
@@ -766,7 +548,7 @@ impl Runner<'_, '_> {
             return Ok(());
         }
         let start = Instant::now();
-        let units: Vec<&str> = pending.iter().flat_map(|p| p.doc.units()).collect();
+        let units: Vec<&Unit> = pending.iter().flat_map(Pending::units).collect();
         let total_units = units.len().max(1);
         let translated = self.translate(&units);
         drop(units);
@@ -776,7 +558,7 @@ impl Runner<'_, '_> {
                 pending
                     .into_iter()
                     .map(|p| {
-                        let mine: Vec<String> = all.by_ref().take(p.doc.unit_count()).collect();
+                        let mine: Vec<Translation> = all.by_ref().take(p.unit_count()).collect();
                         (p, Ok(mine))
                     })
                     .collect::<Vec<_>>()
@@ -793,7 +575,7 @@ impl Runner<'_, '_> {
                 ));
                 let mut each = Vec::new();
                 for p in pending {
-                    let units: Vec<&str> = p.doc.units().collect();
+                    let units: Vec<&Unit> = p.units().collect();
                     let result = self.translate(&units);
                     if matches!(&result, Err(e) if e.is::<Interrupted>()) {
                         self.report.interrupted = true;
@@ -806,7 +588,7 @@ impl Runner<'_, '_> {
         };
         let pass_ms = start.elapsed().as_millis() as u64;
         let mut warnings = Vec::new();
-        if let Ok(translator) = self.engines.translator.get() {
+        if let Some(translator) = self.engines.translator.loaded() {
             if self.models.translation.is_none() {
                 self.models.translation = Some(translator.model_id());
             }
@@ -825,26 +607,33 @@ impl Runner<'_, '_> {
                     continue;
                 }
             };
-            let translation = match p.doc.assemble(&translations) {
-                Ok(t) => t,
-                Err(err) => {
+            let sentences = match self.config.output_format {
+                OutputFormat::Jsonl if self.config.tasks.translate => p.aligned(&translations),
+                _ => Ok(None),
+            };
+            let (translation, sentences) = match (p.english(&translations), sentences) {
+                (Ok(t), Ok(s)) => (t, s),
+                (Err(err), _) | (_, Err(err)) => {
                     self.fail_pending(&p, err.to_string())?;
                     continue;
                 }
             };
             let timings = Timings {
                 read_ms: p.loaded.read_ms,
-                translate_ms: pass_ms * p.doc.unit_count() as u64 / total_units as u64,
+                translate_ms: pass_ms * p.unit_count() as u64 / total_units as u64,
                 ..Default::default()
             };
             let mut done = Finished {
                 pending: p,
                 translation,
+                sentences,
                 summary: None,
                 timings,
             };
             if self.config.tasks.summarize {
-                match self.summarize(&done.translation) {
+                // A page's article, subtitles' words: what a reader reads.
+                let reading = reading_text(&done.translation, done.pending.format);
+                match self.summarize(&reading) {
                     Ok((summary, ms)) => {
                         done.summary = Some(summary);
                         done.timings.summarize_ms = ms;
@@ -861,7 +650,11 @@ impl Runner<'_, '_> {
         self.write(finished)
     }
 
-    fn translate(&mut self, units: &[&str]) -> Result<Vec<String>> {
+    fn translate(&mut self, units: &[&Unit]) -> Result<Vec<Translation>> {
+        if units.is_empty() {
+            // English inputs only: no model needed.
+            return Ok(Vec::new());
+        }
         let translator = self.engines.translator.get()?;
         let mut wrapped = Cancellable {
             inner: translator,
@@ -894,141 +687,20 @@ impl Runner<'_, '_> {
             lang: Lang::En,
             length: self.config.summary_length,
         };
-        let summary = summarizer.summarize(&request, &mut |_| {})?;
-        Ok((summary, start.elapsed().as_millis() as u64))
+        let summary = summarizer.summarize(&request, &mut |_| {});
+        let warnings = summarizer.take_warnings();
+        let observer = &mut *self.observer;
+        report_warnings(warnings, &mut |w| observer.warn(w));
+        Ok((summary?, start.elapsed().as_millis() as u64))
     }
 
-    fn fail_pending(&mut self, p: &Pending, reason: String) -> Result<()> {
-        let mut record = Record::new(&p.loaded.file.rel, Status::Failed);
-        record.error = Some(reason);
-        record.sha256 = Some(p.loaded.sha256.clone());
-        record.bytes = Some(p.loaded.bytes);
-        record.key = Some(p.key.clone());
-        record.options = Some(p.options.clone());
-        self.record_unfinished(record)
-    }
-
-    /// Stages every output (in parallel), then per file: result line,
-    /// manifest line (synced), rename into place.
-    fn write(&mut self, finished: Vec<Finished>) -> Result<()> {
-        let out_dir = self.config.output_dir.clone();
-        let prefix = self.temp_prefix.clone();
-        let paths: Vec<Vec<(String, OutputKind)>> = finished
-            .iter()
-            .map(|f| self.output_paths(&f.pending.loaded.file.rel))
-            .collect();
-        let staged: Vec<(Result<Vec<Staged>>, u64)> = parallel_map(
-            &finished.iter().zip(&paths).collect::<Vec<_>>(),
-            self.config.jobs,
-            |(f, paths)| {
-                let start = Instant::now();
-                let staged = paths
-                    .iter()
-                    .map(|(rel, kind)| {
-                        let text = match kind {
-                            OutputKind::Translation => f.translation.as_str(),
-                            OutputKind::Summary => f.summary.as_deref().unwrap_or_default(),
-                        };
-                        stage(&out_dir, rel, with_newline(text).as_bytes(), &prefix)
-                    })
-                    .collect::<Result<Vec<_>>>();
-                (staged, start.elapsed().as_millis() as u64)
-            },
+    pub(super) fn fail_pending(&mut self, p: &Pending, reason: String) -> Result<()> {
+        let record = failure(
+            &p.loaded.file.rel,
+            reason,
+            Some((&p.loaded.sha256, p.loaded.bytes)),
+            Some((&p.key, &p.options)),
         );
-        for (mut f, (staged, write_ms)) in finished.into_iter().zip(staged) {
-            let staged = match staged {
-                Ok(staged) => staged,
-                Err(err) => {
-                    self.fail_pending(&f.pending, format!("{err:#}"))?;
-                    continue;
-                }
-            };
-            f.timings.write_ms = write_ms;
-            self.commit(f, staged)?;
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self, f: Finished, staged: Vec<Staged>) -> Result<()> {
-        let p = &f.pending;
-        let rel = p.loaded.file.rel.clone();
-        let words_out =
-            word_count(&f.translation) + f.summary.as_deref().map(word_count).unwrap_or(0);
-        let changed = p.loaded.stamp.is_none() || stamp_of(&p.loaded.file.path) != p.loaded.stamp;
-        if changed {
-            self.observer.warn(&format!(
-                "{rel} changed while it was processed: its outputs match the content read first (sha256 {}); --resume will redo it",
-                &p.loaded.sha256[..12]
-            ));
-        }
-        let mut record = Record::new(&rel, Status::Done);
-        record.sha256 = Some(p.loaded.sha256.clone());
-        record.bytes = Some(p.loaded.bytes);
-        record.key = Some(p.key.clone());
-        record.options = Some(p.options.clone());
-        record.models = self.models.clone();
-        if !self.config.tasks.summarize {
-            record.models.summary = None;
-        }
-        record.outputs = staged
-            .iter()
-            .map(|s| OutputFile {
-                path: s.rel.clone(),
-                sha256: s.sha256.clone(),
-            })
-            .collect();
-        record.sentences = p.doc.unit_count() as u64;
-        record.words_in = p.words_in;
-        record.words_out = words_out;
-        record.timings = f.timings.clone();
-        record.changed_during_run = changed;
-        record.shard = self.config.shard.map(|s| s.to_string());
-
-        if let Some(results) = self.results.as_mut() {
-            let line = ResultRecord {
-                path: rel.clone(),
-                sha256: p.loaded.sha256.clone(),
-                key: p.key.clone(),
-                translation: self.config.tasks.translate.then(|| f.translation.clone()),
-                summary: f.summary.clone(),
-                models: record.models.clone(),
-                timings: record.timings.clone(),
-                words_in: record.words_in,
-                words_out: record.words_out,
-            };
-            results.append(&line)?;
-            self.results_done.insert((rel.clone(), p.key.clone()));
-        }
-        self.manifest.append(&record)?;
-        let outcome = FileOutcome {
-            rel: rel.clone(),
-            outcome: Outcome::Done,
-            error: None,
-            sentences: record.sentences,
-            words_in: record.words_in,
-            words_out: record.words_out,
-        };
-        self.index.note(record);
-        for s in staged {
-            if let Err(err) = s.commit() {
-                // The manifest says done but the file is not there: record
-                // the failure so the summary shows it; --resume redoes it.
-                let mut failed = Record::new(&rel, Status::Failed);
-                failed.error = Some(format!("{err:#}"));
-                return self.record_unfinished(failed);
-            }
-        }
-        self.report.count(&outcome);
-        self.observer.file_finished(&outcome);
-        Ok(())
-    }
-}
-
-/// Text files end with a newline.
-fn with_newline(text: &str) -> String {
-    if text.is_empty() || text.ends_with('\n') {
-        text.to_string()
-    } else {
-        format!("{text}\n")
+        self.record_unfinished(record)
     }
 }

@@ -4,11 +4,13 @@
 
 use super::manifest::{read_jsonl, JsonlContents, Record, ResultRecord, Status};
 use super::run::*;
+use super::*;
 use super::{DiscoverOptions, Shard};
 use crate::io::ReadOptions;
 use crate::pipeline::summarize::extractive::ExtractiveSummarizer;
 use crate::pipeline::summarize::SummaryLength;
-use crate::pipeline::translate::Translator;
+use crate::pipeline::translate::{Translator, Unit};
+use crate::text::Lang;
 use anyhow::{bail, Result};
 use std::cell::RefCell;
 use std::fs;
@@ -28,7 +30,11 @@ impl Translator for Upper {
     fn model_id(&self) -> String {
         "upper".into()
     }
-    fn translate_batch(&mut self, s: &[&str]) -> Result<Vec<String>> {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(vec![0; text.split_whitespace().count()])
+    }
+    fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>> {
+        let s: Vec<&str> = units.iter().map(|u| u.text.as_str()).collect();
         if let Some(during) = &self.during {
             during();
         }
@@ -45,11 +51,12 @@ impl Translator for Upper {
         }
         Ok(s.iter().map(|x| x.to_uppercase()).collect())
     }
-    fn token_count(&self, text: &str) -> Result<usize> {
-        Ok(text.split_whitespace().count())
-    }
     fn max_input_tokens(&self) -> usize {
         64
+    }
+    /// Any pass is one model call, so tests see the passes.
+    fn batch_size(&self) -> usize {
+        usize::MAX
     }
 }
 
@@ -67,6 +74,7 @@ fn config(input: &Path, output: &Path) -> BatchConfig {
         },
         output_format: OutputFormat::Files,
         input_format: None,
+        source: None,
         read: ReadOptions::default(),
         force: false,
         shard: None,
@@ -466,4 +474,69 @@ fn summarize_only_writes_only_summaries() {
     // One sentence of the (upper-cased) translation.
     assert!(summary.ends_with("IST GUT.\n"), "{summary:?}");
     assert_eq!(summary.matches('.').count(), 1, "{summary:?}");
+}
+
+#[test]
+fn english_inputs_are_summarized_as_they_are_not_translated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    write(&input, "de.txt", b"Das ist gut. Es ist sehr gut.");
+    let english = "The council met on Monday. It was the first meeting of the year.";
+    write(&input, "en.txt", english.as_bytes());
+    let mut cfg = config(&input, &out);
+    cfg.tasks = Tasks {
+        translate: true,
+        summarize: true,
+    };
+    let r = run(cfg.clone());
+    assert_eq!(r.report.done, 2);
+    // Only the German sentences reached the model.
+    let sent: Vec<String> = r.batches.concat();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().all(|s| !s.contains("council")), "{sent:?}");
+    assert_eq!(
+        fs::read_to_string(out.join("en.txt.en.txt")).unwrap(),
+        format!("{english}\n")
+    );
+    let summary = fs::read_to_string(out.join("en.txt.summary.txt")).unwrap();
+    assert!(
+        summary.starts_with("The "),
+        "the original, not upper-cased: {summary:?}"
+    );
+
+    // --source de: every input is German, as before detection existed.
+    let forced = tmp.path().join("forced");
+    cfg.output_dir = forced.clone();
+    cfg.source = Some(Lang::De);
+    let r = run(cfg);
+    assert_eq!(r.batches.concat().len(), 4);
+    assert_eq!(
+        fs::read_to_string(forced.join("en.txt.en.txt")).unwrap(),
+        format!("{}\n", english.to_uppercase())
+    );
+}
+
+#[test]
+fn a_run_of_english_inputs_never_loads_the_translator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    write(&input, "en.txt", b"This is the text. It is in English.");
+    let mut cfg = config(&input, &out);
+    cfg.tasks = Tasks {
+        translate: false,
+        summarize: true,
+    };
+    let engines = Engines {
+        translator: Lazy::new(|| bail!("the translator must not load")),
+        summarizer: Some(Lazy::new(|| {
+            Ok(Box::new(ExtractiveSummarizer::new()) as Box<dyn crate::pipeline::Summarizer>)
+        })),
+    };
+    let report = run_batch(cfg, engines, &NEVER, &mut Silent).unwrap();
+    assert_eq!(
+        (report.done, report.failed),
+        (1, 0),
+        "{:?}",
+        report.failures
+    );
 }

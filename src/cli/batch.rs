@@ -7,7 +7,6 @@
 //! (Ctrl-C), 1 when the run could not go on at all (no input folder, an
 //! unwritable output folder, a model that does not load).
 
-use super::summarize::{self, Method, SummaryArgs, SummaryModelFlags};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -15,16 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::translate::{load_translator, DecodingArgs, TranslationModelArgs};
-use super::{progress, InputArgs, RuntimeArgs};
+use super::args::{
+    length_parser, DecodingArgs, InputArgs, RuntimeArgs, SummaryModelFlags, TranslationModelArgs,
+};
+use super::progress;
 use crate::batch::{
     merge_manifests, run_batch, BatchConfig, BatchReport, DiscoverOptions, Engines, FileOutcome,
     Lazy, Observer, Outcome, OutputFormat, Shard, Tasks,
 };
-use crate::hub::ModelSource;
-use crate::pipeline::translate::{Quantize, Translator};
-use crate::pipeline::{Summarizer, SummaryLength};
-use crate::text::Format;
+use crate::engines::{self, Method, SummarySpec};
+use crate::pipeline::SummaryLength;
+use crate::text::{Format, Lang};
 
 /// Exit code when some inputs failed.
 pub const EXIT_SOME_FAILED: u8 = 2;
@@ -33,8 +33,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Outputs: OUT/<input path>.en.txt and OUT/<input path>.summary.txt (or one \
-OUT/tolk-results.jsonl with --format jsonl), and OUT/tolk-manifest.jsonl with \
+Outputs: OUT/<input path>.en.txt (.en.html, .en.srt, .en.vtt for pages and \
+subtitles) and OUT/<input path>.summary.txt (or one OUT/tolk-results.jsonl with --format jsonl), and OUT/tolk-manifest.jsonl with \
 one record per input: its sha256, models, options, status, error and timings.
 
 Exit codes: 0 all inputs succeeded or were up to date; 2 some inputs failed \
@@ -84,11 +84,18 @@ pub struct BatchArgs {
     #[arg(long, value_enum, default_value = "files")]
     pub format: BatchFormat,
 
-    /// How inputs are marked up: `plain` or `markdown` [default: markdown
-    /// for .md files, else plain]. Markdown keeps the markup, translating
-    /// only the text.
+    /// How inputs are marked up: `plain`, `markdown`, `html` or `subtitles`
+    /// [default: by extension: .md, .html/.htm, .srt/.vtt, else plain].
+    /// Markdown and HTML keep the markup, subtitles their timings,
+    /// translating only the text.
     #[arg(long, value_name = "FORMAT")]
     pub input_format: Option<Format>,
+
+    /// Language of the inputs: de or en [default: detected per file, as
+    /// `tolk summarize` does]. German inputs are translated; English ones
+    /// are copied as their `.en.txt` and summarized as they are.
+    #[arg(long, value_name = "LANG")]
+    pub source: Option<Lang>,
 
     /// Skip inputs already done with the same content, models and options
     /// (the default; the flag only says it explicitly).
@@ -136,7 +143,7 @@ pub struct BatchArgs {
     pub summary_model: SummaryModelFlags,
 
     /// Summary length: short, medium or long.
-    #[arg(long, value_name = "LENGTH", default_value = "short", value_parser = parse_length)]
+    #[arg(long, value_name = "PRESET", default_value = "short", value_parser = length_parser())]
     pub length: SummaryLength,
 
     #[command(flatten)]
@@ -163,42 +170,12 @@ pub enum BatchFormat {
     Jsonl,
 }
 
-fn parse_length(s: &str) -> Result<SummaryLength, String> {
-    SummaryLength::preset(s)
-        .ok_or_else(|| format!("unknown length {s:?}: expected short, medium or long"))
-}
-
-/// The summary flags of `tolk summarize` that a batch run uses.
-fn summary_args(args: &BatchArgs) -> SummaryArgs {
-    SummaryArgs::for_method(args.summary_method)
-}
-
-/// The summary engine of a batch: the same engines as `tolk summarize`.
-pub fn build_summarizer(args: &BatchArgs) -> Result<Box<dyn Summarizer>> {
-    summarize::build_summarizer(
-        &summary_args(args),
-        &(&args.summary_model).into(),
-        &args.runtime,
-    )
-}
-
-/// The summary engine's id for job keys, known without loading it.
-fn summary_model_id(args: &BatchArgs) -> String {
-    summarize::summarizer_id(&summary_args(args), &(&args.summary_model).into())
-}
-
-/// The translation model's id for job keys: the repo (and revision), or the
-/// resolved folder, so `./m` and `/abs/m` are the same model.
-/// The translation model as recorded in the manifest: a resumed run must use
-/// the same one, and `--quantize q8` translates differently, so it counts.
-fn translation_model_id(args: &BatchArgs) -> String {
-    let model = match args.model.source(&args.runtime) {
-        ModelSource::Dir(dir) => dir.canonicalize().unwrap_or(dir).display().to_string(),
-        hub => hub.to_string(),
-    };
-    match args.decoding.quantize {
-        Quantize::None => model,
-        q => format!("{model} (--quantize {q})"),
+/// The summary engine of a batch: the same engines as `tolk summarize`,
+/// with its defaults.
+fn summary_spec(args: &BatchArgs) -> SummarySpec {
+    SummarySpec {
+        model: args.summary_model.model(),
+        ..SummarySpec::new(args.summary_method)
     }
 }
 
@@ -243,10 +220,16 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         translate: args.tasks.contains(&Task::Translate),
         summarize: args.tasks.contains(&Task::Summarize),
     };
-    if tasks.summarize {
-        // Fail on a bad summary choice before reading any file.
-        build_summarizer(&args)?;
-    }
+    let rt = args.runtime.runtime();
+    let translation = args.model.spec(&args.decoding);
+    let summary = summary_spec(&args);
+    // Fail on a bad summary choice (and fetch its files) before reading any
+    // file; the model itself loads when the first summary is due.
+    let located = if tasks.summarize {
+        Some(engines::locate_summarizer(&summary, &rt)?)
+    } else {
+        None
+    };
     let config = BatchConfig {
         input_dir: input,
         output_dir: args.output.clone(),
@@ -263,26 +246,24 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             BatchFormat::Jsonl => OutputFormat::Jsonl,
         },
         input_format: args.input_format,
+        source: args.source,
         read: args.input_args.read_options(),
         force: args.force,
         shard: args.shard,
         batch_units: args.batch_units as usize,
         jobs: args.jobs as usize,
         summary_length: args.length,
-        translation_model: translation_model_id(&args),
-        summary_model: tasks.summarize.then(|| summary_model_id(&args)),
+        translation_model: translation.id(&rt),
+        summary_model: tasks.summarize.then(|| summary.id()),
         beams: args.decoding.beams.map(|b| b as usize),
         max_length: args.decoding.max_length.map(|m| m as usize),
     };
-    let opts = args.decoding.options();
     let engines = Engines {
-        translator: Lazy::new(|| {
-            load_translator(&args.model, &args.runtime, &opts)
-                .map(|t| Box::new(t) as Box<dyn Translator>)
+        translator: Lazy::new(|| engines::translator(&translation, &rt)),
+        summarizer: located.map(|located| {
+            let (summary, rt) = (&summary, &rt);
+            Lazy::new(move || located.load(summary, rt))
         }),
-        summarizer: tasks
-            .summarize
-            .then(|| Lazy::new(|| build_summarizer(&args))),
     };
     install_interrupt_handler();
     let mut observer = CliObserver::new(args.runtime.quiet, args.fail_after);

@@ -1,16 +1,18 @@
 //! The command line: flag definitions (each documented where it is defined,
-//! so `--help` teaches) and dispatch to the library.
+//! so `--help` teaches; the groups several commands share are in [`args`])
+//! and dispatch to the library. Commands only map flags to the library's
+//! option structs; engines are built by [`crate::engines`].
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod args;
 pub mod batch;
 pub mod models;
+pub mod output;
 pub mod progress;
 pub mod summarize;
 pub mod translate;
-
-use crate::device::DeviceChoice;
 
 /// Translate German text into English and summarize articles, with open
 /// models that run locally on CPU or GPU.
@@ -35,60 +37,6 @@ pub enum Command {
     /// Download, list and verify models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
-}
-
-/// Flags shared by every command that runs a model.
-#[derive(Debug, Clone, Args)]
-pub struct RuntimeArgs {
-    /// Where to run the model: auto (a GPU if this build has one, else CPU),
-    /// cpu, cuda (needs a build with `--features cuda`) or metal (`--features metal`).
-    #[arg(long, default_value = "cpu", value_name = "DEVICE", global = true)]
-    pub device: DeviceChoice,
-
-    /// CPU threads for the math [default: all cores]. `RAYON_NUM_THREADS`, when set, wins.
-    #[arg(long, value_name = "N", global = true)]
-    pub threads: Option<usize>,
-
-    /// Never touch the network: use only models already in the cache or in
-    /// `--model-dir`. Also on when HF_HUB_OFFLINE=1.
-    #[arg(long, global = true)]
-    pub offline: bool,
-
-    /// Git revision (branch, tag or commit) of Hub models.
-    #[arg(long, default_value = "main", value_name = "REV", global = true)]
-    pub revision: String,
-
-    /// Do not draw progress bars (they are also hidden when stderr is not a terminal).
-    #[arg(long, short, global = true)]
-    pub quiet: bool,
-}
-
-impl RuntimeArgs {
-    /// Offline if asked for on the command line or through HF_HUB_OFFLINE.
-    pub fn is_offline(&self) -> bool {
-        self.offline || crate::hub::offline_from_env()
-    }
-}
-
-/// Flags for reading input text.
-#[derive(Debug, Clone, Args)]
-pub struct InputArgs {
-    /// Replace invalid UTF-8 bytes with U+FFFD instead of failing.
-    #[arg(long)]
-    pub lossy: bool,
-
-    /// Refuse inputs larger than this many bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::io::DEFAULT_MAX_BYTES)]
-    pub max_bytes: u64,
-}
-
-impl InputArgs {
-    pub fn read_options(&self) -> crate::io::ReadOptions {
-        crate::io::ReadOptions {
-            lossy: self.lossy,
-            max_bytes: self.max_bytes,
-        }
-    }
 }
 
 /// Parses the command line, runs the command and maps errors to one line on
@@ -144,15 +92,71 @@ fn usage_error(err: clap::Error) -> ExitCode {
 }
 
 /// Joins an error and its causes into one line, skipping causes that the
-/// message already contains.
+/// message already contains and any backtrace a cause carries (candle
+/// appends one to its errors when RUST_BACKTRACE is set).
 pub fn one_line(err: &anyhow::Error) -> String {
-    let mut line = err.to_string();
+    let mut line = without_backtrace(&err.to_string());
     for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
+        let cause = without_backtrace(&cause.to_string());
+        if !cause.is_empty() && !line.contains(&cause) {
             line.push_str(": ");
             line.push_str(&cause);
         }
     }
-    line.replace('\n', " ")
+    line
+}
+
+/// The lines of `message` before a backtrace starts (`stack backtrace:`, or
+/// frames printed as `   0: symbol`), joined with spaces.
+fn without_backtrace(message: &str) -> String {
+    let is_frame = |line: &str| {
+        let trimmed = line.trim_start();
+        let indented = trimmed.len() < line.len();
+        let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
+        line.trim() == "stack backtrace:"
+            || (indented && digits > 0 && trimmed[digits..].starts_with(": "))
+    };
+    message
+        .lines()
+        .take_while(|line| !is_frame(line))
+        .map(str::trim_end)
+        .filter(|line| !line.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn backtraces_are_cut_from_error_lines() {
+        let candle = "shape mismatch for w, expected: [2], got: [3]\n   0: candle_core::error::Error::bt\n             at src/error.rs:1:2\n   1: main";
+        let err = anyhow::anyhow!("{candle}").context("the weights of m do not fit");
+        assert_eq!(
+            one_line(&err),
+            "the weights of m do not fit: shape mismatch for w, expected: [2], got: [3]"
+        );
+        let wrapped = anyhow::anyhow!("loading failed: {candle}");
+        assert_eq!(
+            one_line(&wrapped),
+            "loading failed: shape mismatch for w, expected: [2], got: [3]"
+        );
+        assert_eq!(without_backtrace("a\nb"), "a b");
+        assert_eq!(without_backtrace("x\nstack backtrace:\n  0: f"), "x");
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn errors_and_their_causes_make_one_line() {
+        let err = anyhow::anyhow!("inner\ncause").context("outer");
+        assert_eq!(one_line(&err), "outer: inner cause");
+        let err = anyhow::anyhow!("same").context("same: more");
+        assert_eq!(one_line(&err), "same: more");
+    }
 }

@@ -8,7 +8,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::hub::{self, HubOptions, ModelKind, ModelSource, Need};
+use crate::engines::files::{fetch_checkpoint, pull_plan, PullPlan};
+use crate::hub::{self, HubOptions, ModelSource, Need};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -16,9 +17,10 @@ pub enum ModelsCommand {
     ///
     /// Without --files, downloads what tolk needs for the kind of model the
     /// repository holds (Marian: config, weights, source/target.spm, vocab;
-    /// T5: config, weights, tokenizer; GGUF: its single .gguf file; a llama
-    /// safetensors checkpoint: config, weights (or index and shards),
-    /// tokenizer.json and its config).
+    /// T5: config, weights, tokenizer; GGUF: its single .gguf file, or of
+    /// several the Q4_K_M one, as `tolk summarize` picks; a llama
+    /// safetensors checkpoint: config, weights (or index and the shards it
+    /// names), tokenizer.json and its config).
     Pull(PullArgs),
     /// List the models in the cache, and whether tolk's default models are there.
     List(ListArgs),
@@ -83,22 +85,6 @@ pub struct PathArgs {
     pub revision: String,
 }
 
-impl super::RuntimeArgs {
-    /// The Hub options these flags ask for (`--offline`, `--quiet`).
-    pub fn hub_options(&self) -> HubOptions {
-        HubOptions {
-            offline: self.is_offline(),
-            progress: !self.quiet,
-            ..HubOptions::default()
-        }
-    }
-
-    /// A Hub model at `--revision`.
-    pub fn hub_source(&self, repo: &str) -> ModelSource {
-        ModelSource::hub(repo, self.revision.clone())
-    }
-}
-
 pub fn run(cmd: ModelsCommand) -> Result<ExitCode> {
     match cmd {
         ModelsCommand::Pull(args) => pull(args),
@@ -119,50 +105,6 @@ fn emit(text: &str) -> Result<()> {
             Err(anyhow!("cannot write to stdout: {err}"))
         }
         _ => Ok(()),
-    }
-}
-
-/// The files tolk needs from a repository, judged from its file list.
-fn default_needs<'a>(repo: &str, files: &'a [String]) -> Result<Vec<Need<'a>>> {
-    let names: Vec<&str> = files.iter().map(String::as_str).collect();
-    let kind = ModelKind::detect(&names, None);
-    if kind == ModelKind::Gguf {
-        let ggufs: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|name| name.ends_with(".gguf"))
-            .collect();
-        return match ggufs.as_slice() {
-            [single] => Ok(vec![Need::Required(single)]),
-            many => bail!(
-                "{repo} holds {} GGUF files ({}); choose one with --files NAME.gguf",
-                many.len(),
-                many.join(", ")
-            ),
-        };
-    }
-    let has = |name: &str| names.contains(&name);
-    let checkpoint = has("model.safetensors") || has("model.safetensors.index.json");
-    if kind == ModelKind::Unknown && has("config.json") && has("tokenizer.json") && checkpoint {
-        // A causal-LM checkpoint (the llm summarizer checks its model_type);
-        // sharded weights are listed beside their index.
-        let mut needs = hub::LLM_SAFETENSORS_FILES.to_vec();
-        if has("model.safetensors.index.json") && !has("model.safetensors") {
-            needs.extend(
-                names
-                    .iter()
-                    .filter(|n| n.starts_with("model-") && n.ends_with(".safetensors"))
-                    .map(|n| Need::Required(n)),
-            );
-        }
-        return Ok(needs);
-    }
-    match kind.files() {
-        Some(needs) => Ok(needs.to_vec()),
-        None => bail!(
-            "cannot tell which files of {repo} tolk needs (no Marian, T5 or GGUF files among its {} files); name them with --files",
-            files.len()
-        ),
     }
 }
 
@@ -194,12 +136,17 @@ fn pull(args: PullArgs) -> Result<ExitCode> {
     } else {
         hub::list_remote_files(&args.repo, &args.revision, &opts)?
     };
-    let needs = if requested.is_empty() {
-        default_needs(&args.repo, &listing)?
+    let files = if requested.is_empty() {
+        match pull_plan(&args.repo, &listing)? {
+            PullPlan::Needs(needs) => hub::resolve_needs(&source, needs, &opts)?,
+            PullPlan::Gguf(file) => hub::resolve(&source, &[file.as_str()], &[], &opts)?,
+            PullPlan::Checkpoint => fetch_checkpoint(&source, &opts)?,
+        }
     } else {
-        listing.iter().map(|name| Need::Required(name)).collect()
+        let needs: Vec<Need> = listing.iter().map(|name| Need::Required(name)).collect();
+        hub::resolve_needs(&source, &needs, &opts)?
     };
-    let files = hub::resolve_needs(&source, &needs, &opts)?;
+    hub::announce(&files);
     let mut out = String::new();
     writeln!(out, "{source}: {}", files.root.display())?;
     let width = files.files.keys().map(String::len).max().unwrap_or(0);
@@ -357,6 +304,12 @@ fn path(args: PathArgs) -> Result<ExitCode> {
     hub::validate_repo_id(&args.repo)?;
     match hub::snapshot_dir(&args.repo, &args.revision) {
         Some(snapshot) => {
+            if let Some((pr, weights)) = hub::cached_conversion(&args.repo, &args.revision) {
+                eprintln!(
+                    "tolk: its weights are {} ({pr}, the Hub's conversion of pytorch_model.bin); --model-dir on this folder finds them",
+                    weights.display()
+                );
+            }
             emit(&format!("{}\n", snapshot.display()))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -388,65 +341,5 @@ fn pull_command(default: &hub::DefaultModel) -> String {
             default.repo,
             single_files.join(",")
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_files_follow_the_kind_of_repo() {
-        let marian: Vec<String> = [
-            "config.json",
-            "source.spm",
-            "target.spm",
-            "vocab.json",
-            "pytorch_model.bin",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert_eq!(
-            default_needs("o/m", &marian).unwrap(),
-            hub::MARIAN_FILES.to_vec()
-        );
-        let one_gguf = vec!["README.md".to_string(), "m-q8_0.gguf".to_string()];
-        assert_eq!(
-            default_needs("o/g", &one_gguf).unwrap(),
-            vec![Need::Required("m-q8_0.gguf")]
-        );
-        let two = vec!["a.gguf".to_string(), "b.gguf".to_string()];
-        let err = default_needs("o/g", &two).unwrap_err().to_string();
-        assert!(
-            err.contains("2 GGUF files (a.gguf, b.gguf)") && err.contains("--files"),
-            "{err}"
-        );
-        let sharded: Vec<String> = [
-            "config.json",
-            "tokenizer.json",
-            "model.safetensors.index.json",
-            "model-00001-of-00002.safetensors",
-            "model-00002-of-00002.safetensors",
-            "README.md",
-        ]
-        .map(String::from)
-        .to_vec();
-        let needs = default_needs("o/l", &sharded).unwrap();
-        assert_eq!(
-            &needs[..hub::LLM_SAFETENSORS_FILES.len()],
-            hub::LLM_SAFETENSORS_FILES
-        );
-        assert_eq!(
-            &needs[hub::LLM_SAFETENSORS_FILES.len()..],
-            [
-                Need::Required("model-00001-of-00002.safetensors"),
-                Need::Required("model-00002-of-00002.safetensors")
-            ]
-        );
-        let unknown = vec!["config.json".to_string()];
-        assert!(default_needs("o/u", &unknown)
-            .unwrap_err()
-            .to_string()
-            .contains("--files"));
     }
 }

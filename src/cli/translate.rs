@@ -1,18 +1,19 @@
 //! `tolk translate`: German text in, English text out.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::summarize::{build_summarizer, summarize_text, SummaryArgs, SummaryModelFlags};
-use super::{progress, InputArgs, RuntimeArgs};
-use crate::hub::{self, ModelSource};
-use crate::pipeline::translate::{
-    translate_document, MarianTranslator, Quantize, TranslateOptions, Translator,
+use super::args::{
+    DecodingArgs, InputArgs, RuntimeArgs, SummaryArgs, SummaryModelFlags, TranslationModelArgs,
 };
-use crate::text::Format;
+use super::output::{
+    summarize_text, translate_aligned_with_progress, translate_with_progress, write_output,
+};
+use crate::engines;
+use crate::text::document::{format_aligned, reading_text, OutputFormat};
+use crate::text::{Format, Lang};
 
 #[derive(Debug, Args)]
 pub struct TranslateArgs {
@@ -33,10 +34,25 @@ pub struct TranslateArgs {
     pub decoding: DecodingArgs,
 
     /// How the input is marked up: `plain` (paragraphs separated by blank
-    /// lines) or `markdown` (markup and code are kept, prose is translated)
-    /// [default: markdown for .md files, else plain].
+    /// lines), `markdown` (markup and code kept, prose translated), `html`
+    /// (the page's DOM kept, its text and alt/title/placeholder/meta
+    /// description translated) or `subtitles` (SRT/WebVTT: cue numbers and
+    /// timings kept) [default: by extension: .md, .html/.htm, .srt/.vtt,
+    /// else plain].
     #[arg(long, value_name = "FORMAT")]
-    pub format: Option<Format>,
+    pub input_format: Option<Format>,
+
+    /// What to write: `text` (the translated document), `jsonl` (one JSON
+    /// object per sentence: paragraph, sentence, source, translation,
+    /// score, hit_max_length, split) or `tsv` (the same fields, a header
+    /// line first; tabs and newlines escaped as `\t` and `\n`).
+    #[arg(
+        long,
+        value_name = "text|jsonl|tsv",
+        default_value = "text",
+        conflicts_with = "summary"
+    )]
+    pub format: OutputFormat,
 
     #[command(flatten)]
     pub input_args: InputArgs,
@@ -56,100 +72,33 @@ pub struct TranslateArgs {
     pub summary_model: SummaryModelFlags,
 }
 
-/// How sentences are decoded (shared by `translate` and `batch`).
-#[derive(Debug, Clone, Args)]
-pub struct DecodingArgs {
-    /// Beam width for decoding: 1 is greedy (fastest), more is slower and
-    /// usually a little better [default: the model's generation_config, 4 to 6
-    /// for opus-mt].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub beams: Option<u32>,
-
-    /// Longest translation of one sentence, in tokens [default: the model's
-    /// max_length, 512 for opus-mt].
-    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
-    pub max_length: Option<u32>,
-
-    /// Sentences decoded together. Larger batches are faster per sentence
-    /// on GPUs and many-core CPUs, and use more memory.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub batch_size: u32,
-
-    /// Weight format: `none` keeps the model's f32 weights (results identical
-    /// to `transformers`); `q8` quantizes the linear layers to 8 bits at load
-    /// time: faster at small batches and smaller, with slightly different
-    /// translations; `f16` runs the whole model in half precision (for
-    /// `--device cuda`; slow on a CPU), also slightly different.
-    #[arg(long, value_name = "none|q8|f16", default_value = "none")]
-    pub quantize: Quantize,
-}
-
-impl DecodingArgs {
-    pub fn options(&self) -> TranslateOptions {
-        TranslateOptions {
-            num_beams: self.beams.map(|b| b as usize),
-            max_length: self.max_length.map(|m| m as usize),
-            batch_size: Some(self.batch_size as usize),
-            quantize: self.quantize,
-        }
-    }
-}
-
-/// Which translation model to use.
-#[derive(Debug, Clone, Args)]
-pub struct TranslationModelArgs {
-    /// Hub repository of a Marian (opus-mt) model; downloaded into the HF
-    /// cache on first use unless --offline.
-    #[arg(long, value_name = "REPO", default_value = hub::DEFAULT_TRANSLATION_MODEL)]
-    pub model: String,
-
-    /// Use the model files in this local folder (laid out like a Hub repo:
-    /// config.json, model.safetensors, source.spm, target.spm, vocab.json)
-    /// instead of the Hub; never touches the network.
-    #[arg(long, value_name = "DIR", conflicts_with = "model")]
-    pub model_dir: Option<PathBuf>,
-}
-
-impl TranslationModelArgs {
-    pub fn source(&self, runtime: &RuntimeArgs) -> ModelSource {
-        match &self.model_dir {
-            Some(dir) => ModelSource::Dir(dir.clone()),
-            None => runtime.hub_source(&self.model),
-        }
-    }
-}
-
-/// Resolves, downloads if needed, and loads the translation model.
-pub fn load_translator(
-    model: &TranslationModelArgs,
-    runtime: &RuntimeArgs,
-    opts: &TranslateOptions,
-) -> Result<MarianTranslator> {
-    crate::device::set_threads(runtime.threads);
-    let device = crate::device::open(runtime.device)?;
-    let files = hub::resolve_needs(
-        &model.source(runtime),
-        hub::MARIAN_FILES,
-        &runtime.hub_options(),
-    )?;
-    MarianTranslator::load(&files, &device, opts).map_err(|e| {
-        let weights = crate::device::weights_size(files.files.values().map(|p| p.as_path()));
-        crate::device::explain_load_error(e, &files.source.to_string(), weights, &device)
-    })
-}
-
 pub fn run(args: TranslateArgs) -> Result<ExitCode> {
     let text = crate::io::read_text(&args.input, args.input_args.read_options())?;
     let format = args
-        .format
+        .input_format
         .unwrap_or_else(|| Format::from_path(&args.input));
+    let rt = args.runtime.runtime();
+    if args.format != OutputFormat::Text {
+        let records = if text.trim().is_empty() {
+            Vec::new()
+        } else {
+            let spec = args.model.spec(&args.decoding);
+            let mut translator = engines::translator(&spec, &rt)?;
+            translate_aligned_with_progress(translator.as_mut(), &text, format, args.runtime.quiet)?
+        };
+        write_output(
+            args.output.as_deref(),
+            &format_aligned(&records, args.format),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let translation = if text.trim().is_empty() {
         // Nothing to translate: no need to load (or download) a model.
         String::new()
     } else {
-        let opts = args.decoding.options();
-        let mut translator = load_translator(&args.model, &args.runtime, &opts)?;
-        translate_with_progress(&mut translator, &text, format, args.runtime.quiet)?
+        let spec = args.model.spec(&args.decoding);
+        let mut translator = engines::translator(&spec, &rt)?;
+        translate_with_progress(translator.as_mut(), &text, format, args.runtime.quiet)?
     };
     if !args.summary {
         write_output(args.output.as_deref(), &translation)?;
@@ -159,18 +108,11 @@ pub fn run(args: TranslateArgs) -> Result<ExitCode> {
     let summary = if translation.trim().is_empty() {
         String::new()
     } else {
-        let mut summarizer = build_summarizer(
-            &args.summary_args,
-            &(&args.summary_model).into(),
-            &args.runtime,
-        )?;
-        summarize_text(
-            summarizer.as_mut(),
-            &translation,
-            crate::text::Lang::En,
-            length,
-            false,
-        )?
+        let spec = args.summary_args.spec(args.summary_model.model());
+        let mut summarizer = engines::summarizer(&spec, &rt)?;
+        // A page's article, subtitles' words: what a reader would summarize.
+        let reading = reading_text(&translation, format);
+        summarize_text(summarizer.as_mut(), &reading, Lang::En, length, false)?
     };
     match &args.output {
         Some(path) => {
@@ -194,41 +136,16 @@ pub fn summary_path(output: &Path) -> PathBuf {
     output.with_file_name(format!("{stem}.summary.txt"))
 }
 
-/// Translates a document with a progress bar over its sentences and
-/// warnings on stderr.
-pub fn translate_with_progress(
-    translator: &mut dyn Translator,
-    text: &str,
-    format: Format,
-    quiet: bool,
-) -> Result<String> {
-    let bar = progress::bar(quiet, "sentences");
-    bar.set_message("translating");
-    let out = translate_document(
-        translator,
-        text,
-        format,
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-        &mut |w| progress::warn(&bar, w),
-    );
-    bar.finish_and_clear();
-    out
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Writes to a file atomically, or to stdout (ending with a newline).
-pub fn write_output(path: Option<&Path>, text: &str) -> Result<()> {
-    match path {
-        Some(path) => crate::io::write_atomic(path, text.as_bytes()),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(text.as_bytes())?;
-            if !text.is_empty() && !text.ends_with('\n') {
-                stdout.write_all(b"\n")?;
-            }
-            stdout.flush().context("cannot write to standard output")
-        }
+    #[test]
+    fn the_summary_lies_beside_the_translation() {
+        assert_eq!(
+            summary_path(Path::new("out/article.en.txt")),
+            Path::new("out/article.en.summary.txt")
+        );
+        assert_eq!(summary_path(Path::new("t")), Path::new("t.summary.txt"));
     }
 }

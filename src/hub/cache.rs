@@ -97,6 +97,45 @@ impl RepoDir {
         }
     }
 
+    /// The newest cached pull-request revision (`refs/pr/N`) whose snapshot
+    /// holds `file`, and the file's path: where a conversion was cached.
+    pub(crate) fn cached_pr_with(&self, file: &str) -> Option<(String, PathBuf)> {
+        let mut best: Option<(u64, String, PathBuf)> = None;
+        for (name, commit) in read_refs(&self.root) {
+            let Some(number) = name
+                .strip_prefix("refs/pr/")
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if let Cached::Present(path) = self.lookup(&commit, file) {
+                if best.as_ref().is_none_or(|(b, _, _)| number > *b) {
+                    best = Some((number, name, path));
+                }
+            }
+        }
+        best.map(|(_, name, path)| (name, path))
+    }
+
+    /// The repo folder and commit of a snapshot folder
+    /// (`<cache>/models--o--n/snapshots/<commit>`), if `dir` is one.
+    pub(crate) fn of_snapshot(dir: &Path) -> Option<(Self, String)> {
+        let dir = fs::canonicalize(dir).ok()?;
+        let commit = dir.file_name()?.to_str()?.to_string();
+        let snapshots = dir.parent()?;
+        let root = snapshots.parent()?;
+        let is_repo = snapshots.file_name()? == "snapshots"
+            && root.file_name()?.to_str()?.starts_with("models--");
+        is_repo.then(|| {
+            (
+                Self {
+                    root: root.to_path_buf(),
+                },
+                commit,
+            )
+        })
+    }
+
     /// Remembers that the Hub has no `file` at `commit`, so later runs do not ask again.
     pub(crate) fn mark_absent(&self, commit: &str, file: &str) {
         let marker = self.no_exist_marker(commit, file);
@@ -390,10 +429,20 @@ pub fn verify_cached_in(cache: &Path, repo: &str, revision: &str) -> Result<Veri
     if !snapshot.is_dir() {
         return Err(not_cached());
     }
-    let files = snapshot_entries(&snapshot)
+    let mut files: Vec<FileCheck> = snapshot_entries(&snapshot)
         .into_iter()
         .map(|(name, path)| check_file(name, &path))
         .collect();
+    // A PyTorch-only main whose weights tolk took from the Hub's
+    // conversion PR: check those too.
+    let has_weights = files
+        .iter()
+        .any(|f| f.name == "model.safetensors" || f.name == "pytorch_model.bin");
+    if !has_weights && dir.lookup(&commit, "model.safetensors") == Cached::KnownAbsent {
+        if let Some((pr, path)) = dir.cached_pr_with("model.safetensors") {
+            files.push(check_file(format!("model.safetensors ({pr})"), &path));
+        }
+    }
     Ok(VerifyReport {
         repo: repo.to_string(),
         revision: revision.to_string(),

@@ -33,8 +33,10 @@ impl<'a> Need<'a> {
     }
 }
 
-/// Weights of transformers checkpoints: safetensors first, the pickle only as a fallback.
-const WEIGHTS: &[&str] = &["model.safetensors", "pytorch_model.bin"];
+/// Weights of transformers checkpoints: safetensors first, the pickle only as
+/// a fallback (read by tolk's own reader). On `main` of a PyTorch-only repo
+/// the safetensors come from the Hub's conversion PR when it has one.
+pub const WEIGHTS: &[&str] = &["model.safetensors", "pytorch_model.bin"];
 
 /// The files of a Marian (opus-mt) model that the translator reads.
 pub const MARIAN_FILES: &[Need<'static>] = &[
@@ -61,7 +63,11 @@ pub const T5_FILES: &[Need<'static>] = &[
 /// llm summarizer. Sharded weights: the index first, then the shards it names.
 pub const LLM_SAFETENSORS_FILES: &[Need<'static>] = &[
     Need::Required("config.json"),
-    Need::FirstOf(&["model.safetensors", "model.safetensors.index.json"]),
+    Need::FirstOf(&[
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+    ]),
     Need::Required("tokenizer.json"),
     Need::Optional("tokenizer_config.json"),
     Need::Optional("generation_config.json"),
@@ -78,6 +84,10 @@ pub enum ModelKind {
     Gguf,
     /// T5-style encoder-decoder used for summaries.
     T5,
+    /// A transformers checkpoint of the llama family (config.json,
+    /// safetensors, tokenizer.json) for the llm summarizer.
+    #[serde(rename = "llama")]
+    LlamaCheckpoint,
     Unknown,
 }
 
@@ -90,12 +100,20 @@ impl ModelKind {
             _ => {}
         }
         let has = |name: &str| files.contains(&name);
+        let weights = has("model.safetensors") || has("model.safetensors.index.json");
         if files.iter().any(|file| file.ends_with(".gguf")) {
             ModelKind::Gguf
         } else if has("source.spm") && has("target.spm") {
             ModelKind::Marian
         } else if has("spiece.model") {
             ModelKind::T5
+        } else if has("config.json")
+            && has("tokenizer.json")
+            && weights
+            && model_type.is_none_or(|t| t == "llama")
+        {
+            // Without a model_type (a Hub listing), the loader checks it.
+            ModelKind::LlamaCheckpoint
         } else {
             ModelKind::Unknown
         }
@@ -105,7 +123,7 @@ impl ModelKind {
     pub fn task(self) -> &'static str {
         match self {
             ModelKind::Marian => "translation",
-            ModelKind::Gguf | ModelKind::T5 => "summarization",
+            ModelKind::Gguf | ModelKind::T5 | ModelKind::LlamaCheckpoint => "summarization",
             ModelKind::Unknown => "unknown",
         }
     }
@@ -115,15 +133,19 @@ impl ModelKind {
             ModelKind::Marian => "marian",
             ModelKind::Gguf => "gguf",
             ModelKind::T5 => "t5",
+            ModelKind::LlamaCheckpoint => "llama",
             ModelKind::Unknown => "unknown",
         }
     }
 
-    /// The fixed file set of this kind (GGUF repos have none: the file is chosen by name).
+    /// The fixed file set of this kind (GGUF repos have none: the file is
+    /// chosen by name; a checkpoint's shards come from its index: see
+    /// `crate::engines::files`).
     pub fn files(self) -> Option<&'static [Need<'static>]> {
         match self {
             ModelKind::Marian => Some(MARIAN_FILES),
             ModelKind::T5 => Some(T5_FILES),
+            ModelKind::LlamaCheckpoint => Some(LLM_SAFETENSORS_FILES),
             ModelKind::Gguf | ModelKind::Unknown => None,
         }
     }
@@ -155,6 +177,14 @@ mod tests {
             ModelKind::detect(&["config.json"], Some("bert")),
             ModelKind::Unknown
         );
+        let llama = ["config.json", "tokenizer.json", "model.safetensors"];
+        assert_eq!(ModelKind::detect(&llama, None), ModelKind::LlamaCheckpoint);
+        assert_eq!(
+            ModelKind::detect(&llama, Some("llama")),
+            ModelKind::LlamaCheckpoint
+        );
+        assert_eq!(ModelKind::detect(&llama, Some("bert")), ModelKind::Unknown);
+        assert_eq!(ModelKind::LlamaCheckpoint.task(), "summarization");
         assert_eq!(ModelKind::Marian.task(), "translation");
         assert_eq!(ModelKind::Gguf.task(), "summarization");
     }

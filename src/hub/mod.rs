@@ -7,6 +7,7 @@
 //! error line that says what is missing and how to get it.
 
 mod cache;
+mod conversion;
 mod env;
 mod kind;
 mod remote;
@@ -24,7 +25,7 @@ pub use cache::{
 pub use env::{
     cache_dir, endpoint, offline_from_env, progress_disabled_by_env, token, DEFAULT_ENDPOINT,
 };
-pub use kind::{ModelKind, Need, LLM_SAFETENSORS_FILES, MARIAN_FILES, T5_FILES};
+pub use kind::{ModelKind, Need, LLM_SAFETENSORS_FILES, MARIAN_FILES, T5_FILES, WEIGHTS};
 
 use cache::{Cached, RepoDir};
 use remote::{Failure, Remote};
@@ -139,6 +140,10 @@ pub struct ModelFiles {
     /// The folder holding the files (the snapshot folder for Hub models).
     pub root: PathBuf,
     pub files: BTreeMap<String, PathBuf>,
+    /// Where files came from when it is not the obvious place (weights from
+    /// the Hub's safetensors conversion PR, or the pickle as a fallback):
+    /// one line each, for the caller to show once.
+    pub notes: Vec<String>,
 }
 
 impl ModelFiles {
@@ -156,6 +161,14 @@ impl ModelFiles {
 
 /// Checks a Hub repo id the way the Hub does: `owner/name`, letters, digits,
 /// `-`, `_`, `.`; no `--` or `..`; at most 96 characters.
+/// Says on stderr, once per resolution, what the user should know about
+/// where the files came from (e.g. the Hub's safetensors conversion).
+pub fn announce(files: &ModelFiles) {
+    for note in &files.notes {
+        eprintln!("tolk: {note}");
+    }
+}
+
 pub fn validate_repo_id(repo: &str) -> Result<()> {
     let invalid = |why: &str| {
         anyhow!("`{repo}` is not a valid Hub repo id ({why}); expected owner/name, e.g. {DEFAULT_TRANSLATION_MODEL}")
@@ -287,6 +300,7 @@ fn resolve_dir(source: &ModelSource, dir: &Path, needs: &[Need]) -> Result<Model
     }
     let mut files = BTreeMap::new();
     let mut missing = Vec::new();
+    let mut notes = Vec::new();
     for need in needs {
         match need
             .names()
@@ -297,7 +311,15 @@ fn resolve_dir(source: &ModelSource, dir: &Path, needs: &[Need]) -> Result<Model
                 files.insert(name.to_string(), dir.join(name));
             }
             None if need.is_optional() => {}
-            None => missing.push(need.describe()),
+            None => match snapshot_conversion(dir, need) {
+                // A snapshot of a PyTorch-only main (`tolk models path`)
+                // whose conversion is cached beside it.
+                Some((revision, path)) => {
+                    files.insert(conversion::SAFETENSORS.to_string(), path);
+                    notes.push(conversion::origin_note(&revision));
+                }
+                None => missing.push(need.describe()),
+            },
         }
     }
     if !missing.is_empty() {
@@ -312,7 +334,27 @@ fn resolve_dir(source: &ModelSource, dir: &Path, needs: &[Need]) -> Result<Model
         source: source.clone(),
         root: dir.to_path_buf(),
         files,
+        notes,
     })
+}
+
+/// The cached conversion of the weights of a cache snapshot folder.
+fn snapshot_conversion(dir: &Path, need: &Need) -> Option<(String, PathBuf)> {
+    if *need != Need::FirstOf(WEIGHTS) {
+        return None;
+    }
+    let (repo_dir, commit) = RepoDir::of_snapshot(dir)?;
+    if repo_dir.lookup(&commit, conversion::SAFETENSORS) != Cached::KnownAbsent {
+        return None;
+    }
+    repo_dir.cached_pr_with(conversion::SAFETENSORS)
+}
+
+/// Whether the weights of this need may come from the Hub's safetensors
+/// conversion: PyTorch-or-safetensors weights, asked of `main` (an explicit
+/// other revision is taken as given, as transformers does).
+fn converts(need: &Need, revision: &str) -> bool {
+    *need == Need::FirstOf(WEIGHTS) && revision == DEFAULT_REVISION
 }
 
 /// What the cache says about one need.
@@ -404,6 +446,7 @@ fn resolve_hub(
     let dir = RepoDir::new(&cache, repo);
     let cached_commit = dir.commit_for(revision);
     let mut files = BTreeMap::new();
+    let mut notes = Vec::new();
     let mut pending = Vec::new();
     for need in needs {
         let state = match &cached_commit {
@@ -415,7 +458,24 @@ fn resolve_hub(
                 files.insert(name.to_string(), path);
             }
             InCache::Absent if need.is_optional() => {}
-            _ => pending.push(*need),
+            _ => {
+                // main has no model.safetensors and the Hub's conversion of
+                // its pickle is cached: use it, without the network.
+                let cached_conversion = cached_commit
+                    .as_deref()
+                    .filter(|commit| {
+                        converts(need, revision)
+                            && dir.lookup(commit, conversion::SAFETENSORS) == Cached::KnownAbsent
+                    })
+                    .and_then(|_| dir.cached_pr_with(conversion::SAFETENSORS));
+                match cached_conversion {
+                    Some((pr, path)) => {
+                        files.insert(conversion::SAFETENSORS.to_string(), path);
+                        notes.push(conversion::origin_note(&pr));
+                    }
+                    None => pending.push(*need),
+                }
+            }
         }
     }
     let missing_required: Vec<String> = pending
@@ -454,6 +514,7 @@ fn resolve_hub(
             cached_commit.as_deref(),
             opts,
             &mut files,
+            &mut notes,
         )?;
     }
     let root = dir
@@ -464,9 +525,11 @@ fn resolve_hub(
         source: source.clone(),
         root,
         files,
+        notes,
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn download_pending<'a>(
     repo: &str,
     revision: &str,
@@ -475,6 +538,7 @@ fn download_pending<'a>(
     cached_commit: Option<&str>,
     opts: &HubOptions,
     files: &mut BTreeMap<String, PathBuf>,
+    notes: &mut Vec<String>,
 ) -> Result<()> {
     let cache = opts.cache();
     let endpoint = opts.endpoint();
@@ -492,10 +556,21 @@ fn download_pending<'a>(
     // commit is clutter that huggingface_hub never writes, so drop it after.
     let stray_ref = (cached_commit.is_some() && !dir.ref_path(fetch_revision).exists())
         .then(|| dir.ref_path(fetch_revision));
+    // The commit main is at, once the Hub has named it.
+    let mut commit = cached_commit.map(str::to_string);
     let result = (|| {
         for need in pending {
             let mut found = false;
             for name in need.names() {
+                if name == conversion::PICKLE && converts(need, revision) {
+                    // main has no model.safetensors: prefer the Hub's conversion.
+                    let at = commit.as_deref().unwrap_or(revision);
+                    if let Some(path) = download_conversion(&remote, repo, at, &endpoint, notes) {
+                        files.insert(conversion::SAFETENSORS.to_string(), path);
+                        found = true;
+                        break;
+                    }
+                }
                 match remote.download(repo, fetch_revision, name) {
                     Ok(path) => {
                         files.insert(name.to_string(), path);
@@ -504,11 +579,11 @@ fn download_pending<'a>(
                     }
                     Err(failure) if failure.is_file_missing() => {
                         if let Failure::Status {
-                            commit: Some(commit),
-                            ..
+                            commit: Some(at), ..
                         } = &failure
                         {
-                            dir.mark_absent(commit, name);
+                            dir.mark_absent(at, name);
+                            commit.get_or_insert_with(|| at.clone());
                         }
                         // A missing first file may mean a wrong repo on a mirror
                         // that sends no error codes: say so only for required files.
@@ -535,6 +610,39 @@ fn download_pending<'a>(
         let _ = std::fs::remove_file(stray);
     }
     result
+}
+
+/// Downloads `model.safetensors` from the Hub's conversion PR of `repo`, if
+/// there is a usable one; says in `notes` where the weights come from.
+fn download_conversion(
+    remote: &Remote,
+    repo: &str,
+    main_commit: &str,
+    endpoint: &str,
+    notes: &mut Vec<String>,
+) -> Option<PathBuf> {
+    let api = conversion::HubApi::new(endpoint, token());
+    let fallback = format!("using {} of main", conversion::PICKLE);
+    match conversion::find(&api, repo, main_commit) {
+        conversion::Conversion::Found { revision } => {
+            match remote.download(repo, &revision, conversion::SAFETENSORS) {
+                Ok(path) => {
+                    notes.push(conversion::origin_note(&revision));
+                    return Some(path);
+                }
+                Err(failure) => notes.push(format!(
+                    "cannot download {} from {revision} ({}); {fallback}",
+                    conversion::SAFETENSORS,
+                    failure.short()
+                )),
+            }
+        }
+        conversion::Conversion::None(Some(reason)) => notes.push(format!("{reason}; {fallback}")),
+        conversion::Conversion::None(None) => notes.push(format!(
+            "{fallback} (the Hub has no safetensors conversion of {repo})"
+        )),
+    }
+    None
 }
 
 /// The files of a Hub repository at a revision, from the Hub's API.
@@ -569,6 +677,20 @@ pub fn verify_cached(repo: &str, revision: &str) -> Result<VerifyReport> {
 /// The cached snapshot folder of a revision, if any.
 pub fn snapshot_dir(repo: &str, revision: &str) -> Option<PathBuf> {
     snapshot_dir_in(&cache_dir(), repo, revision)
+}
+
+/// Where the weights of a cached PyTorch-only `main` come from when tolk
+/// took them from the Hub's conversion: `(refs/pr/N, model.safetensors path)`.
+pub fn cached_conversion(repo: &str, revision: &str) -> Option<(String, PathBuf)> {
+    if revision != DEFAULT_REVISION {
+        return None;
+    }
+    let dir = RepoDir::new(&cache_dir(), repo);
+    let commit = dir.commit_for(revision)?;
+    if dir.lookup(&commit, conversion::SAFETENSORS) != Cached::KnownAbsent {
+        return None;
+    }
+    dir.cached_pr_with(conversion::SAFETENSORS)
 }
 
 /// The files of a cached snapshot, `/`-separated.

@@ -68,7 +68,7 @@ impl Failure {
 }
 
 /// The cause of a transport error without the URL (the caller names it).
-fn transport_cause(transport: &ureq::Transport) -> String {
+pub(crate) fn transport_cause(transport: &ureq::Transport) -> String {
     let mut cause = transport.kind().to_string();
     if let Some(message) = transport.message() {
         cause.push_str(": ");

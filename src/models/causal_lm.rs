@@ -1,6 +1,7 @@
 //! What every decoder-only language model offers the generation loop, and
 //! how model code receives its weights without doing I/O itself.
 
+use super::qweight::QWeight;
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::QTensor;
 use candle_core::{Result, Tensor};
@@ -27,6 +28,11 @@ pub trait TensorSource {
     fn tensor(&mut self, name: &str) -> Result<QTensor>;
     /// Whether the file has a tensor called `name` (for optional weights).
     fn contains(&self, name: &str) -> bool;
+    /// The weight matrix called `name`. Sources over a memory-mapped file
+    /// hand out the mapped blocks (no copy) where tolk's kernels take them.
+    fn weight(&mut self, name: &str) -> Result<QWeight> {
+        Ok(QWeight::from_qtensor(self.tensor(name)?))
+    }
 }
 
 /// Typed reads of GGUF metadata for one architecture (`<arch>.<key>`).

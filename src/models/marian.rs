@@ -82,6 +82,39 @@ impl Config {
     pub fn target_vocab_size(&self) -> usize {
         self.decoder_vocab_size.unwrap_or(self.vocab_size)
     }
+
+    /// Refuses sizes no real model has (zero, or far too large), before
+    /// anything is allocated from them.
+    pub fn validate(&self) -> Result<()> {
+        use super::limits::{self, check, check_heads};
+        check("vocab_size", self.vocab_size, limits::VOCAB)?;
+        if let Some(n) = self.decoder_vocab_size {
+            check("decoder_vocab_size", n, limits::VOCAB)?;
+        }
+        check("d_model", self.d_model, limits::WIDTH)?;
+        check("encoder_layers", self.encoder_layers, limits::LAYERS)?;
+        check("decoder_layers", self.decoder_layers, limits::LAYERS)?;
+        check("encoder_ffn_dim", self.encoder_ffn_dim, limits::FFN)?;
+        check("decoder_ffn_dim", self.decoder_ffn_dim, limits::FFN)?;
+        check_heads(
+            "encoder_attention_heads",
+            self.encoder_attention_heads,
+            "d_model",
+            self.d_model,
+        )?;
+        check_heads(
+            "decoder_attention_heads",
+            self.decoder_attention_heads,
+            "d_model",
+            self.d_model,
+        )?;
+        check(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            limits::POSITIONS,
+        )?;
+        limits::check_table("position", self.max_position_embeddings, self.d_model)
+    }
 }
 
 /// Feed-forward activations by their `transformers` names.
@@ -555,16 +588,8 @@ impl MarianModel {
     ) -> Result<Self> {
         let q = quantize;
         let activation = Activation::parse(&cfg.activation_function)?;
+        cfg.validate()?;
         let d = cfg.d_model;
-        let heads_fit = |h: usize| h > 0 && d.is_multiple_of(h);
-        if d == 0
-            || !heads_fit(cfg.encoder_attention_heads)
-            || !heads_fit(cfg.decoder_attention_heads)
-        {
-            candle_core::bail!(
-                "config.json: d_model {d} is not divisible by the attention head counts"
-            );
-        }
         let root = if vb.contains_tensor("model.shared.weight") {
             vb.pp("model")
         } else {

@@ -1,9 +1,10 @@
-//! A linear layer over GGUF weights (`y = x Wᵀ`) that multiplies Q4_1, Q5_0
-//! and Q8_0 weights with tolk's own AVX2 kernels on x86 CPUs, and leaves
+//! A linear layer over GGUF weights (`y = x Wᵀ`) that multiplies Q4_1, Q5_0,
+//! Q8_0, Q4_K, Q5_K and Q6_K weights with tolk's own AVX2 kernels on x86 CPUs, and leaves
 //! every other case (other formats, other CPUs, GPUs) to candle's `QMatMul`.
 
 pub mod avx2;
 
+use super::qweight::MappedBytes;
 use avx2::{Avx2, Format};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
@@ -74,6 +75,9 @@ fn native_format(dtype: GgmlDType) -> Option<Format> {
         GgmlDType::Q4_1 => Some(Format::Q4_1),
         GgmlDType::Q5_0 => Some(Format::Q5_0),
         GgmlDType::Q8_0 => Some(Format::Q8_0),
+        GgmlDType::Q4K => Some(Format::Q4K),
+        GgmlDType::Q5K => Some(Format::Q5K),
+        GgmlDType::Q6K => Some(Format::Q6K),
         _ => None,
     }
 }
@@ -94,11 +98,18 @@ pub struct QLinear {
 enum Imp {
     Candle(QMatMul),
     Native {
-        weights: Arc<QTensor>,
+        weights: Blocks,
         format: Format,
         out_features: usize,
         in_features: usize,
     },
+}
+
+/// Where a native weight's blocks lie.
+#[derive(Debug, Clone)]
+enum Blocks {
+    Tensor(Arc<QTensor>),
+    Mapped(MappedBytes),
 }
 
 impl QLinear {
@@ -109,16 +120,14 @@ impl QLinear {
     /// Shares `t` (e.g. a tied embedding that is also the output head).
     pub fn from_arc(t: Arc<QTensor>) -> Result<Self> {
         let native = match t.shape().dims() {
-            &[out_features, in_features]
-                if t.device().is_cpu() && in_features.is_multiple_of(avx2::QK) =>
-            {
-                native_format(t.dtype()).map(|format| (format, out_features, in_features))
-            }
+            &[out_features, in_features] if t.device().is_cpu() => native_format(t.dtype())
+                .filter(|f| in_features.is_multiple_of(f.block_values()))
+                .map(|format| (format, out_features, in_features)),
             _ => None,
         };
         let imp = match native {
             Some((format, out_features, in_features)) => Imp::Native {
-                weights: t,
+                weights: Blocks::Tensor(t),
                 format,
                 out_features,
                 in_features,
@@ -126,6 +135,28 @@ impl QLinear {
             None => Imp::Candle(QMatMul::from_arc(t)?),
         };
         Ok(Self { imp })
+    }
+
+    /// Multiplies the `[rows, cols]` blocks of `dtype` in `bytes` where they
+    /// lie, when tolk's kernels take that format on this CPU (else `None`).
+    pub fn from_mapped(
+        bytes: MappedBytes,
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+    ) -> Option<Self> {
+        let format = native_format(dtype).filter(|f| cols.is_multiple_of(f.block_values()))?;
+        if bytes.bytes().len() != format.row_bytes(cols) * rows {
+            return None;
+        }
+        Some(Self {
+            imp: Imp::Native {
+                weights: Blocks::Mapped(bytes),
+                format,
+                out_features: rows,
+                in_features: cols,
+            },
+        })
     }
 
     /// Whether tolk's own kernel multiplies this weight.
@@ -156,7 +187,10 @@ impl Module for QLinear {
         let m = x.elem_count() / k;
         let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let acts = kernels.quantize(&input, m, k);
-        let data = weights.data()?;
+        let data: std::borrow::Cow<[u8]> = match weights {
+            Blocks::Tensor(t) => t.data()?,
+            Blocks::Mapped(m) => std::borrow::Cow::Borrowed(m.bytes()),
+        };
 
         let mut out_t = vec![0f32; n * m];
         for_row_blocks(n, m, k, &mut out_t, |first, out| {
@@ -308,10 +342,67 @@ mod tests {
     }
 
     #[test]
+    fn q4_k_matches_dense_reference() {
+        for m in [1, 3, 4, 9] {
+            check(GgmlDType::Q4K, m, 70, 256);
+        }
+        check(GgmlDType::Q4K, 5, 300, 1536);
+    }
+
+    #[test]
+    fn q5_k_matches_dense_reference() {
+        for m in [1, 4, 7] {
+            check(GgmlDType::Q5K, m, 70, 512);
+        }
+        check(GgmlDType::Q5K, 6, 300, 1536);
+    }
+
+    #[test]
+    fn q6_k_matches_dense_reference() {
+        for m in [1, 2, 5] {
+            check(GgmlDType::Q6K, m, 70, 512);
+        }
+        check(GgmlDType::Q6K, 5, 300, 1536);
+    }
+
+    #[test]
+    fn k_quants_agree_with_candle_kernel() {
+        // candle multiplies K-quants with Q8_K activations (one scale per
+        // 256); ours use one per 32, so they differ only by that rounding.
+        if kernels().is_none() {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        }
+        let dev = Device::Cpu;
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+            let w = Tensor::from_vec(values(64 * 512, 7), (64, 512), &dev).unwrap();
+            let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
+            let x = Tensor::from_vec(values(3 * 512, 8), (3, 512), &dev).unwrap();
+            let run = |t: &dyn Module| -> Vec<f32> {
+                t.forward(&x)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            let ours = run(&QLinear::from_arc(q.clone()).unwrap());
+            let theirs = run(&QMatMul::from_arc(q).unwrap());
+            let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (a, b) in ours.iter().zip(&theirs) {
+                assert!(
+                    (a - b).abs() <= 0.02 * scale,
+                    "{dtype:?}: {a} vs {b} (scale {scale})"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn other_formats_and_shapes_fall_back_to_candle() {
         let dev = Device::Cpu;
         let w = Tensor::from_vec(values(32 * 256, 5), (32, 256), &dev).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q2K).unwrap();
         assert!(!QLinear::from_qtensor(q).unwrap().is_native());
         let f = QTensor::quantize(&w, GgmlDType::F32).unwrap();
         assert!(!QLinear::from_qtensor(f).unwrap().is_native());

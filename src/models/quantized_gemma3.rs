@@ -22,9 +22,8 @@ use super::llm_blocks::{
     RopeTable,
 };
 use super::qlinear::QLinear;
-use candle_core::quantized::QMatMul;
+use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
-use std::sync::Arc;
 
 /// Every `DEFAULT_SLIDING_WINDOW_PATTERN`-th layer is global, the rest local
 /// (llama.cpp hard-codes the same for Gemma 3).
@@ -103,7 +102,7 @@ struct Layer {
 /// A quantized Gemma 3 model with its KV caches.
 pub struct QuantizedGemma3 {
     cfg: Gemma3Config,
-    embed: QMatMul,
+    embed: QEmbedding,
     layers: Vec<Layer>,
     norm: Tensor,
     output: QLinear,
@@ -113,17 +112,17 @@ pub struct QuantizedGemma3 {
 }
 
 fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QLinear> {
-    QLinear::from_qtensor(src.tensor(name)?)
+    src.weight(name)?.linear()
 }
 
 impl QuantizedGemma3 {
     pub fn new(cfg: Gemma3Config, src: &mut dyn TensorSource, device: &Device) -> Result<Self> {
-        let embed_q = Arc::new(src.tensor("token_embd.weight")?);
-        let embed = QMatMul::from_arc(embed_q.clone())?;
+        let embed_w = src.weight("token_embd.weight")?;
+        let embed = QEmbedding::new(&embed_w)?;
         let output = if src.contains("output.weight") {
             qmatmul(src, "output.weight")?
         } else {
-            QLinear::from_arc(embed_q)?
+            embed_w.linear()?
         };
         let norm = dense_vector(src.tensor("output_norm.weight")?, device)?;
         let half = cfg.head_dim / 2;
@@ -196,8 +195,7 @@ impl CausalLm for QuantizedGemma3 {
         }
         let (cos_l, sin_l) = self.rope_local.get(pos, seq)?;
         let (cos_g, sin_g) = self.rope_global.get(pos, seq)?;
-        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let mut x = (self.embed.embedding(&ids)? * (self.cfg.hidden as f64).sqrt())?;
+        let mut x = (self.embed.lookup(tokens, &self.device)? * (self.cfg.hidden as f64).sqrt())?;
         let (n_head, n_kv, hd) = (self.cfg.n_head, self.cfg.n_kv_head, self.cfg.head_dim);
         let scale = 1.0 / (hd as f64).sqrt();
         let eps = self.cfg.rms_eps;

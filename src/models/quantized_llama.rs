@@ -14,9 +14,8 @@ use super::llm_blocks::{
     RopeTable,
 };
 use super::qlinear::QLinear;
-use candle_core::quantized::QMatMul;
+use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
-use std::sync::Arc;
 
 /// Hyper-parameters read from GGUF metadata (`llama.*`).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +32,29 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// Refuses sizes no real model has (zero, or far too large), before
+    /// anything is allocated from them (the rotary table has
+    /// `context_len × rope_dim` entries).
+    pub fn validate(&self) -> Result<()> {
+        use super::limits::{self, check, check_heads};
+        check("num_hidden_layers", self.n_layer, limits::LAYERS)?;
+        check("hidden_size", self.hidden, limits::WIDTH)?;
+        check("num_attention_heads", self.n_head, limits::WIDTH)?;
+        check_heads(
+            "num_key_value_heads",
+            self.n_kv_head,
+            "num_attention_heads",
+            self.n_head,
+        )?;
+        check("head_dim", self.head_dim, limits::WIDTH)?;
+        check(
+            "max_position_embeddings",
+            self.context_len,
+            limits::POSITIONS,
+        )?;
+        limits::check_table("rotary", self.context_len, self.rope_dim)
+    }
+
     pub fn from_metadata(md: &Hparams) -> Result<Self> {
         let experts = md.usize_or("expert_count", 0)?;
         if experts > 1 {
@@ -79,7 +101,7 @@ struct Layer {
 /// A quantized Llama model with its KV cache.
 pub struct QuantizedLlama {
     cfg: LlamaConfig,
-    embed: QMatMul,
+    embed: QEmbedding,
     layers: Vec<Layer>,
     norm: Tensor,
     output: QLinear,
@@ -88,12 +110,13 @@ pub struct QuantizedLlama {
 }
 
 fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QLinear> {
-    QLinear::from_qtensor(src.tensor(name)?)
+    src.weight(name)?.linear()
 }
 
 impl QuantizedLlama {
     /// Builds the model from the tensors `src` hands out (GGUF names).
     pub fn new(cfg: LlamaConfig, src: &mut dyn TensorSource, device: &Device) -> Result<Self> {
+        cfg.validate()?;
         if cfg.rope_dim > cfg.head_dim || !cfg.rope_dim.is_multiple_of(2) {
             candle_core::bail!(
                 "llama: rope dimension {} does not fit head dimension {}",
@@ -101,13 +124,13 @@ impl QuantizedLlama {
                 cfg.head_dim
             )
         }
-        let embed_q = Arc::new(src.tensor("token_embd.weight")?);
-        let embed = QMatMul::from_arc(embed_q.clone())?;
+        let embed_w = src.weight("token_embd.weight")?;
+        let embed = QEmbedding::new(&embed_w)?;
         let output = if src.contains("output.weight") {
             qmatmul(src, "output.weight")?
         } else {
             // Tied head: multiply with the embedding's own quantized blocks.
-            QLinear::from_arc(embed_q)?
+            embed_w.linear()?
         };
         let norm = dense_vector(src.tensor("output_norm.weight")?, device)?;
         let freq_factors = if src.contains("rope_freqs.weight") {
@@ -173,8 +196,7 @@ impl CausalLm for QuantizedLlama {
             candle_core::bail!("forward needs at least one token")
         }
         let (cos, sin) = self.rope.get(pos, seq)?;
-        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let mut x = self.embed.embedding(&ids)?; // (1, seq, hidden)
+        let mut x = self.embed.lookup(tokens, &self.device)?; // (1, seq, hidden)
         let (n_head, n_kv, hd) = (self.cfg.n_head, self.cfg.n_kv_head, self.cfg.head_dim);
         let scale = 1.0 / (hd as f64).sqrt();
         let eps = self.cfg.rms_eps;

@@ -83,6 +83,33 @@ impl Config {
     pub fn decoder_start(&self) -> u32 {
         self.decoder_start_token_id.unwrap_or(self.pad_token_id)
     }
+    /// Refuses sizes no real model has (zero, or far too large), before
+    /// anything is allocated from them.
+    pub fn validate(&self) -> Result<()> {
+        use super::limits::{self, check};
+        check("vocab_size", self.vocab_size, limits::VOCAB)?;
+        check("d_model", self.d_model, limits::WIDTH)?;
+        check("d_kv", self.d_kv, limits::WIDTH)?;
+        check("d_ff", self.d_ff, limits::FFN)?;
+        check("num_layers", self.num_layers, limits::LAYERS)?;
+        check("num_decoder_layers", self.decoder_layers(), limits::LAYERS)?;
+        check("num_heads", self.num_heads, limits::WIDTH)?;
+        check(
+            "num_heads × d_kv",
+            self.num_heads.saturating_mul(self.d_kv),
+            limits::WIDTH,
+        )?;
+        check(
+            "relative_attention_num_buckets",
+            self.relative_attention_num_buckets,
+            limits::POSITIONS,
+        )?;
+        check(
+            "relative_attention_max_distance",
+            self.relative_attention_max_distance,
+            limits::POSITIONS,
+        )
+    }
 }
 
 /// Feed-forward activations by their `transformers` names.

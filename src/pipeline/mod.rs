@@ -6,7 +6,6 @@
 
 pub mod summarize;
 pub mod translate;
-pub mod weights;
 
 pub use summarize::{Summarizer, SummaryLength, SummaryRequest};
 pub use translate::Translator;

@@ -1,37 +1,164 @@
-//! Translation: the [`Translator`] trait, the Marian engine behind it, and
-//! the document driver that splits text into sentences and puts the
+//! Translation: the [`Translator`] trait, the Marian engine behind it, the
+//! one batching layer ([`translate_units`]), and (in `document.rs`) the
+//! document driver that splits text into sentences and puts the
 //! translations back where the sentences were.
 
-use crate::generation::{self, EarlyStopping, GenerationConfig, Hypothesis, StepModel};
+use crate::checkpoint::{Checkpoint, GenerationFile, ModelType};
+use crate::generation::{self, GenerationConfig, Hypothesis, StepModel};
 use crate::hub::ModelFiles;
 use crate::models::marian::{Config, DecoderState, MarianModel};
-use crate::pipeline::weights::SafetensorsFile;
-use crate::text::{self, Format, Segment};
+use crate::text::protect;
 use crate::tokenize::marian::MarianTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use serde::Deserialize;
-use std::path::Path;
+
+mod document;
+pub use document::{translate_aligned, translate_document, PreparedDocument};
 
 /// An engine that translates independent sentences.
+///
+/// Callers encode each sentence once ([`Unit::encode_protected`] for
+/// documents, which masks protected spans first) and hand the encoded
+/// units to [`translate_units`], the one batching layer: it sorts them by length and cuts batches of
+/// [`Translator::batch_size`], which [`Translator::translate_scored`]
+/// decodes as they come.
 pub trait Translator {
     /// Names the model (repo id or folder), for logs and manifests.
     fn model_id(&self) -> String;
-    /// Translates sentences; output `i` is the translation of input `i`.
-    /// Implementations batch internally and may reorder work, never results.
-    fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>>;
-    /// How many model tokens `text` takes (to split over-long sentences first).
-    fn token_count(&self, text: &str) -> Result<usize>;
+    /// The model's input tokens for `text`.
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Translates one batch; output `i` is the translation of `units[i]`.
+    /// The model sees [`Unit::text`] (protected spans as placeholders).
+    fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>>;
+    /// As [`Translator::translate_encoded`], with the model's confidence;
+    /// engines without scores keep this default. Wrappers must forward it.
+    fn translate_scored(&mut self, units: &[&Unit]) -> Result<Vec<Translation>> {
+        Ok(self
+            .translate_encoded(units)?
+            .into_iter()
+            .map(Translation::plain)
+            .collect())
+    }
     /// The longest input, in tokens, the model accepts.
     fn max_input_tokens(&self) -> usize;
+    /// Units decoded together (`--batch-size`).
+    fn batch_size(&self) -> usize;
     /// Warnings gathered since the last call (e.g. an output cut at the
     /// maximum length), for the caller to show.
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Translates sentences through the same path as documents: encoded
+    /// once, length-sorted, in batches of [`Translator::batch_size`]; but
+    /// as they are, nothing masked (the model's own translations, as
+    /// `transformers` gives them).
+    fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>>
+    where
+        Self: Sized,
+    {
+        let units = sentences
+            .iter()
+            .map(|s| Unit::encode(s, &*self))
+            .collect::<Result<Vec<_>>>()?;
+        let units: Vec<&Unit> = units.iter().collect();
+        Ok(translate_units(self, &units, &mut |_, _| {})?
+            .into_iter()
+            .map(|t| t.text)
+            .collect())
+    }
 }
+
+/// One translated sentence with what the model knows about it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translation {
+    pub text: String,
+    /// Mean log-probability per generated token (higher is surer), when
+    /// the engine reports one.
+    pub score: Option<f32>,
+    /// The output reached `--max-length` and may be cut short.
+    pub hit_max_length: bool,
+}
+
+impl Translation {
+    /// A translation without a score.
+    pub fn plain(text: String) -> Self {
+        Self {
+            text,
+            score: None,
+            hit_max_length: false,
+        }
+    }
+}
+
+/// One sentence (or part of an over-long one) to translate, with its tokens.
+///
+/// URLs, e-mail addresses, code, paths, numbers with units and emoji are
+/// masked before the model sees the unit and restored byte for byte after
+/// (see [`crate::text::protect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// What the model translates: the sentence with its protected spans
+    /// replaced by placeholders (`TOLK0`, `TOLK1`, …).
+    pub text: String,
+    /// The tokens of `text`.
+    pub ids: Vec<u32>,
+    /// The sentence as written (what `text` stands for).
+    pub source: String,
+    /// The original bytes of placeholder `i`.
+    pub spans: Vec<String>,
+    /// Nothing for a model to translate: only protected spans, digits,
+    /// punctuation and spaces. [`translate_units`] gives `source` back
+    /// without asking the model.
+    pub inert: bool,
+}
+
+impl Unit {
+    /// Encodes `text` as it is, with the translator's tokenizer: the
+    /// model's own translation of it, nothing protected.
+    pub fn encode(text: &str, translator: &dyn Translator) -> Result<Self> {
+        Ok(Self {
+            ids: translator.encode(text)?,
+            text: text.to_string(),
+            source: text.to_string(),
+            spans: Vec::new(),
+            inert: false,
+        })
+    }
+
+    /// Masks `text`'s protected spans and encodes the result with the
+    /// translator's tokenizer (what documents are cut into).
+    pub fn encode_protected(text: &str, translator: &dyn Translator) -> Result<Self> {
+        let masked = protect::mask(text);
+        Ok(Self {
+            ids: translator.encode(&masked.text)?,
+            inert: masked.is_inert(),
+            text: masked.text,
+            source: text.to_string(),
+            spans: masked.spans,
+        })
+    }
+
+    /// A unit given as token ids alone (benchmarks): no text, nothing
+    /// protected, always sent to the model.
+    pub fn from_ids(ids: Vec<u32>) -> Self {
+        Self {
+            text: String::new(),
+            ids,
+            source: String::new(),
+            spans: Vec::new(),
+            inert: false,
+        }
+    }
+
+    /// Puts the protected spans back into the model's `translation`.
+    pub fn restore(&self, translation: &str) -> String {
+        protect::unmask(&self.text, &self.spans, translation)
+    }
+}
+
+/// The default of `--batch-size`.
+pub const DEFAULT_BATCH_SIZE: usize = 16;
 
 /// Settings a user may override; `None` keeps the model's own defaults
 /// (`generation_config.json`, then `config.json`).
@@ -100,36 +227,12 @@ impl Quantize {
     }
 }
 
-/// `generation_config.json`, the fields decoding uses.
-#[derive(Debug, Default, Deserialize)]
-struct GenerationFile {
-    num_beams: Option<usize>,
-    max_length: Option<usize>,
-    min_length: Option<usize>,
-    length_penalty: Option<f32>,
-    early_stopping: Option<serde_json::Value>,
-    bad_words_ids: Option<Vec<Vec<u32>>>,
-    forced_eos_token_id: Option<u32>,
-    decoder_start_token_id: Option<u32>,
-    eos_token_id: Option<serde_json::Value>,
-}
-
-/// Reads a JSON file into `T`, with the file name in every error.
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow!("{name} in {} is broken: {e}", parent_name(path)))
-}
-
-fn parent_name(path: &Path) -> String {
-    path.parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
-}
+/// The checkpoints the translator reads (older ones lack `model_type`).
+const MARIAN: ModelType<'static> = ModelType {
+    what: "a Marian translation model",
+    accepted: &["marian"],
+    required: false,
+};
 
 /// The Marian model, its tokenizer and decoding settings.
 pub struct MarianTranslator {
@@ -139,24 +242,27 @@ pub struct MarianTranslator {
     batch_size: usize,
     model_id: String,
     warnings: Vec<String>,
+    /// Token counts of the translations made since the last
+    /// [`MarianTranslator::take_output_lengths`].
+    output_lengths: Vec<usize>,
 }
 
 impl MarianTranslator {
     /// Loads a Marian model from resolved files (see [`crate::hub::MARIAN_FILES`]).
     pub fn load(files: &ModelFiles, device: &Device, opts: &TranslateOptions) -> Result<Self> {
-        let config_path = files.path("config.json")?;
-        let raw: serde_json::Value = read_json(config_path)?;
-        match raw.get("model_type").and_then(|v| v.as_str()) {
-            Some("marian") | None => {}
-            Some(other) => bail!(
-                "{} holds a '{other}' model, not a Marian translation model (model_type must be 'marian')",
-                files.source
-            ),
-        }
+        let checkpoint = Checkpoint::from_files(files);
+        let raw = checkpoint.config(MARIAN, "")?;
         let cfg: Config = serde_json::from_value(raw).map_err(|e| {
             anyhow!(
                 "config.json in {} is not a Marian config: {e}",
                 files.source
+            )
+        })?;
+        cfg.validate().map_err(|e| {
+            anyhow!(
+                "config.json of {}: {}",
+                files.source,
+                e.to_string().lines().next().unwrap_or_default()
             )
         })?;
 
@@ -170,21 +276,7 @@ impl MarianTranslator {
             .with_context(|| format!("tokenizer of {}", files.source))?,
         };
 
-        let vb = if let Some(path) = files.get("model.safetensors") {
-            // Read tensor by tensor, not memory-mapped: candle copies
-            // mapped weights anyway, and the map would double the peak
-            // memory (see pipeline::weights).
-            SafetensorsFile::open(path)?.into_var_builder(opts.quantize.dtype(), device)
-        } else if let Some(path) = files.get("pytorch_model.bin") {
-            VarBuilder::from_pth(path, opts.quantize.dtype(), device).with_context(|| {
-                format!("{} is not a readable PyTorch checkpoint", path.display())
-            })?
-        } else {
-            bail!(
-                "{} has no weights (model.safetensors or pytorch_model.bin)",
-                files.source
-            );
-        };
+        let vb = checkpoint.var_builder(opts.quantize.dtype(), device)?;
         let model =
             MarianModel::new_quantized(&cfg, vb, opts.quantize.ggml_dtype()).map_err(|e| {
                 anyhow!(
@@ -193,18 +285,16 @@ impl MarianTranslator {
                 )
             })?;
 
-        let gen_file: GenerationFile = match files.get("generation_config.json") {
-            Some(path) => read_json(path)?,
-            None => GenerationFile::default(),
-        };
+        let gen_file = checkpoint.generation()?;
         let generation = generation_config(&cfg, &gen_file, opts)?;
         Ok(Self {
             model,
             tokenizer,
             generation,
-            batch_size: opts.batch_size.unwrap_or(16).max(1),
+            batch_size: opts.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1),
             model_id: files.source.to_string(),
             warnings: Vec::new(),
+            output_lengths: Vec::new(),
         })
     }
 
@@ -218,6 +308,17 @@ impl MarianTranslator {
 
     pub fn generation_config_mut(&mut self) -> &mut GenerationConfig {
         &mut self.generation
+    }
+
+    /// Units decoded together from now on (`--batch-size`).
+    pub fn set_batch_size(&mut self, batch_size: usize) {
+        self.batch_size = batch_size.max(1);
+    }
+
+    /// The token counts of the translations made since the last call, in
+    /// the order they were made (for benchmarks).
+    pub fn take_output_lengths(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.output_lengths)
     }
 
     /// Decodes one right-padded batch of token-id sequences.
@@ -257,22 +358,8 @@ fn generation_config(
     file: &GenerationFile,
     opts: &TranslateOptions,
 ) -> Result<GenerationConfig> {
-    let eos = match &file.eos_token_id {
-        Some(serde_json::Value::Number(n)) => {
-            n.as_u64().map(|v| v as u32).unwrap_or(cfg.eos_token_id)
-        }
-        Some(serde_json::Value::Array(a)) => a
-            .first()
-            .and_then(|v| v.as_u64())
-            .map(|v| v as u32)
-            .unwrap_or(cfg.eos_token_id),
-        _ => cfg.eos_token_id,
-    };
-    let early_stopping = match &file.early_stopping {
-        Some(serde_json::Value::Bool(true)) => EarlyStopping::Done,
-        Some(serde_json::Value::String(s)) if s == "never" => EarlyStopping::Never,
-        _ => EarlyStopping::Heuristic,
-    };
+    let eos = file.eos_id().unwrap_or(cfg.eos_token_id);
+    let early_stopping = file.early_stopping();
     // Outputs can never be longer than the position table.
     let model_max = cfg.max_position_embeddings;
     let max_length = opts
@@ -329,37 +416,44 @@ impl Translator for MarianTranslator {
         self.model_id.clone()
     }
 
-    fn translate_batch(&mut self, sentences: &[&str]) -> Result<Vec<String>> {
-        let encoded = sentences
-            .iter()
-            .map(|s| self.tokenizer.encode(s))
-            .collect::<Result<Vec<_>>>()?;
-        // Longest first, so each batch holds sentences of similar length and
-        // pads little.
-        let mut order: Vec<usize> = (0..sentences.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));
-        let mut out = vec![String::new(); sentences.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let inputs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
-            let hyps = self.generate_ids(&inputs)?;
-            for (&i, hyp) in chunk.iter().zip(hyps) {
-                if hyp.tokens.len() + 1 >= self.generation.max_length && hyp.tokens.len() > 1 {
-                    self.warnings.push(format!(
-                        "the translation of a sentence reached the maximum length of {} tokens and may be cut short (raise --max-length): {:?}",
-                        self.generation.max_length,
-                        preview(sentences[i])
-                    ));
-                }
-                out[i] = self.tokenizer.decode(&hyp.tokens);
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text)
+    }
+
+    fn translate_encoded(&mut self, units: &[&Unit]) -> Result<Vec<String>> {
+        Ok(self
+            .translate_scored(units)?
+            .into_iter()
+            .map(|t| t.text)
+            .collect())
+    }
+
+    fn translate_scored(&mut self, units: &[&Unit]) -> Result<Vec<Translation>> {
+        let inputs: Vec<Vec<u32>> = units.iter().map(|u| u.ids.clone()).collect();
+        let hyps = self.generate_ids(&inputs)?;
+        let max_length = self.generation.max_length;
+        let mut out = Vec::with_capacity(units.len());
+        for (unit, hyp) in units.iter().zip(hyps) {
+            let hit_max_length = hyp.tokens.len() + 1 >= max_length && hyp.tokens.len() > 1;
+            if hit_max_length {
+                self.warnings.push(format!(
+                    "the translation of a sentence reached the maximum length of {max_length} tokens and may be cut short (raise --max-length): {:?}",
+                    preview(&unit.source)
+                ));
             }
+            self.output_lengths.push(hyp.tokens.len());
+            out.push(Translation {
+                text: self.tokenizer.decode(&hyp.tokens),
+                score: Some(per_token_logprob(&hyp, self.generation.length_penalty)),
+                hit_max_length,
+            });
         }
         Ok(out)
     }
 
-    fn token_count(&self, text: &str) -> Result<usize> {
-        self.tokenizer.token_count(text)
+    fn batch_size(&self) -> usize {
+        self.batch_size
     }
-
     fn max_input_tokens(&self) -> usize {
         self.model.max_positions()
     }
@@ -369,123 +463,22 @@ impl Translator for MarianTranslator {
     }
 }
 
-fn preview(s: &str) -> String {
+/// Mean log-probability per generated token: greedy decoding reports each
+/// token's; beam search a sum normalized by `length ^ length_penalty`.
+fn per_token_logprob(hyp: &Hypothesis, length_penalty: f32) -> f32 {
+    let n = hyp.tokens.len().max(1) as f32;
+    if !hyp.token_logprobs.is_empty() {
+        return hyp.token_logprobs.iter().sum::<f32>() / hyp.token_logprobs.len() as f32;
+    }
+    hyp.score * n.powf(length_penalty) / n
+}
+
+pub(crate) fn preview(s: &str) -> String {
     let mut p: String = s.chars().take(60).collect();
     if p.len() < s.len() {
         p.push('…');
     }
     p
-}
-
-/// A document cut into translation units, ready to be put back together.
-///
-/// Markup and blank lines are kept verbatim; each prose segment becomes its
-/// sentences (over-long ones split at safe points), translated one by one and
-/// joined with spaces.
-#[derive(Debug, Clone)]
-pub struct PreparedDocument {
-    segments: Vec<Segment>,
-    /// For each `Segment::Text`, its units.
-    units: Vec<Vec<String>>,
-    /// Notes for the user, e.g. about split sentences.
-    pub warnings: Vec<String>,
-}
-
-impl PreparedDocument {
-    /// Cuts `text` into units of at most `max_tokens` tokens by `count_tokens`.
-    pub fn new(
-        text: &str,
-        format: Format,
-        max_tokens: usize,
-        count_tokens: &dyn Fn(&str) -> usize,
-    ) -> Self {
-        let segments = text::segment(text, format);
-        let mut units = Vec::new();
-        let mut warnings = Vec::new();
-        for seg in &segments {
-            if let Segment::Text(prose) = seg {
-                let mut seg_units = Vec::new();
-                for sentence in text::split_sentences(prose) {
-                    let tokens = count_tokens(&sentence);
-                    if tokens > max_tokens {
-                        let parts = text::split_long(&sentence, max_tokens, count_tokens);
-                        warnings.push(format!(
-                            "a sentence of {tokens} tokens is longer than the model's limit of {max_tokens}; translated in {} parts: {:?}",
-                            parts.len(),
-                            preview(&sentence)
-                        ));
-                        seg_units.extend(parts);
-                    } else {
-                        seg_units.push(sentence);
-                    }
-                }
-                units.push(seg_units);
-            }
-        }
-        Self {
-            segments,
-            units,
-            warnings,
-        }
-    }
-
-    /// All units in document order.
-    pub fn units(&self) -> impl Iterator<Item = &str> {
-        self.units.iter().flatten().map(String::as_str)
-    }
-
-    pub fn unit_count(&self) -> usize {
-        self.units.iter().map(Vec::len).sum()
-    }
-
-    /// Rebuilds the document with `translations` (one per unit, in order).
-    pub fn assemble(&self, translations: &[String]) -> Result<String> {
-        if translations.len() != self.unit_count() {
-            bail!(
-                "internal error: {} translations for {} sentences",
-                translations.len(),
-                self.unit_count()
-            );
-        }
-        let mut out = String::new();
-        let mut next = translations.iter();
-        let mut units = self.units.iter();
-        for seg in &self.segments {
-            match seg {
-                Segment::Keep(s) => out.push_str(s),
-                Segment::Text(_) => {
-                    let n = units.next().map(Vec::len).unwrap_or(0);
-                    let parts: Vec<&str> = next.by_ref().take(n).map(String::as_str).collect();
-                    out.push_str(&parts.join(" "));
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Translates a whole document. `progress(done, total)` is called as
-/// sentences complete; warnings (split sentences, cut outputs) go to `warn`.
-pub fn translate_document(
-    translator: &mut dyn Translator,
-    text: &str,
-    format: Format,
-    progress: &mut dyn FnMut(usize, usize),
-    warn: &mut dyn FnMut(&str),
-) -> Result<String> {
-    let max_tokens = translator.max_input_tokens();
-    let doc = {
-        let t: &dyn Translator = translator;
-        let count = |s: &str| t.token_count(s).unwrap_or(usize::MAX);
-        PreparedDocument::new(text, format, max_tokens, &count)
-    };
-    for w in &doc.warnings {
-        warn(w);
-    }
-    let units: Vec<&str> = doc.units().collect();
-    let translations = translate_units(translator, &units, progress)?;
-    report_warnings(translator.take_warnings(), warn);
-    doc.assemble(&translations)
 }
 
 /// Shows the first few warnings and counts the rest: a broken model can
@@ -503,23 +496,41 @@ pub fn report_warnings(warnings: Vec<String>, warn: &mut dyn FnMut(&str)) {
     }
 }
 
-/// Translates many independent units with progress, in length-sorted
-/// chunks so that batches pad little, returning results in input order.
+/// The one batching layer: translates encoded units (of one document or of
+/// many) in batches of [`Translator::batch_size`], longest first so that
+/// each batch holds units of similar length and pads little; results come
+/// back in input order, their protected spans restored (see [`Unit`]). A
+/// unit with nothing but protected spans, digits and punctuation is passed
+/// through without the model. `progress(done, total)` follows the batches.
 pub fn translate_units(
     translator: &mut dyn Translator,
-    units: &[&str],
+    units: &[&Unit],
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<String>> {
-    const CHUNK: usize = 64;
-    let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(units[i].len()));
-    let mut out = vec![String::new(); units.len()];
-    let mut done = 0;
-    progress(0, units.len());
-    for chunk in order.chunks(CHUNK) {
-        let batch: Vec<&str> = chunk.iter().map(|&i| units[i]).collect();
-        let translated = translator.translate_batch(&batch)?;
-        for (&i, t) in chunk.iter().zip(translated) {
+) -> Result<Vec<Translation>> {
+    let mut out = vec![Translation::default(); units.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(units.len());
+    for (i, unit) in units.iter().enumerate() {
+        if unit.inert {
+            out[i] = Translation::plain(unit.source.clone());
+        } else {
+            order.push(i);
+        }
+    }
+    order.sort_by_key(|&i| std::cmp::Reverse(units[i].ids.len()));
+    let mut done = units.len() - order.len();
+    progress(done, units.len());
+    for chunk in order.chunks(translator.batch_size().max(1)) {
+        let batch: Vec<&Unit> = chunk.iter().map(|&i| units[i]).collect();
+        let translated = translator.translate_scored(&batch)?;
+        if translated.len() != batch.len() {
+            bail!(
+                "internal error: {} translations for a batch of {}",
+                translated.len(),
+                batch.len()
+            );
+        }
+        for (&i, mut t) in chunk.iter().zip(translated) {
+            t.text = units[i].restore(&t.text);
             out[i] = t;
         }
         done += chunk.len();
@@ -529,58 +540,5 @@ pub fn translate_units(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Upper-cases each sentence: enough to check that the driver puts
-    /// every translation back in its place.
-    struct Upper;
-    impl Translator for Upper {
-        fn model_id(&self) -> String {
-            "upper".into()
-        }
-        fn translate_batch(&mut self, s: &[&str]) -> Result<Vec<String>> {
-            Ok(s.iter().map(|x| x.to_uppercase()).collect())
-        }
-        fn token_count(&self, text: &str) -> Result<usize> {
-            Ok(text.split_whitespace().count())
-        }
-        fn max_input_tokens(&self) -> usize {
-            8
-        }
-    }
-
-    #[test]
-    fn document_layout_survives_translation() {
-        let text = "Erster Satz. Zweiter Satz!\n\n\nDritter Absatz.\n";
-        let out = translate_document(&mut Upper, text, Format::Plain, &mut |_, _| {}, &mut |_| {})
-            .unwrap();
-        assert_eq!(out, "ERSTER SATZ. ZWEITER SATZ!\n\n\nDRITTER ABSATZ.\n");
-    }
-
-    #[test]
-    fn long_sentences_are_split_with_a_warning_and_nothing_is_lost() {
-        let text = "eins zwei drei vier fünf sechs sieben acht neun zehn elf zwölf dreizehn.";
-        let mut warnings = Vec::new();
-        let out = translate_document(&mut Upper, text, Format::Plain, &mut |_, _| {}, &mut |w| {
-            warnings.push(w.to_string())
-        })
-        .unwrap();
-        assert_eq!(out, text.to_uppercase());
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-    }
-
-    #[test]
-    fn progress_reaches_the_total() {
-        let mut last = (0, 0);
-        translate_document(
-            &mut Upper,
-            "Eins ist gut. Zwei ist besser. Der Rest ist still.",
-            Format::Plain,
-            &mut |d, t| last = (d, t),
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!(last, (3, 3));
-    }
-}
+#[path = "translate_tests.rs"]
+mod tests;

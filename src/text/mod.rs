@@ -3,13 +3,27 @@
 //! - [`lang`]: parsing `--source de|en` and guessing an article's language.
 //! - [`segment`](mod@segment): cutting a document into prose to translate and markup to
 //!   keep verbatim, losslessly.
+//! - [`markdown`]: the Markdown scanner behind `segment`.
 //! - [`sentences`]: German-aware sentence splitting.
 //! - [`chunk`]: fitting sentences into a model's token budget.
+//! - [`document`]: any supported format as paragraphs to translate and back.
+//! - [`html`]: HTML pages, translated in their DOM; [`readable`]: an HTML
+//!   page's main text (for summaries).
+//! - [`subtitles`]: SRT and WebVTT.
+//! - [`protect`]: URLs, e-mail addresses, code, paths, numbers with units
+//!   and emoji kept byte for byte through translation.
 
 pub mod chunk;
+pub mod document;
+pub mod html;
 pub mod lang;
+pub mod markdown;
+pub mod protect;
+pub mod readable;
 pub mod segment;
+pub mod sentence_words;
 pub mod sentences;
+pub mod subtitles;
 
 pub use chunk::{chunk_sentences, split_long};
 pub use lang::{detect_language, ParseLangError};

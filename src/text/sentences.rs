@@ -27,194 +27,7 @@
 use super::normalize_whitespace;
 use super::segment::{segment, Format, Segment};
 
-/// Abbreviations (lowercase, without the final period) that a sentence
-/// does not end with: titles and words that always introduce something.
-pub const NEVER_FINAL: &[&str] = &[
-    // German
-    "dr", "prof", "hr", "hrn", "nr", "st", "vgl", "bzw", "ca", "sog", "ggf", "ggfs", "evtl", "inkl",
-    "exkl", "zzgl", "bzgl", "bspw", "z.b", "zb", "d.h", "z.t", "u.u", "i.d.r", "dipl", "ing", "lt",
-    "gem", "ggü", "einschl", "entspr", "sr", "jr", "s.o", "s.u", "o.g", // English
-    "mr", "mrs", "ms", "mt", "ft", "vs", "cf", "e.g", "i.e", "approx", "dept", "gen", "gov", "sen",
-    "rep", "rev", "sgt", "capt", "col", "maj", "cmdr", "adm", "fig", "figs", "vol", "vols", "pp",
-];
-
-/// Abbreviations (lowercase, without the final period) that may end a
-/// sentence, or that are also ordinary words ("Art", "Max", "no").
-pub const MAYBE_FINAL: &[&str] = &[
-    // German
-    "usw", "usf", "etc", "u.a", "u.ä", "o.ä", "u.v.m", "mio", "mrd", "tsd", "jh", "jhd", "jhdt",
-    "abs", "art", "bd", "kap", "ziff", "str", "tel", "std", "min", "max", "mind", "rd", "geb",
-    "gest", "fr", "ehem", "stellv", "allg", "anm", "bsp", "v.chr", "n.chr", "chr", "hrsg", "jan",
-    "feb", "febr", "mär", "apr", "jun", "jul", "aug", "sep", "sept", "okt", "nov", "dez", "mo",
-    "di", "mi", "do", "sa", "so", // English
-    "inc", "ltd", "corp", "co", "al", "no", "nos", "est", "ed", "eds", "mar", "oct", "dec", "mon",
-    "tue", "wed", "thu", "fri", "sat", "sun", "a.m", "p.m", "u.s", "u.k", "ph.d",
-];
-
-/// Words that start a sentence but cannot follow an ordinal number, an
-/// abbreviation such as "Mio." or an ellipsis inside a phrase: articles,
-/// pronouns, conjunctions, prepositions and sentence adverbs.
-pub const SENTENCE_STARTERS: &[&str] = &[
-    // German
-    "Der",
-    "Die",
-    "Das",
-    "Dem",
-    "Den",
-    "Des",
-    "Ein",
-    "Eine",
-    "Einer",
-    "Eines",
-    "Einem",
-    "Einen",
-    "Er",
-    "Sie",
-    "Es",
-    "Wir",
-    "Ich",
-    "Ihr",
-    "Man",
-    "Dies",
-    "Diese",
-    "Dieser",
-    "Dieses",
-    "Diesen",
-    "Damit",
-    "Dann",
-    "Danach",
-    "Daher",
-    "Darum",
-    "Deshalb",
-    "Deswegen",
-    "Dennoch",
-    "Doch",
-    "Aber",
-    "Und",
-    "Oder",
-    "Auch",
-    "Außerdem",
-    "Zudem",
-    "Jedoch",
-    "Allerdings",
-    "Trotzdem",
-    "Im",
-    "Am",
-    "Beim",
-    "Vom",
-    "Zum",
-    "Zur",
-    "In",
-    "Auf",
-    "Bei",
-    "Mit",
-    "Nach",
-    "Seit",
-    "Unter",
-    "Über",
-    "Vor",
-    "Für",
-    "Gegen",
-    "Ohne",
-    "Während",
-    "Wegen",
-    "Laut",
-    "So",
-    "Als",
-    "Wie",
-    "Wenn",
-    "Was",
-    "Wer",
-    "Wo",
-    "Warum",
-    "Nun",
-    "Hier",
-    "Dort",
-    "Da",
-    "Heute",
-    "Gestern",
-    "Nicht",
-    "Kein",
-    "Keine",
-    "Alle",
-    "Viele",
-    "Bereits",
-    "Schon",
-    "Noch",
-    "Inzwischen",
-    "Mittlerweile",
-    "Zunächst",
-    "Später",
-    "Zuvor",
-    "Anschließend",
-    "Insgesamt",
-    "Unser",
-    "Unsere",
-    "Sein",
-    "Seine",
-    "Ihre",
-    // English
-    "The",
-    "A",
-    "An",
-    "It",
-    "He",
-    "She",
-    "They",
-    "We",
-    "I",
-    "You",
-    "This",
-    "That",
-    "These",
-    "Those",
-    "There",
-    "Here",
-    "On",
-    "At",
-    "But",
-    "And",
-    "Or",
-    "However",
-    "Then",
-    "After",
-    "Before",
-    "When",
-    "While",
-    "If",
-    "As",
-    "Its",
-    "His",
-    "Her",
-    "Their",
-    "Our",
-    "Now",
-    "Yet",
-    "Also",
-    "Although",
-    "Because",
-    "Since",
-    "Today",
-    "Yesterday",
-    "For",
-    "With",
-    "Without",
-    "By",
-    "From",
-    "To",
-    "Of",
-    "What",
-    "Who",
-    "Why",
-    "How",
-    "Where",
-    "Many",
-    "Some",
-    "Most",
-    "All",
-    "Meanwhile",
-    "Still",
-];
+pub use super::sentence_words::{MAYBE_FINAL, NEVER_FINAL, SENTENCE_STARTERS};
 
 fn is_terminator(c: char) -> bool {
     matches!(c, '.' | '!' | '?' | '…')
@@ -256,6 +69,7 @@ fn is_opener(c: char) -> bool {
 pub fn split_sentences(paragraph: &str) -> Vec<String> {
     let text = normalize_whitespace(paragraph);
     let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let quoted = quotations(&chars);
     let mut sentences = Vec::new();
     let mut start = 0;
     let mut k = 0;
@@ -275,6 +89,9 @@ pub fn split_sentences(paragraph: &str) -> Vec<String> {
         if k >= chars.len() || chars[k].1 != ' ' {
             continue;
         }
+        if quoted.iter().any(|&(open, close)| open < k && k < close) {
+            continue; // inside a quotation: »Es brennt. Lauft!« is one sentence
+        }
         if is_boundary(&text, &chars, run_start, run_end, k + 1) {
             let space = chars[k].0;
             sentences.push(text[start..space].to_string());
@@ -285,6 +102,38 @@ pub fn split_sentences(paragraph: &str) -> Vec<String> {
         sentences.push(text[start..].to_string());
     }
     sentences
+}
+
+/// Longest quotation, in characters, kept in one sentence: an opening
+/// quote without its closing one nearby does not swallow the paragraph.
+const MAX_QUOTATION: usize = 400;
+
+/// Quotations (`»…«`, `«…»`, `„…“`, `„…”`, `“…”`) as (opening, closing)
+/// character indices; a sentence does not end inside one.
+fn quotations(chars: &[(usize, char)]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let closers: &[char] = match chars[i].1 {
+            '»' => &['«'],
+            '«' => &['»'],
+            '„' => &['“', '”'],
+            '“' => &['”'],
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let end = (i + MAX_QUOTATION).min(chars.len());
+        match (i + 1..end).find(|&j| closers.contains(&chars[j].1)) {
+            Some(j) => {
+                out.push((i, j));
+                i = j + 1;
+            }
+            None => i += 1,
+        }
+    }
+    out
 }
 
 /// Every sentence of a plain-text document, paragraph by paragraph
@@ -298,6 +147,71 @@ pub fn sentences_in(text: &str) -> Vec<String> {
         })
         .flatten()
         .collect()
+}
+
+/// The byte ranges of [`sentences_in`]'s sentences within `text` itself
+/// (whitespace as written, not normalized): for cutting a text after its
+/// n-th sentence without touching the rest.
+pub fn sentence_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    for seg in segment(text, Format::Plain) {
+        let (s, is_text) = match &seg {
+            Segment::Text(p) => (p.as_str(), true),
+            Segment::Keep(k) => (k.as_str(), false),
+        };
+        if is_text {
+            let mut cursor = 0;
+            for sentence in split_sentences(s) {
+                let Some(range) = locate(s, cursor, &sentence) else {
+                    break;
+                };
+                cursor = range.end;
+                spans.push(offset + range.start..offset + range.end);
+            }
+        }
+        offset += s.len();
+    }
+    spans
+}
+
+/// Where `sentence` (whitespace normalized) is written in `text` from byte
+/// `from` on: leading whitespace skipped, each single space in `sentence`
+/// matching a run of whitespace.
+fn locate(text: &str, from: usize, sentence: &str) -> Option<std::ops::Range<usize>> {
+    let rest = &text[from..];
+    let start = from + (rest.len() - rest.trim_start().len());
+    let mut it = text[start..].char_indices().peekable();
+    let mut end = start;
+    for c in sentence.chars() {
+        if c == ' ' {
+            let mut any = false;
+            while let Some(&(i, w)) = it.peek() {
+                if !w.is_whitespace() {
+                    break;
+                }
+                any = true;
+                end = start + i + w.len_utf8();
+                it.next();
+            }
+            if !any {
+                return None;
+            }
+        } else {
+            match it.next() {
+                Some((i, o)) if o == c => end = start + i + o.len_utf8(),
+                _ => return None,
+            }
+        }
+    }
+    Some(start..end)
+}
+
+/// Whether `sentence` ends like a finished sentence: a terminator, maybe
+/// followed by closing quotes or brackets.
+pub fn ends_sentence(sentence: &str) -> bool {
+    let s = sentence.trim_end().trim_end_matches(is_closer);
+    s.ends_with(is_terminator)
 }
 
 /// Whether the terminator run `chars[run_start..run_end]`, followed by a
@@ -354,8 +268,18 @@ fn is_boundary(
     if token.is_empty() {
         return true;
     }
+    if token.chars().all(|c| c.is_ascii_digit()) && token.len() == 4 {
+        // A year: "… ausgerufen, im Januar 1871. Wilhelm I. wurde …"
+        // (ordinals that high are rare: "am 13. Januar", "der 100. Geburtstag").
+        return true;
+    }
     if token.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        // "am 13. Januar", "13. 1. 2022", but "… im Jahr 2022. Danach …".
+        // "am 13. Januar", "13. 1. 2022", but "… stieg auf 42. Das war …".
+        return next_is_starter;
+    }
+    if token.len() > 1 && token.chars().all(|c| "IVXLCDM".contains(c)) {
+        // Regnal numerals: "Die Ermordung Heinrichs IV. Anfang Mai …", but
+        // "… heiratete Heinrich VIII. Ihre Ehe …".
         return next_is_starter;
     }
     let lower = token.to_lowercase();
@@ -440,6 +364,21 @@ mod tests {
     }
 
     #[test]
+    fn quotations_stay_whole() {
+        assert_eq!(
+            split("Sie sagte: »Es brennt. Lauft schnell!« Dann war es still. »Wirklich?« »Ja!«"),
+            vec![
+                "Sie sagte: »Es brennt. Lauft schnell!«",
+                "Dann war es still.",
+                "»Wirklich?«",
+                "»Ja!«"
+            ]
+        );
+        // An opening quote that never closes does not hold sentences together.
+        assert_eq!(split("„Es brennt. Lauft!"), vec!["„Es brennt.", "Lauft!"]);
+    }
+
+    #[test]
     fn question_inside_a_quote_before_a_comma_is_no_boundary() {
         whole("„Wo bist du?“, fragte er.");
     }
@@ -500,6 +439,35 @@ mod tests {
             split("Das geschah 2022. Danach wurde es ruhig."),
             vec!["Das geschah 2022.", "Danach wurde es ruhig."]
         );
+    }
+
+    #[test]
+    fn regnal_numerals_years_and_more_abbreviations() {
+        whole("Die Ermordung Heinrichs IV. Anfang Mai 1610 erschütterte Europa.");
+        whole("Ludwig XIV. regierte lange.");
+        assert_eq!(
+            split("Anna Boleyn heiratete 1533 Heinrich VIII. Ihre Ehe hielt nur drei Jahre."),
+            vec![
+                "Anna Boleyn heiratete 1533 Heinrich VIII.",
+                "Ihre Ehe hielt nur drei Jahre."
+            ]
+        );
+        assert_eq!(
+            split("Das Reich wurde ausgerufen, im Januar 1871. Wilhelm I. wurde Kaiser."),
+            vec![
+                "Das Reich wurde ausgerufen, im Januar 1871.",
+                "Wilhelm I. wurde Kaiser."
+            ]
+        );
+        for text in [
+            "Die Studie (vgl. Abb. 3) zeigt einen Trend.",
+            "Sie erschien beim Verlag Gebr. Mann in Berlin.",
+            "Der Dipl.-Ing. Klaus Weber leitet das Projekt.",
+            "Wir trafen Dr. med. Meyer in der Stadt.",
+            "Siehe S. 12 ff. und Tab. 4 im Anhang.",
+        ] {
+            whole(text);
+        }
     }
 
     #[test]
@@ -632,5 +600,32 @@ mod tests {
             assert_eq!(sentences.join(" "), normalize_whitespace(&paragraph));
             assert!(sentences.iter().all(|s| !s.is_empty() && s.trim() == s));
         }
+    }
+
+    #[test]
+    fn sentence_spans_point_into_the_text_as_written() {
+        let text = "**Summary:**\n\nThe mayor  said\nnothing. Dr. Weber\tagreed!\n\n- A list item\n- Another one";
+        let spans = sentence_spans(text);
+        let got: Vec<&str> = spans.iter().map(|r| &text[r.clone()]).collect();
+        let want: Vec<String> = sentences_in(text);
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(normalize_whitespace(g), *w);
+        }
+        assert_eq!(got[1], "The mayor  said\nnothing.");
+        assert_eq!(got[2], "Dr. Weber\tagreed!");
+        // Ranges are ordered and do not overlap.
+        assert!(spans.windows(2).all(|w| w[0].end <= w[1].start));
+    }
+
+    #[test]
+    fn finished_sentences_are_recognised() {
+        assert!(ends_sentence("It rained."));
+        assert!(ends_sentence("He said: \"Go!\" "));
+        assert!(ends_sentence("(See above.)"));
+        assert!(ends_sentence("Really…"));
+        assert!(!ends_sentence("It was admitted to hospit"));
+        assert!(!ends_sentence("Summary:"));
+        assert!(!ends_sentence(""));
     }
 }

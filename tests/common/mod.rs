@@ -64,6 +64,67 @@ pub struct MockRepo {
     pub files: HashMap<String, Vec<u8>>,
     /// Answer every request for it with this status and X-Error-Code.
     pub refuse: Option<(u16, &'static str)>,
+    /// Discussions and pull requests, numbered from 1 in this order.
+    pub discussions: Vec<MockDiscussion>,
+}
+
+/// A discussion, or a pull request (`files` is then its branch `refs/pr/N`).
+pub struct MockDiscussion {
+    pub author: String,
+    pub title: String,
+    pub status: &'static str,
+    /// `Some` for a pull request: the files of its branch.
+    pub files: Option<HashMap<String, Vec<u8>>>,
+}
+
+/// The title and author of the Hub's safetensors conversion PRs.
+pub const CONVERSION_TITLE: &str = "Adding `safetensors` variant of this model";
+pub const CONVERSION_BOT: &str = "SFconvertbot";
+
+impl MockDiscussion {
+    pub fn pull_request(author: &str, title: &str, files: &[(&str, &[u8])]) -> Self {
+        Self {
+            author: author.to_string(),
+            title: title.to_string(),
+            status: "open",
+            files: Some(
+                files
+                    .iter()
+                    .map(|(name, content)| (name.to_string(), content.to_vec()))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn discussion(author: &str, title: &str) -> Self {
+        Self {
+            author: author.to_string(),
+            title: title.to_string(),
+            status: "open",
+            files: None,
+        }
+    }
+}
+
+/// The commit of pull request `num` in the mock (distinct from [`COMMIT`]).
+pub fn pr_commit(num: usize) -> String {
+    format!("{num:0>8}{}", &COMMIT[8..])
+}
+
+/// Files Git LFS stores on the Hub (they get an `lfs` entry in the API).
+fn is_lfs(name: &str) -> bool {
+    [
+        ".bin",
+        ".safetensors",
+        ".spm",
+        ".ot",
+        ".h5",
+        ".msgpack",
+        ".onnx",
+        ".gguf",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
 }
 
 impl MockRepo {
@@ -76,7 +137,122 @@ impl MockRepo {
                 .map(|(name, content)| (name.to_string(), content.to_vec()))
                 .collect(),
             refuse: None,
+            discussions: Vec::new(),
         }
+    }
+
+    /// The files and commit of a revision: `main`, the main commit,
+    /// `refs/pr/N` or a PR's commit.
+    fn revision(&self, revision: &str) -> Option<(String, &HashMap<String, Vec<u8>>)> {
+        if revision == "main" || revision == self.commit {
+            return Some((self.commit.clone(), &self.files));
+        }
+        self.discussions.iter().enumerate().find_map(|(i, d)| {
+            let commit = pr_commit(i + 1);
+            let files = d.files.as_ref()?;
+            (revision == format!("refs/pr/{}", i + 1) || revision == commit)
+                .then_some((commit, files))
+        })
+    }
+}
+
+/// `GET /api/models/{repo}/revision/{rev}[?blobs=true]`, shaped as the Hub answers.
+fn model_info(
+    repo: &MockRepo,
+    commit: &str,
+    files: &HashMap<String, Vec<u8>>,
+    blobs: bool,
+) -> String {
+    let mut names: Vec<&String> = files.keys().collect();
+    names.sort();
+    let siblings: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            let content = &files[name.as_str()];
+            if !blobs {
+                return serde_json::json!({"rfilename": name});
+            }
+            let sha = sha256_hex(content);
+            let mut sibling = serde_json::json!({
+                "rfilename": name, "blobId": &sha[..40], "size": content.len()
+            });
+            if is_lfs(name) {
+                sibling["lfs"] =
+                    serde_json::json!({"sha256": sha, "size": content.len(), "pointerSize": 134});
+            }
+            sibling
+        })
+        .collect();
+    let owner = repo.repo.split('/').next().unwrap_or_default();
+    serde_json::json!({
+        "_id": "621ffdc036468d709f17434d", "id": repo.repo, "modelId": repo.repo,
+        "author": owner, "sha": commit, "lastModified": "2023-08-16T11:27:50.000Z",
+        "private": false, "disabled": false, "gated": false, "downloads": 0, "likes": 0,
+        "library_name": "transformers", "pipeline_tag": "translation",
+        "tags": ["transformers", "pytorch", "tf", "rust", "marian", "text2text-generation", "translation", "de", "en", "license:cc-by-4.0", "endpoints_compatible", "region:us"],
+        "createdAt": "2022-03-02T23:29:04.000Z", "siblings": siblings
+    })
+    .to_string()
+}
+
+/// `GET /api/models/{repo}/discussions?p=N`: 50 per page, as the Hub pages them.
+fn discussions_page(repo: &MockRepo, page: usize) -> String {
+    let all: Vec<serde_json::Value> = repo
+        .discussions
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, d)| {
+            serde_json::json!({
+                "num": i + 1,
+                "author": {"avatarUrl": "/avatars/0.svg", "fullname": d.author, "name": d.author,
+                           "type": "user", "isPro": false, "isHf": false, "isMod": false},
+                "repo": {"name": repo.repo, "type": "model"},
+                "title": d.title, "status": d.status,
+                "createdAt": "2023-05-08T10:05:36.000Z",
+                "isPullRequest": d.files.is_some(),
+                "numComments": 1, "topReactions": [], "numReactionUsers": 0, "pinned": false,
+                "repoOwner": {"name": repo.repo.split('/').next().unwrap_or_default(),
+                              "isParticipating": false, "type": "org", "isDiscussionAuthor": false}
+            })
+        })
+        .collect();
+    let start = page * 50;
+    let slice: Vec<&serde_json::Value> = all.iter().skip(start).take(50).collect();
+    let closed = repo
+        .discussions
+        .iter()
+        .filter(|d| d.status == "closed")
+        .count();
+    serde_json::json!({"discussions": slice, "count": all.len(), "start": start,
+                       "numClosedDiscussions": closed})
+    .to_string()
+}
+
+/// `GET /api/models/{repo}/refs?include_prs=1`.
+fn refs_reply(repo: &MockRepo) -> String {
+    let prs: Vec<serde_json::Value> = repo
+        .discussions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.files.is_some())
+        .map(|(i, _)| {
+            let name = format!("refs/pr/{}", i + 1);
+            serde_json::json!({"name": name, "ref": name, "targetCommit": pr_commit(i + 1)})
+        })
+        .collect();
+    serde_json::json!({
+        "branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.commit}],
+        "converts": [], "tags": [], "pullRequests": prs
+    })
+    .to_string()
+}
+
+fn json_reply(body: String) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: body.into_bytes(),
     }
 }
 
@@ -138,6 +314,7 @@ fn error_reply(status: u16, code: &str, commit: Option<&str>) -> Reply {
 
 fn route(path: &str, range: Option<&str>, repos: &[MockRepo]) -> Reply {
     let find = |owner_name: &str| repos.iter().find(|r| r.repo == owner_name);
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     if let Some(rest) = path.strip_prefix("/api/models/") {
         let parts: Vec<&str> = rest.splitn(4, '/').collect();
         let Some(repo) = find(&format!("{}/{}", parts[0], parts.get(1).unwrap_or(&""))) else {
@@ -146,21 +323,27 @@ fn route(path: &str, range: Option<&str>, repos: &[MockRepo]) -> Reply {
         if let Some((status, code)) = repo.refuse {
             return error_reply(status, code, None);
         }
-        let mut names: Vec<&String> = repo.files.keys().collect();
-        names.sort();
-        let siblings: Vec<String> = names
-            .iter()
-            .map(|n| format!("{{\"rfilename\":\"{n}\"}}"))
-            .collect();
-        let body = format!(
-            "{{\"sha\":\"{}\",\"siblings\":[{}]}}",
-            repo.commit,
-            siblings.join(",")
-        );
-        return Reply {
-            status: 200,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: body.into_bytes(),
+        let blobs = query
+            .split('&')
+            .any(|q| q == "blobs=true" || q == "blobs=1");
+        return match parts.get(2).copied().unwrap_or("") {
+            "discussions" => {
+                let page = query
+                    .split('&')
+                    .find_map(|q| q.strip_prefix("p="))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                json_reply(discussions_page(repo, page))
+            }
+            "refs" => json_reply(refs_reply(repo)),
+            "revision" => {
+                let revision = parts.get(3).unwrap_or(&"").replace("%2F", "/");
+                match repo.revision(&revision) {
+                    Some((commit, files)) => json_reply(model_info(repo, &commit, files, blobs)),
+                    None => error_reply(404, "RevisionNotFound", None),
+                }
+            }
+            _ => json_reply(model_info(repo, &repo.commit, &repo.files, blobs)),
         };
     }
     // /{owner}/{name}/resolve/{revision}/{file}
@@ -174,11 +357,11 @@ fn route(path: &str, range: Option<&str>, repos: &[MockRepo]) -> Reply {
     if let Some((status, code)) = repo.refuse {
         return error_reply(status, code, None);
     }
-    if parts[3] != "main" && parts[3] != repo.commit {
+    let Some((commit, files)) = repo.revision(&parts[3].replace("%2F", "/")) else {
         return error_reply(404, "RevisionNotFound", None);
-    }
-    let Some(content) = repo.files.get(parts[4]) else {
-        return error_reply(404, "EntryNotFound", Some(&repo.commit));
+    };
+    let Some(content) = files.get(parts[4]) else {
+        return error_reply(404, "EntryNotFound", Some(&commit));
     };
     let len = content.len();
     let (start, end) = range
@@ -202,7 +385,7 @@ fn route(path: &str, range: Option<&str>, repos: &[MockRepo]) -> Reply {
         status: 206,
         headers: vec![
             ("ETag".into(), format!("\"{}\"", sha256_hex(content))),
-            ("X-Repo-Commit".into(), repo.commit.clone()),
+            ("X-Repo-Commit".into(), commit.clone()),
             ("Content-Range".into(), format!("bytes {start}-{end}/{len}")),
         ],
         body,
@@ -283,6 +466,25 @@ pub fn fixture(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// A folder like `git clone` of a 2020 opus-mt repo gives: the tiny Marian
+/// model with only the legacy `pytorch_model.bin`, plus the files the Hub
+/// repos carry that tolk must ignore.
+pub fn legacy_marian_clone(dir: &Path) {
+    for entry in std::fs::read_dir(fixture("marian-tiny")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "model.safetensors" {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(
+        fixture("pytorch/marian-tiny-legacy.bin"),
+        dir.join("pytorch_model.bin"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("rust_model.ot"), b"not read").unwrap();
+    std::fs::write(dir.join("tf_model.h5"), b"not read").unwrap();
+}
+
 // ---- Running the tolk binary in isolation ----
 
 /// The repository root.
@@ -290,17 +492,37 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// tolk with a private, empty HF cache and an unreachable endpoint, so no
-/// test can touch the network or the user's cache.
+/// The endpoint every test run of tolk is given: nothing listens there.
+pub const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
+
+/// tolk with a clean environment (no token, no offline switch, no cache
+/// location of the user's), a private, empty HF cache under `home` and an
+/// unreachable endpoint, so no test can touch the network or the user's
+/// cache: the one isolation every test that runs the binary uses.
 pub fn isolated_tolk(home: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tolk"));
-    cmd.env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("HUGGINGFACE_HUB_CACHE")
+    cmd.env_clear()
+        .env("HOME", home)
         .env("HF_HOME", home.join("hf"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_ENDPOINT", DEAD_ENDPOINT)
         .env("RAYON_NUM_THREADS", "2");
     cmd
+}
+
+/// [`isolated_tolk`] as an `assert_cmd` command.
+pub fn tolk(home: &Path) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(isolated_tolk(home))
+}
+
+/// The standard output of a run that must have succeeded (else its stderr
+/// is the failure message).
+pub fn stdout_ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 // ---- Running parity tests on a GPU ----

@@ -1,5 +1,6 @@
-//! AVX2 dot products of GGUF weight blocks (Q4_1, Q5_0, Q8_0) with
-//! activations quantized to 8 bits, after ggml's x86 kernels.
+//! AVX2 dot products of GGUF weight blocks (Q4_1, Q5_0, Q8_0, and the
+//! K-quants Q4_K, Q5_K, Q6_K) with activations quantized to 8 bits per
+//! 32 values, after ggml's x86 kernels.
 //!
 //! candle 0.11 multiplies Q4_1 and Q5_0 with scalar code, and tolk used to
 //! requantize them to Q8_0 at load; but a token of decoding streams every
@@ -17,22 +18,47 @@ const PREFETCH_BLOCKS: usize = 8;
 /// Values per quantization block, in every format here.
 pub const QK: usize = 32;
 
+/// Values per K-quant super-block (Q4_K, Q5_K, Q6_K).
+pub const QK_K: usize = 256;
+
 /// The weight formats with a kernel here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Q4_1,
     Q5_0,
     Q8_0,
+    /// 256-value super-blocks of eight 32-value sub-blocks, 6-bit scales and mins.
+    Q4K,
+    /// Q4K with a fifth bit per value.
+    Q5K,
+    /// 256-value super-blocks of sixteen 16-value sub-blocks, 8-bit scales, 6-bit values.
+    Q6K,
 }
 
 impl Format {
-    /// Bytes of one block of 32 weights (ggml's layout).
+    /// Values per block of ggml's layout.
+    pub fn block_values(self) -> usize {
+        match self {
+            Format::Q4_1 | Format::Q5_0 | Format::Q8_0 => QK,
+            Format::Q4K | Format::Q5K | Format::Q6K => QK_K,
+        }
+    }
+
+    /// Bytes of one block (ggml's layout).
     pub fn block_bytes(self) -> usize {
         match self {
             Format::Q4_1 => 20,
             Format::Q5_0 => 22,
             Format::Q8_0 => 34,
+            Format::Q4K => 144,
+            Format::Q5K => 176,
+            Format::Q6K => 210,
         }
+    }
+
+    /// Bytes of one weight row of `k` values (`k` a multiple of [`Self::block_values`]).
+    pub fn row_bytes(self, k: usize) -> usize {
+        k / self.block_values() * self.block_bytes()
     }
 }
 
@@ -109,7 +135,12 @@ impl Avx2 {
             return;
         }
         assert!(out.len().is_multiple_of(m));
-        let row_bytes = acts.blocks * format.block_bytes();
+        let k = acts.blocks * QK;
+        assert!(
+            k.is_multiple_of(format.block_values()),
+            "rows are not whole blocks"
+        );
+        let row_bytes = format.row_bytes(k);
         let n = out.len() / m;
         assert!(
             weights.len() >= (first + n) * row_bytes,
@@ -121,6 +152,9 @@ impl Avx2 {
                 Format::Q4_1 => rows_kernel::<Q4_1>(weights, row_bytes, first, acts, out),
                 Format::Q5_0 => rows_kernel::<Q5_0>(weights, row_bytes, first, acts, out),
                 Format::Q8_0 => rows_kernel::<Q8_0>(weights, row_bytes, first, acts, out),
+                Format::Q4K => rows_kernel::<Q4K>(weights, row_bytes, first, acts, out),
+                Format::Q5K => rows_kernel::<Q5K>(weights, row_bytes, first, acts, out),
+                Format::Q6K => rows_kernel::<Q6K>(weights, row_bytes, first, acts, out),
             }
         }
     }
@@ -283,18 +317,21 @@ unsafe fn round_to_f16(x: f32) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(half))
 }
 
-/// One weight block format: how to unpack 32 weights into byte lanes.
+/// One weight format: how to unpack the 32 weights of block `b` of a row
+/// (for K-quants, a 32-value slice of a 256-value super-block) into byte lanes.
 #[cfg(target_arch = "x86_64")]
 trait Block {
-    /// Q4_1 weights are unsigned with an offset (`min`); the others signed.
+    /// Q4_1/Q4_K/Q5_K weights are unsigned with an offset (`min`); the others signed.
     const UNSIGNED: bool;
-    /// Bytes per block, as [`Format::block_bytes`].
+    /// About how many bytes of a row hold 32 weights (for prefetching).
     const BYTES: usize;
-    /// The 32 weights as bytes, the scale, and the offset (0 when none).
+    /// The 32 weights as bytes, the scale of each group of four (the eight
+    /// lanes of `madd` sums), and the offset added to every weight (0 when none).
     ///
     /// # Safety
-    /// `p` points at a whole block; the CPU has AVX2, FMA and F16C.
-    unsafe fn load(p: *const u8) -> (__m256i, f32, f32);
+    /// `row` points at a whole weight row with at least `b + 1` blocks of 32;
+    /// the CPU has AVX2, FMA and F16C.
+    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -303,6 +340,12 @@ struct Q4_1;
 struct Q5_0;
 #[cfg(target_arch = "x86_64")]
 struct Q8_0;
+#[cfg(target_arch = "x86_64")]
+struct Q4K;
+#[cfg(target_arch = "x86_64")]
+struct Q5K;
+#[cfg(target_arch = "x86_64")]
+struct Q6K;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -345,8 +388,10 @@ impl Block for Q4_1 {
     const BYTES: usize = 20;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
-        (bytes_from_nibbles_32(p.add(4)), f16_at(p), f16_at(p.add(2)))
+    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
+        let p = row.add(b * Self::BYTES);
+        let d = _mm256_set1_ps(f16_at(p));
+        (bytes_from_nibbles_32(p.add(4)), d, f16_at(p.add(2)))
     }
 }
 
@@ -356,13 +401,14 @@ impl Block for Q5_0 {
     const BYTES: usize = 22;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
+    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
+        let p = row.add(b * Self::BYTES);
         // value = (nibble | high bit << 4) - 16: where the high bit is clear,
         // or-ing 0xF0 into the nibble gives nibble - 16 as a signed byte.
         let low = bytes_from_nibbles_32(p.add(6));
         let high =
             _mm256_andnot_si256(bytes_from_bits_32(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
-        (_mm256_or_si256(low, high), f16_at(p), 0.0)
+        (_mm256_or_si256(low, high), _mm256_set1_ps(f16_at(p)), 0.0)
     }
 }
 
@@ -372,12 +418,120 @@ impl Block for Q8_0 {
     const BYTES: usize = 34;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
+    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
+        let p = row.add(b * Self::BYTES);
         (
             _mm256_loadu_si256(p.add(2) as *const __m256i),
-            f16_at(p),
+            _mm256_set1_ps(f16_at(p)),
             0.0,
         )
+    }
+}
+
+/// The 6-bit scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K
+/// super-block, packed in 12 bytes as ggml's `get_scale_min_k4` reads them.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn scale_min_k4(j: usize, q: *const u8) -> (f32, f32) {
+    let at = |i: usize| *q.add(i);
+    if j < 4 {
+        ((at(j) & 63) as f32, (at(j + 4) & 63) as f32)
+    } else {
+        let d = (at(j + 4) & 0x0F) | ((at(j - 4) >> 6) << 4);
+        let m = (at(j + 4) >> 4) | ((at(j) >> 6) << 4);
+        (d as f32, m as f32)
+    }
+}
+
+/// The four-bit values of sub-block `j` of a Q4_K/Q5_K super-block whose
+/// 128 bytes of nibbles start at `qs`: each 32 bytes hold two sub-blocks,
+/// the first in the low nibbles.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn k_nibbles(qs: *const u8, j: usize) -> __m256i {
+    let bytes = _mm256_loadu_si256(qs.add(32 * (j / 2)) as *const __m256i);
+    let shifted = if j.is_multiple_of(2) {
+        bytes
+    } else {
+        _mm256_srli_epi16::<4>(bytes)
+    };
+    _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Block for Q4K {
+    const UNSIGNED: bool = true;
+    const BYTES: usize = 18;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
+        // d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128]
+        let p = row.add(b / 8 * 144);
+        let j = b % 8;
+        let (sc, m) = scale_min_k4(j, p.add(4));
+        let q = k_nibbles(p.add(16), j);
+        (q, _mm256_set1_ps(f16_at(p) * sc), -f16_at(p.add(2)) * m)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Block for Q5K {
+    const UNSIGNED: bool = true;
+    const BYTES: usize = 22;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
+        // d: f16, dmin: f16, scales: [u8; 12], qh: [u8; 32], qs: [u8; 128];
+        // bit j of qh[l] is the fifth bit of value l of sub-block j.
+        let p = row.add(b / 8 * 176);
+        let j = b % 8;
+        let (sc, m) = scale_min_k4(j, p.add(4));
+        let low = k_nibbles(p.add(48), j);
+        let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
+        let bit = _mm256_and_si256(
+            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(j as i32)),
+            _mm256_set1_epi8(1),
+        );
+        let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(bit));
+        (q, _mm256_set1_ps(f16_at(p) * sc), -f16_at(p.add(2)) * m)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Block for Q6K {
+    const UNSIGNED: bool = false;
+    const BYTES: usize = 26;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
+        // ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16. Each half
+        // (128 values) has 64 bytes of ql and 32 of qh; its 32-value slice
+        // t takes ql[32 (t % 2)..] (nibble t / 2) and bits 2t of qh, and
+        // the scales 2t, 2t + 1 of the half (16 values each).
+        let p = row.add(b / 8 * 210);
+        let jj = b % 8;
+        let (half, t) = (jj / 4, jj % 4);
+        let ql = _mm256_loadu_si256(p.add(64 * half + 32 * (t % 2)) as *const __m256i);
+        let low = if t / 2 == 0 {
+            ql
+        } else {
+            _mm256_srli_epi16::<4>(ql)
+        };
+        let low = _mm256_and_si256(low, _mm256_set1_epi8(0x0F));
+        let qh = _mm256_loadu_si256(p.add(128 + 32 * half) as *const __m256i);
+        let high = _mm256_and_si256(
+            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * t as i32)),
+            _mm256_set1_epi8(3),
+        );
+        let q = _mm256_sub_epi8(
+            _mm256_or_si256(low, _mm256_slli_epi16::<4>(high)),
+            _mm256_set1_epi8(32),
+        );
+        let scales = p.add(192 + 8 * half + 2 * t) as *const i8;
+        let d = f16_at(p.add(208));
+        let (s0, s1) = (d * *scales as f32, d * *scales.add(1) as f32);
+        (q, _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1), 0.0)
     }
 }
 
@@ -469,7 +623,7 @@ unsafe fn dot_tile<B: Block, const W: usize, const R: usize>(
             _mm_prefetch::<_MM_HINT_T0>(
                 w[k].wrapping_add((b + PREFETCH_BLOCKS) * B::BYTES) as *const i8
             );
-            let (qw, dw, mw) = B::load(w[k].add(b * B::BYTES));
+            let (qw, dw, mw) = B::load(w[k], b);
             // maddubs multiplies unsigned by signed bytes: signed weights
             // lend their sign to the activations.
             let uw = if B::UNSIGNED {
@@ -484,7 +638,8 @@ unsafe fn dot_tile<B: Block, const W: usize, const R: usize>(
                     _mm256_sign_epi8(qa[r], qw)
                 };
                 let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(uw, sq), ones));
-                acc[k][r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[r]), dot, acc[k][r]);
+                let scale = _mm256_mul_ps(dw, _mm256_set1_ps(da[r]));
+                acc[k][r] = _mm256_fmadd_ps(scale, dot, acc[k][r]);
                 if B::UNSIGNED {
                     offsets[k][r] += mw * sa[r];
                 }

@@ -10,6 +10,8 @@
 //! (map-reduce, repeated until it fits), never silently truncated.
 
 pub mod generate;
+mod gguf_header;
+pub mod length;
 pub mod loader;
 pub mod prompt;
 pub mod safetensors;
@@ -23,7 +25,8 @@ use crate::models::causal_lm::CausalLm;
 use crate::text::{self, Lang};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use generate::generate;
+use generate::generate_limited;
+use length::LengthLimit;
 use prompt::{PromptFormat, Task};
 use std::path::Path;
 use tokens::PromptTokenizer;
@@ -58,12 +61,14 @@ impl Default for LlmOptions {
     }
 }
 
-/// The token budget for a summary of `length`: generous, since the model
-/// should stop by itself; the limit only guards against rambling.
+/// The token budget for a summary of `length`: generous, since generation
+/// stops as soon as the length is reached ([`length`]); the budget only
+/// guards against a sentence that never ends. A summarizer uses at most a
+/// quarter of its model's context for it (the rest is for the article).
 pub fn default_max_new_tokens(length: SummaryLength) -> usize {
     match length {
-        SummaryLength::Sentences(n) => 48 * n.max(1) + 32,
-        SummaryLength::Words(n) => 2 * n.max(1) + 32,
+        SummaryLength::Sentences(n) => 64 * n.max(1) + 64,
+        SummaryLength::Words(n) => 3 * n.max(1) + 64,
     }
 }
 
@@ -112,6 +117,17 @@ impl LlmSummarizer {
             file_label(dir),
             loaded.model_type,
         ))
+    }
+
+    /// A summarizer over a model and tokenizer built elsewhere (tests
+    /// drive it with scripted models), named `model_id`.
+    pub fn from_parts(
+        model: Box<dyn CausalLm>,
+        tokenizer: PromptTokenizer,
+        opts: LlmOptions,
+        model_id: impl Into<String>,
+    ) -> Self {
+        Self::assemble(model, tokenizer, opts, model_id.into(), "custom".into())
     }
 
     fn assemble(
@@ -175,7 +191,7 @@ impl LlmSummarizer {
     fn max_new(&self, length: SummaryLength) -> usize {
         self.opts
             .max_new_tokens
-            .unwrap_or_else(|| default_max_new_tokens(length))
+            .unwrap_or_else(|| default_max_new_tokens(length).min((self.context_len() / 4).max(1)))
     }
 
     /// Prompt ids for `task` over `text`, with the stop strings of the format.
@@ -187,14 +203,15 @@ impl LlmSummarizer {
         Ok((ids, parts.stop_strings))
     }
 
-    /// One model pass; true `stream` forwards text to `on_text`.
+    /// One model pass, its answer held to `length`; streams to `on_text`.
     fn run(
         &mut self,
         task: Task,
         text: &str,
-        max_new: usize,
+        length: SummaryLength,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<String> {
+        let max_new = self.max_new(length);
         let (ids, stops) = self.prompt(task, text)?;
         let budget = self.context_len();
         if ids.len() + max_new > budget {
@@ -203,7 +220,8 @@ impl LlmSummarizer {
                 ids.len()
             );
         }
-        let out = generate(
+        let limit = LengthLimit::new(length);
+        let out = generate_limited(
             self.model.as_mut(),
             &self.tokenizer,
             &ids,
@@ -211,9 +229,16 @@ impl LlmSummarizer {
             &stops,
             &self.opts.sampling,
             self.opts.prefill_chunk,
+            Some(&limit),
             on_text,
         )?;
         self.stats.add(&out.stats);
+        if out.text.is_empty() && out.stats.hit_token_limit && out.stats.generated_tokens > 0 {
+            bail!(
+                "the model wrote no complete sentence within its budget of {max_new} tokens \
+                 (ask for a shorter summary or try another model)"
+            );
+        }
         Ok(out.text)
     }
 
@@ -251,7 +276,7 @@ impl LlmSummarizer {
         let whole = Task::Summarize { lang, length };
         let (ids, _) = self.prompt(whole, text)?;
         if ids.len() + max_new <= self.context_len() {
-            return self.run(whole, text, max_new, on_text);
+            return self.run(whole, text, length, on_text);
         }
         // Map: summarize parts that fit, each on its own.
         let part_task = Task::SummarizePart { lang, length };
@@ -260,7 +285,7 @@ impl LlmSummarizer {
         let parts = text::chunk_sentences(&sentences, budget, &|s| self.count_tokens(s));
         let mut partials = Vec::with_capacity(parts.len());
         for part in &parts {
-            let summary = self.run(part_task, part, max_new, &mut |_| {})?;
+            let summary = self.run(part_task, part, length, &mut |_| {})?;
             if !summary.is_empty() {
                 partials.push(summary);
             }
@@ -284,7 +309,7 @@ impl LlmSummarizer {
         let joined = partials.join("\n\n");
         let (ids, _) = self.prompt(task, &joined)?;
         if ids.len() + max_new <= self.context_len() {
-            return self.run(task, &joined, max_new, on_text);
+            return self.run(task, &joined, length, on_text);
         }
         if round >= MAX_COMBINE_ROUNDS {
             bail!("the partial summaries still do not fit the context after {round} rounds of combining");
@@ -300,7 +325,7 @@ impl LlmSummarizer {
         }
         let mut next = Vec::with_capacity(groups.len());
         for group in &groups {
-            let summary = self.run(task, group, max_new, &mut |_| {})?;
+            let summary = self.run(task, group, length, &mut |_| {})?;
             if !summary.is_empty() {
                 next.push(summary);
             }

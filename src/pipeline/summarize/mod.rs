@@ -9,9 +9,9 @@ use anyhow::Result;
 /// How long a summary should be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SummaryLength {
-    /// About this many sentences.
+    /// At most this many sentences (the llm engine holds it; see `llm::length`).
     Sentences(usize),
-    /// At most about this many words.
+    /// At most this many words, in whole sentences.
     Words(usize),
 }
 
@@ -45,5 +45,10 @@ pub trait Summarizer {
     /// each new piece to `on_text` as it arrives (for `--stream`); the return
     /// value is always the whole summary.
     fn summarize(&mut self, req: &SummaryRequest, on_text: &mut dyn FnMut(&str)) -> Result<String>;
+    /// Notes gathered since the last call (e.g. that an article was
+    /// summarized in parts), for the caller to show.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 pub mod llm;

@@ -18,19 +18,17 @@
 //! summarizes the text it is given, whatever `SummaryRequest::lang` says;
 //! for German articles the CLI translates to English first and passes the
 //! translation (`lang: En`). Given `lang: De`, it still summarizes, and
-//! leaves a warning in [`T5Summarizer::take_warnings`].
+//! leaves a warning in [`Summarizer::take_warnings`].
 
 use super::{Summarizer, SummaryLength, SummaryRequest};
-use crate::generation::{self, EarlyStopping, GenerationConfig, Hypothesis, StepModel};
+use crate::checkpoint::{Checkpoint, GenerationFile, ModelType};
+use crate::generation::{self, GenerationConfig, Hypothesis, StepModel};
 use crate::hub::ModelFiles;
 use crate::models::t5::{Config, DecoderState, T5Model};
 use crate::text::{chunk_sentences, normalize_whitespace, sentences_in, split_sentences, Lang};
 use crate::tokenize::t5::T5Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use serde::Deserialize;
-use std::path::Path;
 
 /// The task prefix T5 checkpoints were trained with.
 pub const SUMMARIZE_PREFIX: &str = "summarize: ";
@@ -81,29 +79,12 @@ pub fn max_new_tokens_for(length: SummaryLength) -> Result<usize> {
     Ok(tokens.clamp(8, MAX_SUMMARY_TOKENS))
 }
 
-/// `generation_config.json`, the fields decoding uses.
-#[derive(Debug, Default, Deserialize)]
-struct GenerationFile {
-    num_beams: Option<usize>,
-    min_length: Option<usize>,
-    length_penalty: Option<f32>,
-    early_stopping: Option<serde_json::Value>,
-    no_repeat_ngram_size: Option<usize>,
-    bad_words_ids: Option<Vec<Vec<u32>>>,
-    forced_eos_token_id: Option<u32>,
-    decoder_start_token_id: Option<u32>,
-    eos_token_id: Option<serde_json::Value>,
-}
-
-/// Reads a JSON file into `T`, with the file and model in every error.
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, model: &str) -> Result<T> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| anyhow!("{name} of {model} is broken: {e}"))
-}
+/// The checkpoints this engine reads (older ones lack `model_type`).
+const T5: ModelType<'static> = ModelType {
+    what: "a T5 model",
+    accepted: &["t5", "mt5"],
+    required: false,
+};
 
 /// A T5 model, its tokenizer and decoding settings.
 pub struct T5Summarizer {
@@ -124,15 +105,16 @@ impl T5Summarizer {
     /// Loads a T5 model from resolved files (see [`crate::hub::T5_FILES`]).
     pub fn load(files: &ModelFiles, device: &Device, opts: T5Options) -> Result<Self> {
         let source = files.source.to_string();
-        let raw: serde_json::Value = read_json(files.path("config.json")?, &source)?;
-        match raw.get("model_type").and_then(|v| v.as_str()) {
-            Some("t5" | "mt5") | None => {}
-            Some(other) => bail!(
-                "{source} holds a '{other}' model, not a T5 model (model_type must be 't5' or 'mt5')"
-            ),
-        }
+        let checkpoint = Checkpoint::from_files(files);
+        let raw = checkpoint.config(T5, "")?;
         let cfg: Config = serde_json::from_value(raw)
             .map_err(|e| anyhow!("config.json of {source} is not a T5 config: {e}"))?;
+        cfg.validate().map_err(|e| {
+            anyhow!(
+                "config.json of {source}: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )
+        })?;
         if !cfg.is_encoder_decoder {
             bail!("{source} is a T5 encoder only (is_encoder_decoder is false): it cannot generate summaries");
         }
@@ -150,24 +132,11 @@ impl T5Summarizer {
         }
         .with_context(|| format!("tokenizer of {source}"))?;
 
-        let vb = if let Some(path) = files.get("model.safetensors") {
-            // Memory-mapped: the weights are paged in, not copied.
-            unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
-                .with_context(|| format!("{} is not a readable safetensors file", path.display()))?
-        } else if let Some(path) = files.get("pytorch_model.bin") {
-            VarBuilder::from_pth(path, DType::F32, device).with_context(|| {
-                format!("{} is not a readable PyTorch checkpoint", path.display())
-            })?
-        } else {
-            bail!("{source} has no weights (model.safetensors or pytorch_model.bin)");
-        };
+        let vb = checkpoint.var_builder(DType::F32, device)?;
         let model = T5Model::new(&cfg, vb)
             .map_err(|e| anyhow!("the weights of {source} do not fit a T5 model: {e}"))?;
 
-        let file: GenerationFile = match files.get("generation_config.json") {
-            Some(path) => read_json(path, &source)?,
-            None => GenerationFile::default(),
-        };
+        let file = checkpoint.generation()?;
         let generation = generation_config(&cfg, &file, &opts)?;
         let max_input_tokens = opts.max_input_tokens.unwrap_or(DEFAULT_MAX_INPUT_TOKENS);
         let prefix = opts
@@ -202,12 +171,6 @@ impl T5Summarizer {
 
     pub fn model(&self) -> &T5Model {
         &self.model
-    }
-
-    /// Notes gathered since the last call (e.g. that an article was
-    /// summarized in parts), for the caller to show.
-    pub fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
     }
 
     /// Generates up to `max_new_tokens` tokens for each input (token ids
@@ -386,6 +349,10 @@ impl Summarizer for T5Summarizer {
         }
         self.summarize_text(req.text, max_new_tokens, on_text)
     }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
 }
 
 /// Builds decoding settings: user options, then `generation_config.json`,
@@ -395,17 +362,8 @@ fn generation_config(
     file: &GenerationFile,
     opts: &T5Options,
 ) -> Result<GenerationConfig> {
-    let eos = match &file.eos_token_id {
-        Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| v as u32),
-        Some(serde_json::Value::Array(a)) => a.first().and_then(|v| v.as_u64()).map(|v| v as u32),
-        _ => None,
-    }
-    .unwrap_or(cfg.eos_token_id);
-    let early_stopping = match &file.early_stopping {
-        Some(serde_json::Value::Bool(true)) => EarlyStopping::Done,
-        Some(serde_json::Value::String(s)) if s == "never" => EarlyStopping::Never,
-        _ => EarlyStopping::Heuristic,
-    };
+    let eos = file.eos_id().unwrap_or(cfg.eos_token_id);
+    let early_stopping = file.early_stopping();
     let num_beams = opts.num_beams.or(file.num_beams).unwrap_or(1);
     if num_beams == 0 {
         bail!("the number of beams must be at least 1");

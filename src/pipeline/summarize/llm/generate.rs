@@ -2,6 +2,7 @@
 //! repetition guard, stop tokens and stop strings, and streaming of decoded
 //! text that never splits a character or leaks part of a stop string.
 
+use super::length::LengthLimit;
 use super::tokens::PromptTokenizer;
 use crate::device::on_compute_pool;
 use crate::models::causal_lm::CausalLm;
@@ -108,6 +109,34 @@ pub fn generate(
     prefill_chunk: usize,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
+    generate_limited(
+        model,
+        tokenizer,
+        prompt,
+        max_new,
+        stop_strings,
+        opts,
+        prefill_chunk,
+        None,
+        on_text,
+    )
+}
+
+/// [`generate`] held to a [`LengthLimit`]: generation stops once the limit
+/// is reached, the answer ends after its last whole sentence within the
+/// limit, and only text that will be kept is streamed (whole sentences).
+#[allow(clippy::too_many_arguments)]
+pub fn generate_limited(
+    model: &mut dyn CausalLm,
+    tokenizer: &PromptTokenizer,
+    prompt: &[u32],
+    max_new: usize,
+    stop_strings: &[String],
+    opts: &SamplingOptions,
+    prefill_chunk: usize,
+    limit: Option<&LengthLimit>,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Generation> {
     if prompt.is_empty() {
         bail!("empty prompt");
     }
@@ -150,8 +179,9 @@ pub fn generate(
         LogitsProcessor::from_sampling(opts.seed, sampling)
     });
     let mut generated: Vec<u32> = Vec::new();
-    let mut stream = TextStream::new(stop_strings);
+    let mut stream = TextStream::new(stop_strings, limit);
     let mut stopped = false;
+    let mut model_stopped = false;
     while generated.len() < max_new {
         let next = if sampler.is_none() && !logits.device().is_cpu() {
             // Greedy on a GPU: the logits stay there; the guard's few scores
@@ -175,12 +205,21 @@ pub fn generate(
         };
         if tokenizer.is_stop(next) {
             stopped = true;
+            model_stopped = true;
             break;
         }
         generated.push(next);
-        if stream.update(&tokenizer.decode(&generated)?, on_text) {
-            stopped = true;
-            break;
+        match stream.update(&tokenizer.decode(&generated)?, on_text) {
+            Flow::Continue => {}
+            Flow::StopString => {
+                stopped = true;
+                model_stopped = true;
+                break;
+            }
+            Flow::LengthReached => {
+                stopped = true;
+                break;
+            }
         }
         if generated.len() == max_new {
             break;
@@ -188,7 +227,7 @@ pub fn generate(
         let pos = prompt.len() + generated.len() - 1;
         logits = on_compute_pool(|| model.forward(&[next], pos))?;
     }
-    stream.finish(on_text);
+    stream.finish(model_stopped, on_text);
     stats.generated_tokens = generated.len();
     stats.generation_time = start.elapsed();
     stats.hit_token_limit = !stopped;
@@ -262,6 +301,16 @@ fn banned_by_ngram(generated: &[u32], n: usize) -> Vec<u32> {
         .collect()
 }
 
+/// What [`TextStream::update`] tells the generation loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// A stop string appeared: the model ended the answer.
+    StopString,
+    /// The length limit is reached: nothing more could be kept.
+    LengthReached,
+}
+
 /// Turns successive decodings of the growing answer into stream pieces.
 ///
 /// Held back until safe: a trailing U+FFFD (a character whose bytes are not
@@ -269,6 +318,7 @@ fn banned_by_ngram(generated: &[u32], n: usize) -> Vec<u32> {
 /// tail that could be the start of a stop string.
 struct TextStream<'a> {
     stop_strings: &'a [String],
+    limit: Option<&'a LengthLimit>,
     /// Everything passed to `on_text` so far.
     text: String,
     /// The latest safe answer (may run ahead of `text` only by held-back parts
@@ -277,16 +327,17 @@ struct TextStream<'a> {
 }
 
 impl<'a> TextStream<'a> {
-    fn new(stop_strings: &'a [String]) -> Self {
+    fn new(stop_strings: &'a [String], limit: Option<&'a LengthLimit>) -> Self {
         Self {
             stop_strings,
+            limit,
             text: String::new(),
             latest: String::new(),
         }
     }
 
-    /// Feeds the decoding of all generated tokens; true when a stop string appeared.
-    fn update(&mut self, decoded: &str, on_text: &mut dyn FnMut(&str)) -> bool {
+    /// Feeds the decoding of all generated tokens: whether to go on.
+    fn update(&mut self, decoded: &str, on_text: &mut dyn FnMut(&str)) -> Flow {
         let answer = decoded.trim_start();
         let stop_at = self
             .stop_strings
@@ -296,8 +347,10 @@ impl<'a> TextStream<'a> {
             .min();
         if let Some(at) = stop_at {
             self.latest = answer[..at].trim_end().to_string();
-            self.emit_upto(self.latest.len(), on_text);
-            return true;
+            if self.limit.is_none() {
+                self.emit_upto(self.latest.len(), on_text);
+            }
+            return Flow::StopString;
         }
         self.latest = answer.to_string();
         let mut safe = answer.len();
@@ -316,9 +369,18 @@ impl<'a> TextStream<'a> {
             })
             .max()
             .unwrap_or(0);
-        let safe = answer[..safe - held].trim_end().len();
+        let mut safe = answer[..safe - held].trim_end().len();
+        if let Some(limit) = self.limit {
+            let progress = limit.progress(&self.latest);
+            safe = safe.min(progress.settled);
+            if progress.done {
+                self.latest.truncate(progress.settled);
+                self.emit_upto(safe, on_text);
+                return Flow::LengthReached;
+            }
+        }
         self.emit_upto(safe, on_text);
-        false
+        Flow::Continue
     }
 
     fn emit_upto(&mut self, end: usize, on_text: &mut dyn FnMut(&str)) {
@@ -334,9 +396,19 @@ impl<'a> TextStream<'a> {
         }
     }
 
-    /// Sends what was held back, except trailing whitespace.
-    fn finish(&mut self, on_text: &mut dyn FnMut(&str)) {
-        let end = self.latest.trim_end().len();
+    /// Sends what was held back, except trailing whitespace and, under a
+    /// length limit, what the limit drops. `model_stopped`: the model ended
+    /// the answer (else the token budget or the limit did).
+    fn finish(&mut self, model_stopped: bool, on_text: &mut dyn FnMut(&str)) {
+        let end = match self.limit {
+            Some(limit) => limit.finish(&self.latest, model_stopped).len(),
+            None => self.latest.trim_end().len(),
+        };
+        if end < self.text.len() {
+            // Cannot happen: only settled text was streamed. Keep the streamed text.
+            return;
+        }
+        self.latest.truncate(end);
         self.emit_upto(end, on_text);
     }
 }
@@ -347,16 +419,16 @@ mod tests {
 
     fn run(decodings: &[&str], stops: &[&str]) -> (Vec<String>, String, bool) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
-        let mut stream = TextStream::new(&stops);
+        let mut stream = TextStream::new(&stops, None);
         let mut pieces = Vec::new();
         let mut stopped = false;
         for d in decodings {
-            if stream.update(d, &mut |p| pieces.push(p.to_string())) {
+            if stream.update(d, &mut |p| pieces.push(p.to_string())) != Flow::Continue {
                 stopped = true;
                 break;
             }
         }
-        stream.finish(&mut |p| pieces.push(p.to_string()));
+        stream.finish(stopped, &mut |p| pieces.push(p.to_string()));
         (pieces, stream.text, stopped)
     }
 

@@ -1,20 +1,21 @@
 //! Reading a GGUF file into a [`CausalLm`]: header checks, architecture
 //! dispatch, and requantization of tensors that candle multiplies slowly.
 
-use crate::models::candle_qwen::{CandleQwen, QwenWeights};
 use crate::models::causal_lm::{CausalLm, Hparams, TensorSource};
 use crate::models::qlinear;
 use crate::models::quantized_gemma3::{Gemma3Config, QuantizedGemma3};
 use crate::models::quantized_llama::{LlamaConfig, QuantizedLlama};
+use crate::models::quantized_qwen::{QuantizedQwen, QwenConfig, QwenVariant};
+use crate::models::qweight::{MappedBytes, QWeight};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
-use candle_transformers::models::{quantized_qwen2, quantized_qwen3};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The `general.architecture` values tolk can run.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2", "qwen3"];
@@ -72,6 +73,11 @@ pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
     let file =
         File::open(path).with_context(|| format!("{}: cannot open model file", path.display()))?;
     let mut reader = BufReader::new(file);
+    let unreadable = super::gguf_header::unreadable_by_candle(&mut reader)
+        .with_context(|| format!("{}: cannot read model file", path.display()))?;
+    if let Some(why) = unreadable {
+        bail!("{}: not a readable GGUF file ({why})", path.display());
+    }
     let content = Content::read(&mut reader).map_err(|e| {
         anyhow!(
             "{}: not a readable GGUF file ({})",
@@ -83,13 +89,21 @@ pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
         .seek(SeekFrom::End(0))
         .with_context(|| format!("{}: cannot read model file", path.display()))?;
     for (name, info) in &content.tensor_infos {
-        let elems = info.shape.elem_count();
-        let block = info.ggml_dtype.block_size();
-        let bytes = (elems / block.max(1)) as u64 * info.ggml_dtype.type_size() as u64;
-        let end = content
-            .tensor_data_offset
-            .checked_add(info.offset)
-            .and_then(|s| s.checked_add(bytes));
+        // Checked: the dimensions are the file's word, and their product
+        // can overflow (`Shape::elem_count` would panic or wrap).
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        let block = info.ggml_dtype.block_size().max(1) as u64;
+        let bytes = elems.and_then(|n| (n / block).checked_mul(info.ggml_dtype.type_size() as u64));
+        let end = bytes.and_then(|bytes| {
+            content
+                .tensor_data_offset
+                .checked_add(info.offset)
+                .and_then(|s| s.checked_add(bytes))
+        });
         match end {
             Some(end) if end <= size => {}
             _ => bail!(
@@ -128,59 +142,43 @@ pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result
     } else {
         Conversion::None
     };
-    // The metadata (a 262k-token vocabulary is tens of MB) is moved out, not
-    // copied, once the tensors have been read.
-    let (model, converted, metadata): (Box<dyn CausalLm>, usize, _) = match arch.as_str() {
-        "llama" => {
-            let cfg = LlamaConfig::from_metadata(&Hparams::new(&content.metadata, "llama"))
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let mut src = GgufSource::new(&content, &mut reader, device, mode);
-            let model = QuantizedLlama::new(cfg, &mut src, device)
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let converted = src.converted;
-            (
-                Box::new(model),
-                converted,
-                std::mem::take(&mut content.metadata),
-            )
-        }
-        "gemma3" => {
-            let cfg = Gemma3Config::from_metadata(&Hparams::new(&content.metadata, "gemma3"))
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let mut src = GgufSource::new(&content, &mut reader, device, mode);
-            let model = QuantizedGemma3::new(cfg, &mut src, device)
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            let converted = src.converted;
-            (
-                Box::new(model),
-                converted,
-                std::mem::take(&mut content.metadata),
-            )
-        }
-        "qwen2" | "qwen3" => {
-            let metadata = content.metadata.clone();
-            let ctx = Hparams::new(&metadata, &arch)
-                .usize("context_length")
-                .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
-            // candle's modules read their tensors themselves, so no requantization here.
-            let weights = if arch == "qwen2" {
-                QwenWeights::Qwen2(
-                    quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)
-                        .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?,
-                )
-            } else {
-                QwenWeights::Qwen3(
-                    quantized_qwen3::ModelWeights::from_gguf(content, &mut reader, device)
-                        .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?,
-                )
-            };
-            (Box::new(CandleQwen::new(weights, ctx, device)), 0, metadata)
-        }
-        other => bail!(
-            "{name}: unsupported model architecture '{other}' (supported: {})",
+    if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+        bail!(
+            "{name}: unsupported model architecture '{arch}' (supported: {})",
             SUPPORTED_ARCHITECTURES.join(", ")
-        ),
-    };
+        )
+    }
+    let hparams = Hparams::new(&content.metadata, &arch);
+    let mut src = GgufSource::new(&content, &mut reader, device, mode);
+    let model = (|| -> candle_core::Result<Box<dyn CausalLm>> {
+        Ok(match arch.as_str() {
+            "llama" => Box::new(QuantizedLlama::new(
+                LlamaConfig::from_metadata(&hparams)?,
+                &mut src,
+                device,
+            )?),
+            "gemma3" => Box::new(QuantizedGemma3::new(
+                Gemma3Config::from_metadata(&hparams)?,
+                &mut src,
+                device,
+            )?),
+            qwen => {
+                let variant = if qwen == "qwen2" {
+                    QwenVariant::Qwen2
+                } else {
+                    QwenVariant::Qwen3
+                };
+                let cfg = QwenConfig::from_metadata(&hparams, variant)?;
+                Box::new(QuantizedQwen::new(cfg, &mut src, device)?)
+            }
+        })
+    })()
+    .map_err(|e| anyhow!("{name}: {}", one_line(&e)))?;
+    let converted = src.converted;
+    drop(src); // ends the borrow of `content` before its metadata moves out
+               // The metadata (a 262k-token vocabulary is tens of MB) is moved out, not
+               // copied, once the tensors have been read.
+    let metadata = std::mem::take(&mut content.metadata);
     Ok(LoadedModel {
         model,
         architecture: arch,
@@ -196,13 +194,15 @@ enum Conversion {
     Dequantize,
 }
 
-/// Tensors read on demand from an open GGUF file.
+/// Tensors read on demand from an open GGUF file; weight matrices that
+/// tolk's kernels multiply as they are stay in the file's memory map.
 struct GgufSource<'a> {
     content: &'a Content,
     reader: &'a mut BufReader<File>,
     device: &'a Device,
     mode: Conversion,
     converted: usize,
+    map: Option<Arc<memmap2::Mmap>>,
 }
 
 impl<'a> GgufSource<'a> {
@@ -212,13 +212,46 @@ impl<'a> GgufSource<'a> {
         device: &'a Device,
         mode: Conversion,
     ) -> Self {
+        // Only CPU weights in their own format can be used in place.
+        let mappable = device.is_cpu() && !matches!(mode, Conversion::Dequantize);
+        // SAFETY: the map is read-only; like llama.cpp, tolk assumes the
+        // model file is not truncated or rewritten while it runs.
+        let map = mappable
+            .then(|| unsafe { memmap2::Mmap::map(reader.get_ref()) }.ok())
+            .flatten()
+            .map(Arc::new);
         Self {
             content,
             reader,
             device,
             mode,
             converted: 0,
+            map,
         }
+    }
+
+    /// The mapped blocks of `name`, when the weight is used as it is.
+    fn mapped(&self, name: &str) -> candle_core::Result<Option<QWeight>> {
+        let (Some(map), Some(info)) = (&self.map, self.content.tensor_infos.get(name)) else {
+            return Ok(None);
+        };
+        let dtype = info.ggml_dtype;
+        let &[rows, cols] = info.shape.dims() else {
+            return Ok(None);
+        };
+        let converts = match self.mode {
+            Conversion::Requantize(mode) => requantizes(dtype, cols, mode),
+            Conversion::None => false,
+            Conversion::Dequantize => true,
+        };
+        if converts || !qlinear::has_native_kernel(dtype) {
+            return Ok(None);
+        }
+        let len = rows * (cols / dtype.block_size()) * dtype.type_size();
+        let start = self.content.tensor_data_offset as usize + info.offset as usize;
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
+        let bytes = MappedBytes::new(owner, start, len)?;
+        QWeight::mapped(bytes, dtype, rows, cols).map(Some)
     }
 }
 
@@ -241,25 +274,34 @@ impl TensorSource for GgufSource<'_> {
     fn contains(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
     }
+
+    fn weight(&mut self, name: &str) -> candle_core::Result<QWeight> {
+        match self.mapped(name)? {
+            Some(w) => Ok(w),
+            None => Ok(QWeight::from_qtensor(self.tensor(name)?)),
+        }
+    }
 }
 
 /// Whether `mode` converts `t`: Q4_1/Q5_0/Q5_1 matrices whose rows are whole
 /// Q8_0 blocks, and with [`Requantize::WhereSlow`] only those that would be
 /// multiplied by scalar code on this CPU.
 pub fn needs_requantization(t: &QTensor, mode: Requantize) -> bool {
-    let slow_format = matches!(
-        t.dtype(),
-        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
-    );
+    match t.shape().dims() {
+        &[_, cols] => requantizes(t.dtype(), cols, mode),
+        _ => false,
+    }
+}
+
+/// [`needs_requantization`] of a matrix of `dtype` with rows of `cols` values.
+fn requantizes(dtype: GgmlDType, cols: usize, mode: Requantize) -> bool {
+    let slow_format = matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
     let wanted = match mode {
         Requantize::Never => false,
         Requantize::Always => true,
-        Requantize::WhereSlow => !qlinear::has_native_kernel(t.dtype()),
+        Requantize::WhereSlow => !qlinear::has_native_kernel(dtype),
     };
-    slow_format
-        && wanted
-        && t.rank() == 2
-        && t.shape().dims()[1].is_multiple_of(GgmlDType::Q8_0.block_size())
+    slow_format && wanted && cols.is_multiple_of(GgmlDType::Q8_0.block_size())
 }
 
 /// Dequantizes `t` and quantizes it again as Q8_0 (8 bits per weight plus a

@@ -1,23 +1,13 @@
 //! The tokenizer the summarizer talks to: rebuilt from GGUF metadata, or a
 //! `tokenizer.json` (+ `tokenizer_config.json`) lying next to the model file.
 
-use super::safetensors::read_json;
-use crate::tokenize::gguf::{tokenizer_from_gguf, GgufTokenizer, PromptPart};
+use crate::checkpoint::{read_json, GenerationFile};
+use crate::tokenize::gguf::{tokenizer_from_gguf, GgufTokenizer, PromptPart, END_OF_TURN_TOKENS};
 use anyhow::{anyhow, Context, Result};
 use candle_core::quantized::gguf_file::Value;
 use std::collections::HashMap;
 use std::path::Path;
 use tokenizers::Tokenizer;
-
-/// Token strings that end a chat turn; any present in the vocabulary stops generation.
-const END_OF_TURN_TOKENS: &[&str] = &[
-    "<|im_end|>",
-    "<end_of_turn>",
-    "<|eot_id|>",
-    "<|eom_id|>",
-    "<|end|>",
-    "<|endoftext|>",
-];
 
 /// A tokenizer plus the facts generation needs (BOS, stop ids, chat template).
 pub enum PromptTokenizer {
@@ -182,8 +172,8 @@ impl JsonTokenizer {
         // transformers stops at every EOS id of generation_config.json.
         let generation_path = path.with_file_name("generation_config.json");
         if generation_path.is_file() {
-            let generation = read_json(&generation_path)?;
-            for id in eos_ids(generation.get("eos_token_id")) {
+            let generation: GenerationFile = read_json(&generation_path)?;
+            for id in generation.eos_ids() {
                 if !stop_ids.contains(&id) {
                     stop_ids.push(id);
                 }
@@ -231,15 +221,5 @@ impl JsonTokenizer {
         tok.encode_fast(s, false)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| anyhow!("tokenizing failed: {e}"))
-    }
-}
-
-/// The ids of an `eos_token_id` entry: one id or a list of them.
-fn eos_ids(value: Option<&serde_json::Value>) -> Vec<u32> {
-    let as_id = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
-    match value {
-        Some(serde_json::Value::Array(items)) => items.iter().filter_map(as_id).collect(),
-        Some(v) => as_id(v).into_iter().collect(),
-        None => Vec::new(),
     }
 }

@@ -1,4 +1,5 @@
-//! Loading safetensors weights one tensor at a time, with positioned reads.
+//! Loading safetensors weights one tensor at a time, with positioned reads
+//! (one file, or the shards of a checkpoint as one [`Shards`]).
 //!
 //! candle's CPU tensors own their memory, so weights loaded through a memory
 //! map are copied anyway, and while the map is in place every page of it
@@ -118,6 +119,11 @@ impl SafetensorsFile {
         })
     }
 
+    /// The names of the tensors in the file, in no particular order.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
     /// A `VarBuilder` that reads tensors from this file as they are asked for.
     pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())
@@ -193,6 +199,56 @@ impl SimpleBackend for SafetensorsFile {
 
     fn contains_tensor(&self, name: &str) -> bool {
         self.entries.contains_key(name)
+    }
+}
+
+/// Several safetensors files (the shards of one checkpoint) seen as one.
+#[derive(Debug)]
+pub struct Shards {
+    files: Vec<SafetensorsFile>,
+}
+
+impl Shards {
+    pub fn new(files: Vec<SafetensorsFile>) -> Self {
+        Self { files }
+    }
+
+    /// A `VarBuilder` that reads tensors from the shards as they are asked for.
+    pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self), dtype, device.clone())
+    }
+
+    fn file_with(&self, name: &str) -> candle_core::Result<&SafetensorsFile> {
+        self.files
+            .iter()
+            .find(|f| f.entries.contains_key(name))
+            .ok_or_else(|| {
+                candle_core::Error::CannotFindTensor {
+                    path: name.to_string(),
+                }
+                .bt()
+            })
+    }
+}
+
+impl SimpleBackend for Shards {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.file_with(name)?.get(s, name, init, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.file_with(name)?.get_unchecked(name, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.files.iter().any(|f| f.entries.contains_key(name))
     }
 }
 
