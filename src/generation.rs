@@ -550,10 +550,10 @@ fn beam_search(
         .collect())
 }
 
-/// Tests set this to run the device search on the CPU, to compare it with
-/// the host search.
 #[cfg(test)]
 thread_local! {
+    /// Tests set this to run the device search on the CPU, to compare it
+    /// with the host search.
     static DEVICE_SEARCH_ON_CPU: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 

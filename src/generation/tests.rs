@@ -161,7 +161,9 @@ struct Random {
 }
 
 impl Random {
-    fn new(vocab: usize, seed: u64) -> Self {
+    /// A model holding the encoder state of `sentences` sentences, one row
+    /// each, as `generate` expects.
+    fn new(sentences: usize, vocab: usize, seed: u64) -> Self {
         let mut s = seed;
         let table = (0..vocab * vocab)
             .map(|_| {
@@ -172,7 +174,7 @@ impl Random {
             })
             .collect();
         Self {
-            rows: 1,
+            rows: sentences,
             vocab,
             table,
         }
@@ -217,7 +219,7 @@ fn device_search_matches_the_host_search() {
         };
         let run = |on_device: bool| {
             DEVICE_SEARCH_ON_CPU.with(|c| c.set(on_device));
-            let mut model = Random::new(vocab, seed);
+            let mut model = Random::new(3, vocab, seed);
             let out = generate(&mut model, 3, &cfg);
             DEVICE_SEARCH_ON_CPU.with(|c| c.set(false));
             out.unwrap()
