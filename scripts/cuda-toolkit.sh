@@ -71,7 +71,7 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "${PACKAGES[*]}" ]]; then
     # Stub driver library, for linking only (never on LD_LIBRARY_PATH at run time
     # unless a test wants "driver without GPU").
     mkdir -p "$CUDA/lib/stubs"
-    registry=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | tail -n 1)
+    registry=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | tail -n 1 || true)
     if [[ -z "$registry" ]]; then
         cargo fetch >&2
         registry=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* | tail -n 1)
