@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# GPU benchmark and CUDA checks, one script, on a machine with an NVIDIA GPU
-# (~8 minutes on a 16-core box, plus whatever it must download). Not part of
-# `cargo test`. Writes one JSON file (default bench/results/gpu.json):
+# GPU benchmark and CUDA checks, one script, on a machine with an NVIDIA GPU.
+# Not part of `cargo test`. Time: the runs themselves are sized for ~8
+# minutes; the first build compiles candle's CUDA kernels with nvcc -O3,
+# which on 2 cores takes hours (README "GPU (CUDA)") and on a 16-core box
+# has not been measured: build first (`cargo build --features cuda
+# --examples && cargo test --features cuda --no-run`) where time is cheap,
+# or keep CARGO_TARGET_DIR warm between runs. Writes one JSON file (default
+# bench/results/gpu.json):
 #
 #   gpu        name, driver, memory, compute capability (nvidia-smi)
 #   tests      the CUDA variants of the parity tests (marian_parity,
@@ -37,6 +42,15 @@ SENTENCES=${BENCH_SENTENCES:-64}
 LLAMA_BUILD_S=${BENCH_LLAMA_BUILD_S:-420}
 OUT=${BENCH_GPU_OUT:-$ROOT/bench/results/gpu.json}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-cuda}
+# Numbers only from candle's own kernels: never from the unoptimised ones of
+# scripts/check-cuda.sh's check mode (cargo does not track this variable).
+if [ -n "${NVCC_APPEND_FLAGS:-}" ]; then
+    echo "gpu.sh: NVCC_APPEND_FLAGS is set ('$NVCC_APPEND_FLAGS'); unset it, a benchmark needs candle's own nvcc flags" >&2
+    exit 1
+fi
+case "$CARGO_TARGET_DIR" in
+    *target-cuda-check*) echo "gpu.sh: $CARGO_TARGET_DIR holds check-mode kernels; use another CARGO_TARGET_DIR" >&2; exit 1 ;;
+esac
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tolk-gpu-bench.XXXXXX")
 VENV=$ROOT/target/bench-gpu-venv
 START=$(date +%s)

@@ -257,7 +257,11 @@ fn cuda_translates_like_the_cpu_or_fails_in_one_line() {
             .unwrap()
     };
     let cpu = run("cpu");
-    assert!(cpu.status.success());
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
     let auto = run("auto");
     assert_eq!(auto.stdout, cpu.stdout, "--device auto");
     if candle_core::Device::new_cuda(0).is_ok() {

@@ -506,6 +506,12 @@ pub fn isolated_tolk(home: &Path) -> std::process::Command {
         .env("HF_HOME", home.join("hf"))
         .env("HF_ENDPOINT", DEAD_ENDPOINT)
         .env("RAYON_NUM_THREADS", "2");
+    // Where the dynamic loader finds shared libraries is not user
+    // configuration: a CUDA build links the CUDA libraries, which a toolkit
+    // from scripts/cuda-toolkit.sh puts only on this path.
+    if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+        cmd.env("LD_LIBRARY_PATH", path);
+    }
     cmd
 }
 
