@@ -4,37 +4,36 @@
 # `--features cuda` and runs the tests that need no GPU plus the CUDA
 # parity tests, which print `SKIPPED: no CUDA device` without one.
 #
-#   scripts/check-cuda.sh                      # check mode (default): build + clippy + tests
-#   CHECK_CUDA_TESTS=0 scripts/check-cuda.sh   # build + clippy only
-#   CHECK_CUDA_MODE=full scripts/check-cuda.sh # candle's own nvcc flags (slow, see below)
+#   scripts/check-cuda.sh                       # full mode (default): build + clippy + tests
+#   CHECK_CUDA_TESTS=0 scripts/check-cuda.sh    # build + clippy only
+#   CHECK_CUDA_MODE=check scripts/check-cuda.sh # kernels without device optimisation
 #
-# Two modes, because nvcc's optimiser is what takes the time:
+# Two modes (README "GPU (CUDA)" has the measured times of both):
 #
-#   check (default)  compiles candle's CUDA kernels with the device
-#       optimisers off (NVCC_APPEND_FLAGS="-Xcicc -O0 -Xptxas -O0", which
-#       nvcc itself appends to every call). That checks that everything
-#       compiles, links and lints, in minutes instead of hours on 2 cores
-#       (ptxas at -O3 takes 8-15 min per quantized-matmul file, and there
-#       are ten of them). The kernels it produces are slow: the binaries of
-#       this mode are for the check only, never for use, and they live in
-#       their own target folder, target-cuda-check/ (cargo does not track
-#       NVCC_APPEND_FLAGS, so sharing a folder with a real build would
-#       leave check-mode kernels in it).
-#   full  candle's own flags (what `cargo install --path . --features cuda`
-#       does), into target-cuda/. Use this to build a binary to run.
+#   full (default)  candle's own nvcc flags, what `cargo install --path .
+#       --features cuda` does, into target-cuda/.
+#   check  compiles candle's CUDA kernels with the device optimisers off
+#       (NVCC_APPEND_FLAGS="-Xcicc -O0 -Xptxas -O0", which nvcc itself
+#       appends to every call), into target-cuda-check/. Meant for machines
+#       where nvcc's optimiser is too slow for a check; measured here it
+#       saved little (about a minute per kernel file either way, one nvcc at
+#       a time). Its kernels are unoptimised: the binaries of this mode are
+#       for the check only, never for use, and they live in their own target
+#       folder (cargo does not track NVCC_APPEND_FLAGS, so sharing a folder
+#       with a real build would leave check-mode kernels in it).
 #
 # CUDA_COMPUTE_CAP (default 90) picks the GPU architecture, see
 # scripts/cuda-toolkit.sh. CUDAFORGE_THREADS (or RAYON_NUM_THREADS) caps how
 # many nvcc processes candle-kernels' build script runs at once (default: half
 # the cores); CARGO_BUILD_JOBS caps cargo as usual.
 #
-# Not in .ci/run: even the check mode takes longer than CI's budget on 2
-# cores from a cold target folder (README "GPU (CUDA)" has the measured times).
+# Not in .ci/run: from a cold target folder it takes longer than CI's budget
+# on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/cuda-toolkit.sh)"
 
-mode=${CHECK_CUDA_MODE:-check}
+mode=${CHECK_CUDA_MODE:-full}
 case "$mode" in
     check)
         export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:+$NVCC_APPEND_FLAGS }-Xcicc -O0 -Xptxas -O0"
