@@ -21,13 +21,16 @@ def main():
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--gpu-layers", type=int, default=0,
+                    help="layers offloaded to the GPU (-1: all; needs a CUDA build of llama.cpp)")
     args = ap.parse_args()
     prompt = json.load(open(args.ids))
 
     t0 = time.perf_counter()
     # n_batch 256 = tolk's prefill chunk; mmap is llama.cpp's default, as for tolk.
     llm = Llama(model_path=args.model, n_ctx=2048, n_batch=256, n_ubatch=256,
-                n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+                n_threads=args.threads, n_threads_batch=args.threads,
+                n_gpu_layers=args.gpu_layers, verbose=False)
     load_s = time.perf_counter() - t0
 
     def last_logits():

@@ -34,12 +34,16 @@ def batches(rows, size):
 
 
 class Transformers:
-    def __init__(self, model_dir, threads):
+    def __init__(self, model_dir, threads, device="cpu", half=False):
         import torch
         from transformers import MarianMTModel
         torch.set_num_threads(threads)
         self.torch = torch
-        self.model = MarianMTModel.from_pretrained(model_dir).eval()
+        self.device = device
+        model = MarianMTModel.from_pretrained(model_dir).eval()
+        if half:
+            model = model.half()
+        self.model = model.to(device)
         self.pad = self.model.config.pad_token_id
 
     def files(model_dir):
@@ -48,8 +52,9 @@ class Transformers:
     def generate(self, batch, beams, new_tokens):
         torch = self.torch
         width = max(len(r) for r in batch)
-        ids = torch.tensor([r + [self.pad] * (width - len(r)) for r in batch])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in batch])
+        ids = torch.tensor([r + [self.pad] * (width - len(r)) for r in batch], device=self.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in batch],
+                            device=self.device)
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, num_beams=beams,
                                       do_sample=False, min_new_tokens=new_tokens,
@@ -59,9 +64,9 @@ class Transformers:
 
 
 class CTranslate2:
-    def __init__(self, model_dir, threads, compute_type):
+    def __init__(self, model_dir, threads, compute_type, device="cpu"):
         import ctranslate2
-        self.translator = ctranslate2.Translator(model_dir, device="cpu", compute_type=compute_type,
+        self.translator = ctranslate2.Translator(model_dir, device=device, compute_type=compute_type,
                                                  inter_threads=1, intra_threads=threads)
 
     def files(model_dir):
@@ -76,7 +81,10 @@ class CTranslate2:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--engine", required=True, choices=["transformers", "ct2-float32", "ct2-int8"])
+    p.add_argument("--engine", required=True,
+                   choices=["transformers", "transformers-f16", "ct2-float32", "ct2-float16",
+                            "ct2-int8"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--model-dir", required=True, help="bench model folder (make_model.py output)")
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--new-tokens", type=int, default=40)
@@ -88,13 +96,17 @@ def main():
 
     root = Path(args.model_dir)
     inputs = json.loads((root / "inputs.json").read_text(encoding="utf-8"))
-    if args.engine == "transformers":
-        cls, model_dir, make = Transformers, root / "marian", lambda d: Transformers(str(d), args.threads)
+    if args.engine.startswith("transformers"):
+        half = args.engine.endswith("-f16")
+        cls, model_dir = Transformers, root / "marian"
+        make = lambda d: Transformers(str(d), args.threads, args.device, half)
         rows = inputs["ids"][:args.sentences]
     else:
         quant = args.engine.split("-")[1]
-        cls, model_dir = CTranslate2, root / f"ct2-{quant}"
-        make = lambda d: CTranslate2(str(d), args.threads, quant)
+        # float16 runs the float32 conversion at half precision.
+        folder = "float32" if quant == "float16" else quant
+        cls, model_dir = CTranslate2, root / f"ct2-{folder}"
+        make = lambda d: CTranslate2(str(d), args.threads, quant, args.device)
         rows = inputs["tokens"][:args.sentences]
     if args.cold:
         evict(cls.files(model_dir))
@@ -126,7 +138,7 @@ def main():
                          "sentences": len(rows), "tokens": sum(lengths),
                          "min_tokens": min(lengths), "max_tokens": max(lengths)})
     print(json.dumps({
-        "engine": args.engine, "threads": args.threads, "load_s": load_s, "cold": args.cold,
+        "engine": args.engine, "device": args.device, "threads": args.threads, "load_s": load_s, "cold": args.cold,
         "ttft_s": ttft_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "runs": runs,
     }))

@@ -49,12 +49,24 @@ struct Args {
     /// cache before a cold run.
     #[arg(long)]
     cold: bool,
+    /// Where the model runs: cpu (default) or cuda (bench/gpu.sh).
+    #[arg(long, default_value = "cpu")]
+    device: tolk::device::DeviceChoice,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     tolk::device::set_threads(Some(args.threads));
-    let device = candle_core::Device::Cpu;
+    let device = tolk::device::open(args.device)?;
+    // The token a greedy step picks: on a GPU reduced there, as `tolk
+    // summarize` does (one number comes back), on the CPU from the host row.
+    let pick = |logits: candle_core::Tensor| -> Result<u32> {
+        Ok(if logits.device().is_cpu() {
+            argmax(&logits.to_vec1::<f32>()?)
+        } else {
+            tolk::device::search::argmax_adjusted(&logits, &[], |_, s| s)?
+        })
+    };
     let load_opts = LoadOptions {
         requantize: if args.native {
             Requantize::Never
@@ -96,17 +108,17 @@ fn main() -> Result<()> {
     for (i, part) in prompt.chunks(chunk).enumerate() {
         logits = Some(on_compute_pool(|| model.forward(part, i * chunk))?);
     }
+    // GPU kernels run asynchronously: wait for them before reading the clock.
+    device.synchronize()?;
     let prefill_s = t0.elapsed().as_secs_f64();
-    let mut scores: Vec<f32> = logits.context("empty prompt")?.to_vec1()?;
-    let mut next = argmax(&scores);
+    let mut next = pick(logits.context("empty prompt")?)?;
     let ttft_s = t0.elapsed().as_secs_f64();
 
     let mut generated = vec![next];
     let t0 = Instant::now();
     while generated.len() < args.new_tokens {
         let pos = prompt.len() + generated.len() - 1;
-        scores = on_compute_pool(|| model.forward(&[next], pos))?.to_vec1()?;
-        next = argmax(&scores);
+        next = pick(on_compute_pool(|| model.forward(&[next], pos))?)?;
         generated.push(next);
     }
     // The first new token came from the prefill; the timed steps made the rest.
@@ -118,7 +130,7 @@ fn main() -> Result<()> {
         serde_json::json!({
             "engine": if args.native { "tolk-native" } else { "tolk" },
             "model": args.model.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "threads": args.threads, "cold": args.cold, "load_s": load_s,
+            "device": args.device.to_string(), "threads": args.threads, "cold": args.cold, "load_s": load_s,
             "prompt_tokens": prompt.len(), "prefill_s": prefill_s,
             "prefill_tok_s": prompt.len() as f64 / prefill_s,
             "ttft_s": ttft_s, "gen_tokens": steps, "gen_s": gen_s,

@@ -50,6 +50,9 @@ struct Args {
     /// page cache before starting a cold run.
     #[arg(long)]
     cold: bool,
+    /// Where the model runs: cpu (default) or cuda (bench/gpu.sh).
+    #[arg(long, default_value = "cpu")]
+    device: tolk::device::DeviceChoice,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +71,14 @@ struct ReferenceCase {
 }
 
 fn load(dir: &std::path::Path, quantize: Quantize) -> Result<MarianTranslator> {
+    load_on(dir, quantize, &candle_core::Device::Cpu)
+}
+
+fn load_on(
+    dir: &std::path::Path,
+    quantize: Quantize,
+    device: &candle_core::Device,
+) -> Result<MarianTranslator> {
     let files = resolve_needs(
         &ModelSource::Dir(dir.to_path_buf()),
         MARIAN_FILES,
@@ -77,7 +88,7 @@ fn load(dir: &std::path::Path, quantize: Quantize) -> Result<MarianTranslator> {
         quantize,
         ..Default::default()
     };
-    MarianTranslator::load(&files, &candle_core::Device::Cpu, &opts)
+    MarianTranslator::load(&files, device, &opts)
 }
 
 /// Share of output positions where q8 chose the same token as f32 (a
@@ -157,7 +168,8 @@ fn main() -> Result<()> {
     let model_dir = args.model_dir.join("marian");
 
     let t0 = Instant::now();
-    let mut translator = load(&model_dir, args.quantize)?;
+    let device = tolk::device::open(args.device)?;
+    let mut translator = load_on(&model_dir, args.quantize, &device)?;
     let load_s = t0.elapsed().as_secs_f64();
 
     let set = |t: &mut MarianTranslator, beams: usize, new_tokens: usize, forced: bool| {
@@ -210,11 +222,12 @@ fn main() -> Result<()> {
     let engine = match args.quantize {
         Quantize::None => "tolk",
         Quantize::Q8 => "tolk-q8",
+        Quantize::F16 => "tolk-f16",
     };
     println!(
         "{}",
         serde_json::json!({
-            "engine": engine, "threads": args.threads, "load_s": load_s, "cold": args.cold,
+            "engine": engine, "device": args.device.to_string(), "threads": args.threads, "load_s": load_s, "cold": args.cold,
             "ttft_s": ttft_s, "peak_rss_mb": peak_rss_mb(), "runs": runs,
         })
     );

@@ -1,8 +1,11 @@
-//! Device selection (`--device`) and CPU thread count (`--threads`).
+//! Device selection (`--device`), CPU thread count (`--threads`), device
+//! errors in one line, and ([`search`]) decoding reductions on the device.
 
 use anyhow::{bail, Result};
 use candle_core::Device;
 use std::str::FromStr;
+
+pub mod search;
 
 /// Where the math runs, as asked for on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,15 +63,94 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
             if !candle_core::utils::cuda_is_available() {
                 bail!("--device cuda: this build of tolk has no CUDA support; rebuild with `cargo install --path . --features cuda`");
             }
-            Device::new_cuda(0).map_err(|e| anyhow::anyhow!("--device cuda: no usable GPU: {e}"))
+            Device::new_cuda(0).map_err(|e| {
+                anyhow::anyhow!(
+                    "--device cuda: no usable NVIDIA GPU (is the driver installed and a GPU visible?): {}",
+                    first_line(&e.to_string())
+                )
+            })
         }
         DeviceChoice::Metal => {
             if !candle_core::utils::metal_is_available() {
                 bail!("--device metal: this build of tolk has no Metal support; rebuild with `cargo install --path . --features metal`");
             }
-            Device::new_metal(0).map_err(|e| anyhow::anyhow!("--device metal: no usable GPU: {e}"))
+            Device::new_metal(0).map_err(|e| {
+                anyhow::anyhow!(
+                    "--device metal: no usable GPU: {}",
+                    first_line(&e.to_string())
+                )
+            })
         }
     }
+}
+
+/// The first line of an error text: candle appends a backtrace to device
+/// errors when `RUST_BACKTRACE` is set, and driver errors can span lines.
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// A short name for where tensors live, for messages ("CUDA GPU", "CPU").
+pub fn describe(device: &Device) -> &'static str {
+    match device {
+        Device::Cpu => "CPU",
+        Device::Cuda(_) => "CUDA GPU",
+        Device::Metal(_) => "Metal GPU",
+    }
+}
+
+/// Whether `err` (or one of its causes) is an allocation failure on a
+/// device: the CUDA driver's, cuBLAS's or Metal's out-of-memory errors.
+pub fn is_out_of_memory(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        let text = cause.to_string();
+        text.contains("OUT_OF_MEMORY")
+            || text.contains("ALLOC_FAILED")
+            || text.to_ascii_lowercase().contains("out of memory")
+    })
+}
+
+/// Rewrites an out-of-memory error from loading `model` onto `device` as one
+/// line that names the model and what its weights need (`weight_bytes`, the
+/// size of its weight files); any other error is returned as it is.
+pub fn explain_load_error(
+    err: anyhow::Error,
+    model: &str,
+    weight_bytes: u64,
+    device: &Device,
+) -> anyhow::Error {
+    if device.is_cpu() || !is_out_of_memory(&err) {
+        return err;
+    }
+    anyhow::anyhow!(
+        "out of {} memory loading {model}: its weights alone take {:.1} GB, plus the caches that decoding needs; free GPU memory, use a smaller model, or run with --device cpu",
+        describe(device),
+        weight_bytes as f64 / 1e9,
+    )
+}
+
+/// The total size of the weight files (safetensors, torch, GGUF) among
+/// `paths`: what a model needs in memory before any cache.
+pub fn weights_size<'a>(paths: impl IntoIterator<Item = &'a std::path::Path>) -> u64 {
+    paths
+        .into_iter()
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("safetensors" | "bin" | "pth" | "gguf")
+            )
+        })
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// [`weights_size`] of the files in the folder `dir`.
+pub fn weights_size_in(dir: &std::path::Path) -> u64 {
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    weights_size(files.iter().map(|p| p.as_path()))
 }
 
 /// Sizes the thread pools that candle's CPU kernels use.

@@ -84,17 +84,8 @@ pub fn generate(
 /// The logits processors that `transformers` builds from these settings:
 /// bad words, minimum length, and the forced EOS at the last position.
 fn process(scores: &mut [f32], generated: &[u32], cur_len: usize, cfg: &GenerationConfig) {
-    for bad in &cfg.bad_words_ids {
-        if let Some((&last, prefix)) = bad.split_last() {
-            if generated.ends_with(prefix) {
-                if let Some(s) = scores.get_mut(last as usize) {
-                    *s = f32::NEG_INFINITY;
-                }
-            }
-        }
-    }
-    if cur_len < cfg.min_length {
-        if let Some(s) = scores.get_mut(cfg.eos_token_id as usize) {
+    for token in banned(generated, cur_len, cfg) {
+        if let Some(s) = scores.get_mut(token as usize) {
             *s = f32::NEG_INFINITY;
         }
     }
@@ -108,13 +99,51 @@ fn process(scores: &mut [f32], generated: &[u32], cur_len: usize, cfg: &Generati
     }
 }
 
-/// `max` and `ln(sum(exp(x - max)))` of a row, the sum taken in f64.
-/// `None` when every score is -inf.
+/// The tokens that the bad-words and minimum-length processors ban after
+/// `generated` (the forced EOS aside).
+fn banned(generated: &[u32], cur_len: usize, cfg: &GenerationConfig) -> Vec<u32> {
+    let mut out: Vec<u32> = cfg
+        .bad_words_ids
+        .iter()
+        .filter_map(|bad| bad.split_last())
+        .filter(|(_, prefix)| generated.ends_with(prefix))
+        .map(|(&last, _)| last)
+        .collect();
+    if cur_len < cfg.min_length {
+        out.push(cfg.eos_token_id);
+    }
+    out
+}
+
+/// The step's logits stay on their device, and only the few numbers each
+/// row's search needs come back ([`crate::device::search`]): on a GPU, except
+/// at the forced-EOS step, whose scores do not depend on the logits.
+fn search_on_device(logits: &Tensor, cur_len: usize, cfg: &GenerationConfig) -> bool {
+    #[cfg(test)]
+    if DEVICE_SEARCH_ON_CPU.with(|c| c.get()) {
+        return !forces_eos(cur_len, cfg);
+    }
+    !logits.device().is_cpu() && !forces_eos(cur_len, cfg)
+}
+
+/// Host logits for a step that [`search_on_device`] leaves to the host: the
+/// logits themselves on the CPU; zeros elsewhere (the forced-EOS step
+/// overwrites every score), so nothing is copied from the device.
+fn step_scores(logits: &Tensor) -> Result<(Vec<f32>, usize)> {
+    if logits.device().is_cpu() {
+        return host_logits(logits);
+    }
+    let (rows, vocab) = logits.dims2()?;
+    Ok((vec![0f32; rows * vocab], vocab))
+}
+
 /// At this step the forced-EOS processor replaces every score.
 fn forces_eos(cur_len: usize, cfg: &GenerationConfig) -> bool {
     cfg.forced_eos_token_id.is_some() && cur_len == cfg.max_length - 1
 }
 
+/// `max` and `ln(sum(exp(x - max)))` of a row, the sum taken in f64.
+/// `None` when every score is -inf.
 fn log_sum_exp(row: &[f32]) -> Option<(f32, f32)> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
@@ -204,10 +233,17 @@ fn greedy(
     let mut last = vec![cfg.decoder_start_token_id; batch];
     let mut cur_len = 1;
     while !live.is_empty() {
-        let (mut logits, vocab) = host_logits(&model.step(&last)?)?;
-        // (token, log-probability) per row: the argmax of the processed
-        // scores and its log-softmax, without writing the whole row.
-        let picks = {
+        let step = model.step(&last)?;
+        let picks = if search_on_device(&step, cur_len, cfg) {
+            let banned: Vec<Vec<u32>> = live
+                .iter()
+                .map(|&i| banned(&hyps[i].tokens, cur_len, cfg))
+                .collect();
+            crate::device::search::greedy_picks(&step, &banned)?
+        } else {
+            let (mut logits, vocab) = step_scores(&step)?;
+            // (token, log-probability) per row: the argmax of the processed
+            // scores and its log-softmax, without writing the whole row.
             let (hyps, live) = (&hyps, &live);
             map_rows(&mut logits, vocab, |row, scores| {
                 process(scores, &hyps[live[row]].tokens, cur_len, cfg);
@@ -333,10 +369,21 @@ fn beam_search(
     let mut last = vec![cfg.decoder_start_token_id; batch * nb];
     let mut cur_len = 1usize;
     while !live.is_empty() {
-        let (mut logits, vocab) = host_logits(&model.step(&last)?)?;
-        // Per beam row: log-softmax, the processors, then the best `k`
-        // continuations; rows in parallel.
-        let mut row_best = {
+        let step = model.step(&last)?;
+        let mut row_best = if search_on_device(&step, cur_len, cfg) {
+            let rows = live.len() * nb;
+            let item = |row: usize| &items[live[row / nb]];
+            let banned: Vec<Vec<u32>> = (0..rows)
+                .map(|row| banned(&item(row).running[row % nb], cur_len, cfg))
+                .collect();
+            let base: Vec<f32> = (0..rows)
+                .map(|row| item(row).running_scores[row % nb])
+                .collect();
+            crate::device::search::beam_candidates(&step, &banned, &base, nb, k)?
+        } else {
+            let (mut logits, vocab) = step_scores(&step)?;
+            // Per beam row: log-softmax, the processors, then the best `k`
+            // continuations; rows in parallel.
             let (items, live) = (&items, &live);
             map_rows(&mut logits, vocab, |row, scores| {
                 let (item, beam) = (&items[live[row / nb]], row % nb);
@@ -504,158 +551,11 @@ fn beam_search(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(num_beams: usize) -> GenerationConfig {
-        GenerationConfig {
-            max_length: 6,
-            min_length: 0,
-            num_beams,
-            length_penalty: 1.0,
-            early_stopping: EarlyStopping::Heuristic,
-            decoder_start_token_id: 3,
-            eos_token_id: 0,
-            forced_eos_token_id: Some(0),
-            bad_words_ids: vec![vec![3]],
-        }
-    }
-
-    /// A toy model whose next-token distribution depends only on the last
-    /// token: a fixed transition table.
-    struct Table {
-        rows: usize,
-        table: Vec<Vec<f32>>,
-    }
-
-    impl StepModel for Table {
-        fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
-            assert_eq!(tokens.len(), self.rows);
-            let data: Vec<f32> = tokens
-                .iter()
-                .flat_map(|&t| self.table[t as usize].clone())
-                .collect();
-            Ok(Tensor::from_vec(
-                data,
-                (tokens.len(), 4),
-                &candle_core::Device::Cpu,
-            )?)
-        }
-        fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
-            self.rows = rows.len();
-            Ok(())
-        }
-    }
-
-    fn table() -> Table {
-        Table {
-            rows: 1,
-            table: vec![
-                vec![0.0, 0.0, 0.0, 0.0],
-                vec![-1.0, 0.5, 2.0, 9.0], // after 1: 2 (3 is banned)
-                vec![1.5, 1.0, -3.0, 0.0], // after 2: eos
-                vec![-2.0, 3.0, 1.0, 0.0], // after start: 1
-            ],
-        }
-    }
-
-    #[test]
-    fn transposed_logits_reach_the_host_row_by_row() {
-        let dev = candle_core::Device::Cpu;
-        let by_token = Tensor::arange(0f32, 70.0 * 3.0, &dev)
-            .unwrap()
-            .reshape((70, 3))
-            .unwrap();
-        let logits = by_token.t().unwrap(); // (3 rows, 70 vocab), not contiguous
-        let (data, vocab) = host_logits(&logits).unwrap();
-        assert_eq!(vocab, 70);
-        let want: Vec<f32> = logits
-            .contiguous()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(data, want);
-        let (data, _) = host_logits(&by_token).unwrap();
-        assert_eq!(
-            data,
-            by_token.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-        );
-    }
-
-    #[test]
-    fn top_k_stable_equals_a_stable_sort_cut_to_k() {
-        // Few distinct values, so ties are everywhere; -inf and NaN too.
-        let mut seed = 7u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize
-        };
-        for round in 0..200 {
-            let len = next() % 40;
-            let values: Vec<(f32, usize, u32)> = (0..len)
-                .map(|i| {
-                    let v = match next() % 7 {
-                        0 => f32::NEG_INFINITY,
-                        1 if round % 10 == 0 => f32::NAN,
-                        r => r as f32 * 0.5,
-                    };
-                    (v, i % 3, i as u32)
-                })
-                .collect();
-            for k in [0, 1, 3, 8, 50] {
-                let got = top_k_stable(values.iter().copied(), k);
-                let want = top_k_desc(&values, k);
-                let ids = |v: &[(f32, usize, u32)]| v.iter().map(|x| x.2).collect::<Vec<_>>();
-                assert_eq!(ids(&got), ids(&want), "k={k} values={values:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn greedy_follows_argmax_bans_bad_words_and_stops_at_eos() {
-        let hyps = generate(&mut table(), 1, &cfg(1)).unwrap();
-        assert_eq!(hyps[0].tokens, vec![1, 2, 0]);
-        assert_eq!(hyps[0].token_logprobs.len(), 3);
-        assert!(hyps[0].token_logprobs.iter().all(|&p| p < 0.0));
-    }
-
-    #[test]
-    fn forced_eos_ends_at_max_length() {
-        let mut t = table();
-        t.table[2] = vec![-5.0, 9.0, 0.0, 0.0]; // 2 → 1 → 2 → 1 ... never eos
-        let hyps = generate(&mut t, 1, &cfg(1)).unwrap();
-        assert_eq!(hyps[0].tokens, vec![1, 2, 1, 2, 0]);
-        assert_eq!(hyps[0].tokens.len(), 6 - 1);
-    }
-
-    #[test]
-    fn beam_search_finds_a_better_sequence_than_greedy() {
-        // Greedy takes 1 (best first step) and is then stuck with a bad
-        // continuation; beam search keeps 2 as well and wins.
-        let t = Table {
-            rows: 1,
-            table: vec![
-                vec![0.0, 0.0, 0.0, 0.0],
-                vec![0.0, 0.0, 0.0, -9.0],
-                vec![9.0, -9.0, -9.0, -9.0],
-                vec![-9.0, 1.0, 0.9, -9.0],
-            ],
-        };
-        let mut t1 = Table {
-            rows: 1,
-            table: t.table.clone(),
-        };
-        let greedy = generate(&mut t1, 1, &cfg(1)).unwrap();
-        assert_eq!(greedy[0].tokens, vec![1, 0]);
-        let mut t2 = Table {
-            rows: 1,
-            table: t.table.clone(),
-        };
-        let beam = generate(&mut t2, 1, &cfg(2)).unwrap();
-        assert_eq!(beam[0].tokens, vec![2, 0]);
-    }
+thread_local! {
+    /// Tests set this to run the device search on the CPU, to compare it
+    /// with the host search.
+    static DEVICE_SEARCH_ON_CPU: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
+
+#[cfg(test)]
+mod tests;

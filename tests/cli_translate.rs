@@ -241,6 +241,53 @@ fn device_errors() {
     }
 }
 
+/// A CUDA build: with a GPU, `--device cuda` translates exactly as the CPU
+/// does; without one (no GPU, or the driver stub of scripts/cuda-toolkit.sh)
+/// it is a one-line error, and `--device auto` falls back to the CPU.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_translates_like_the_cpu_or_fails_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |device: &str| {
+        tolk(tmp.path())
+            .args(["translate", "--device", device, "--model-dir"])
+            .arg(fixture())
+            .arg(sample())
+            .output()
+            .unwrap()
+    };
+    let cpu = run("cpu");
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    let auto = run("auto");
+    assert_eq!(auto.stdout, cpu.stdout, "--device auto");
+    if candle_core::Device::new_cuda(0).is_ok() {
+        let gpu = run("cuda");
+        assert!(
+            gpu.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gpu.stderr)
+        );
+        assert_eq!(gpu.stdout, cpu.stdout);
+    } else {
+        let err = one_line_error(
+            tolk(tmp.path())
+                .args(["translate", "--device", "cuda", "--model-dir"])
+                .arg(fixture())
+                .arg(sample()),
+        );
+        assert!(err.contains("no usable NVIDIA GPU"), "{err}");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: no CUDA device (checked the one-line error instead)"
+        );
+    }
+}
+
 #[test]
 fn a_missing_model_without_network_says_how_to_get_it() {
     let tmp = tempfile::tempdir().unwrap();

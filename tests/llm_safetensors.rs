@@ -53,7 +53,7 @@ fn check_model(name: &str) {
     let reference = reference();
     let cases = reference["models"][name].as_array().unwrap();
     let steps = reference["steps"].as_u64().unwrap() as usize;
-    let loaded = load_checkpoint(&common::fixture(name), &Device::Cpu).unwrap();
+    let loaded = load_checkpoint(&common::fixture(name), &common::test_device()).unwrap();
     assert_eq!(loaded.model_type, "llama");
     let mut model = loaded.model;
     for (case_no, case) in cases.iter().enumerate() {
@@ -126,7 +126,7 @@ fn tokenizer_encodes_prompts_as_transformers_does() {
 fn summarizer_loads_a_checkpoint_folder() {
     let s = LlmSummarizer::load_dir(
         &common::fixture("llama3-tiny"),
-        &Device::Cpu,
+        &common::test_device(),
         LlmOptions::default(),
     )
     .unwrap();
@@ -223,4 +223,26 @@ fn chat_template_file_is_read_when_the_config_has_none() {
     std::fs::write(dir.join("chat_template.jinja"), template).unwrap();
     let with = PromptTokenizer::load_dir(&dir).unwrap();
     assert_eq!(with.chat_template().as_deref(), Some(template));
+}
+
+/// The same checks on a CUDA GPU (a `--features cuda` build), or a
+/// `SKIPPED: no CUDA device` line without one.
+#[cfg(feature = "cuda")]
+mod on_cuda {
+    use super::common::on_cuda;
+
+    #[test]
+    fn tied_bf16_checkpoint_matches_transformers() {
+        on_cuda(super::tied_bf16_checkpoint_matches_transformers)
+    }
+
+    #[test]
+    fn sharded_llama3_checkpoint_matches_transformers() {
+        on_cuda(super::sharded_llama3_checkpoint_matches_transformers)
+    }
+
+    #[test]
+    fn summarizer_loads_a_checkpoint_folder() {
+        on_cuda(super::summarizer_loads_a_checkpoint_folder)
+    }
 }

@@ -3,6 +3,8 @@
 //! prefill and step-by-step decoding agree with one-shot prefill (KV cache,
 //! sliding window), and broken or foreign files give one clear error.
 
+mod common;
+
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -499,4 +501,70 @@ fn truncated_and_foreign_files_are_errors_not_panics() {
         .unwrap()
         .to_string();
     assert!(err.contains("cannot open"), "{err}");
+}
+
+/// On a CUDA GPU (a `--features cuda` build) every architecture, and the
+/// formats the CPU requantizes (Q4_1, Q5_0), run on candle's CUDA quantized
+/// kernels as they are, with logits close to the CPU's; decoding one token
+/// at a time through the device KV cache matches one-shot prefill. Prints
+/// `SKIPPED: no CUDA device` without a GPU.
+#[cfg(feature = "cuda")]
+mod on_cuda {
+    use super::*;
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        let scale = b.iter().map(|x| x.abs()).fold(0.0, f32::max);
+        // The CUDA kernels quantize activations (Q8_1) where the CPU's do
+        // otherwise: close, not equal.
+        assert!(
+            max_diff(a, b) < 0.05 * scale.max(1e-3),
+            "{what}: {} vs scale {scale}",
+            max_diff(a, b)
+        );
+    }
+
+    #[test]
+    fn every_architecture_matches_the_cpu() {
+        common::on_cuda(|| {
+            let gpu = common::test_device();
+            let dir = tempfile::tempdir().unwrap();
+            let q4_1 = Spec {
+                weight_type: GgmlDType::Q4_1,
+                ..LLAMA
+            };
+            let q5_0 = Spec {
+                weight_type: GgmlDType::Q5_0,
+                ..QWEN2
+            };
+            for (spec, extra) in [
+                (&LLAMA, vec![]),
+                (&GEMMA3, gemma_window()),
+                (&QWEN2, vec![]),
+                (&QWEN3, vec![]),
+                (&q4_1, vec![]),
+                (&q5_0, vec![]),
+            ] {
+                let what = format!("{} {:?}", spec.arch, spec.weight_type);
+                let path = dir
+                    .path()
+                    .join(format!("{}-{:?}.gguf", spec.arch, spec.weight_type));
+                write_model(&path, spec, &extra);
+                let cpu = logits(load(&path).as_mut(), &PROMPT, 0);
+                let loaded = load_causal_lm(&path, &gpu, LoadOptions::default()).unwrap();
+                assert_eq!(
+                    loaded.converted, 0,
+                    "{what}: nothing is requantized on a GPU"
+                );
+                let mut model = loaded.model;
+                let whole = logits(model.as_mut(), &PROMPT, 0);
+                close(&whole, &cpu, &what);
+                model.clear_kv_cache();
+                let mut stepwise = Vec::new();
+                for (i, t) in PROMPT.iter().enumerate() {
+                    stepwise = logits(model.as_mut(), &[*t], i);
+                }
+                close(&stepwise, &whole, &format!("{what} stepwise"));
+            }
+        })
+    }
 }

@@ -3,6 +3,8 @@
 //! tokenizer pieces and ids, greedy and beam-search token ids, texts and
 //! scores, one sentence at a time and as one padded batch.
 
+mod common;
+
 use serde::Deserialize;
 use std::path::PathBuf;
 use tolk::generation::Hypothesis;
@@ -59,7 +61,7 @@ fn load(num_beams: usize) -> MarianTranslator {
         max_length: Some(reference().max_length),
         ..Default::default()
     };
-    MarianTranslator::load(&files, &candle_core::Device::Cpu, &opts).unwrap()
+    MarianTranslator::load(&files, &common::test_device(), &opts).unwrap()
 }
 
 /// `transformers` sequences start with the decoder start token.
@@ -202,4 +204,31 @@ fn translator_trait_returns_texts_in_input_order() {
     assert_eq!(out, want);
     // Running again gives the same result: no state leaks between calls.
     assert_eq!(t.translate_batch(&texts).unwrap(), want);
+}
+
+/// The same checks on a CUDA GPU (a `--features cuda` build), or a
+/// `SKIPPED: no CUDA device` line without one.
+#[cfg(feature = "cuda")]
+mod on_cuda {
+    use super::common::on_cuda;
+
+    #[test]
+    fn greedy_matches_transformers_one_by_one() {
+        on_cuda(super::greedy_matches_transformers_one_by_one)
+    }
+
+    #[test]
+    fn beam_search_matches_transformers_one_by_one() {
+        on_cuda(super::beam_search_matches_transformers_one_by_one)
+    }
+
+    #[test]
+    fn a_padded_batch_gives_the_same_ids() {
+        on_cuda(super::a_padded_batch_gives_the_same_ids)
+    }
+
+    #[test]
+    fn translator_trait_returns_texts_in_input_order() {
+        on_cuda(super::translator_trait_returns_texts_in_input_order)
+    }
 }

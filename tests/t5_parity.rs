@@ -6,6 +6,8 @@
 //! batches, the n-gram ban, beam search; then the summarizer's behaviour: map-reduce of
 //! long inputs, streaming, empty input, and clear errors for broken models.
 
+mod common;
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,7 +92,7 @@ fn parity_options() -> T5Options {
 
 fn load_with(name: &str, opts: T5Options) -> T5Summarizer {
     let files = files_in(&fixtures().join(name)).unwrap();
-    T5Summarizer::load(&files, &candle_core::Device::Cpu, opts).unwrap()
+    T5Summarizer::load(&files, &common::test_device(), opts).unwrap()
 }
 
 fn load(name: &str) -> T5Summarizer {
@@ -578,4 +580,31 @@ fn missing_or_broken_files_are_clear_errors() {
     std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
     let err = load_error(dir.path());
     assert!(err.contains("config.json"), "{err}");
+}
+
+/// The same checks on a CUDA GPU (a `--features cuda` build), or a
+/// `SKIPPED: no CUDA device` line without one.
+#[cfg(feature = "cuda")]
+mod on_cuda {
+    use super::common::on_cuda;
+
+    #[test]
+    fn greedy_matches_transformers_one_by_one() {
+        on_cuda(super::greedy_matches_transformers_one_by_one)
+    }
+
+    #[test]
+    fn a_padded_batch_gives_the_same_ids() {
+        on_cuda(super::a_padded_batch_gives_the_same_ids)
+    }
+
+    #[test]
+    fn no_repeat_ngram_ban_matches_transformers() {
+        on_cuda(super::no_repeat_ngram_ban_matches_transformers)
+    }
+
+    #[test]
+    fn beam_search_matches_transformers() {
+        on_cuda(super::beam_search_matches_transformers)
+    }
 }

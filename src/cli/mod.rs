@@ -54,6 +54,13 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if crate::device::is_out_of_memory(&err) => {
+            eprintln!(
+                "tolk: error: out of GPU memory: {} (try a smaller --batch-size or --beams, a smaller model, or --device cpu)",
+                one_line(&err)
+            );
+            ExitCode::FAILURE
+        }
         Err(err) => {
             eprintln!("tolk: error: {}", one_line(&err));
             ExitCode::FAILURE

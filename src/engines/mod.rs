@@ -175,7 +175,9 @@ pub fn locate_translator(spec: &TranslationSpec, rt: &Runtime) -> Result<ModelFi
 /// reach below the [`Translator`] trait, such as the benchmark).
 pub fn marian(spec: &TranslationSpec, rt: &Runtime) -> Result<MarianTranslator> {
     let files = locate_translator(spec, rt)?;
-    MarianTranslator::load(&files, &rt.open_device()?, &spec.options)
+    let device = rt.open_device()?;
+    MarianTranslator::load(&files, &device, &spec.options)
+        .map_err(|e| explain_load_error(e, &files, &device))
 }
 
 /// Finds and loads the LLM translator; `opts` are the model's own settings
@@ -280,19 +282,30 @@ fn gguf_file(file: &std::path::Path) -> Result<LlmLocation> {
     Ok(LlmLocation::Gguf(file.to_path_buf()))
 }
 
-/// Loads an LLM onto the runtime's device.
+/// Loads an LLM onto the runtime's device; running out of GPU memory names
+/// the model and its weights' size.
 fn load_llm(location: &LlmLocation, opts: LlmOptions, rt: &Runtime) -> Result<LlmSummarizer> {
     let device = rt.open_device()?;
-    Ok(match location {
-        LlmLocation::Gguf(path) => LlmSummarizer::load(path, &device, opts)?,
+    let (label, weights) = match location {
+        LlmLocation::Gguf(path) => (
+            path.display().to_string(),
+            crate::device::weights_size([path.as_path()]),
+        ),
+        LlmLocation::Checkpoint { dir, repo } => (
+            repo.clone().unwrap_or_else(|| dir.display().to_string()),
+            crate::device::weights_size_in(dir),
+        ),
+    };
+    match location {
+        LlmLocation::Gguf(path) => LlmSummarizer::load(path, &device, opts),
         LlmLocation::Checkpoint { dir, repo } => {
-            let s = LlmSummarizer::load_dir(dir, &device, opts)?;
-            match repo {
+            LlmSummarizer::load_dir(dir, &device, opts).map(|s| match repo {
                 Some(repo) => s.with_model_id(repo),
                 None => s,
-            }
+            })
         }
-    })
+    }
+    .map_err(|e| crate::device::explain_load_error(e, &label, weights, &device))
 }
 
 /// The summarization engines.
@@ -434,14 +447,19 @@ impl Located {
             Located::Llm(location) => Ok(Box::new(load_llm(location, spec.llm_options(), rt)?)),
             Located::T5(files) => {
                 let device = rt.open_device()?;
-                Ok(Box::new(T5Summarizer::load(
-                    files,
-                    &device,
-                    T5Options::default(),
-                )?))
+                let summarizer = T5Summarizer::load(files, &device, T5Options::default())
+                    .map_err(|e| explain_load_error(e, files, &device))?;
+                Ok(Box::new(summarizer))
             }
         }
     }
+}
+
+/// [`crate::device::explain_load_error`] for a model whose files are `files`:
+/// an out-of-memory error on a GPU names the model and its weights' size.
+fn explain_load_error(err: anyhow::Error, files: &ModelFiles, device: &Device) -> anyhow::Error {
+    let weights = crate::device::weights_size(files.files.values().map(|p| p.as_path()));
+    crate::device::explain_load_error(err, &files.source.to_string(), weights, device)
 }
 
 /// Finds and loads the summarization engine.

@@ -506,6 +506,12 @@ pub fn isolated_tolk(home: &Path) -> std::process::Command {
         .env("HF_HOME", home.join("hf"))
         .env("HF_ENDPOINT", DEAD_ENDPOINT)
         .env("RAYON_NUM_THREADS", "2");
+    // Where the dynamic loader finds shared libraries is not user
+    // configuration: a CUDA build links the CUDA libraries, which a toolkit
+    // from scripts/cuda-toolkit.sh puts only on this path.
+    if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+        cmd.env("LD_LIBRARY_PATH", path);
+    }
     cmd
 }
 
@@ -523,4 +529,37 @@ pub fn stdout_ok(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+// ---- Running parity tests on a GPU ----
+
+thread_local! {
+    static TEST_DEVICE: std::cell::RefCell<Option<candle_core::Device>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The device a parity test runs on: the CPU, or CUDA GPU 0 inside [`on_cuda`].
+pub fn test_device() -> candle_core::Device {
+    TEST_DEVICE.with(|d| d.borrow().clone().unwrap_or(candle_core::Device::Cpu))
+}
+
+/// Runs `test` with [`test_device`] set to CUDA GPU 0. Without a usable GPU
+/// (no driver, no device, or a CPU build) it prints a visible
+/// `SKIPPED: no CUDA device` line and returns: never a silent pass.
+pub fn on_cuda(test: impl FnOnce()) {
+    match candle_core::Device::new_cuda(0) {
+        Ok(device) => {
+            TEST_DEVICE.with(|d| *d.borrow_mut() = Some(device));
+            test();
+            TEST_DEVICE.with(|d| *d.borrow_mut() = None);
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: no CUDA device ({})",
+                reason.lines().next().unwrap_or_default()
+            );
+        }
+    }
 }

@@ -411,21 +411,15 @@ impl StepModel for T5Stepper<'_, '_> {
         if self.no_repeat_ngram_size == 0 {
             return Ok(logits);
         }
-        let mut rows = logits.to_vec2::<f32>()?;
-        for (row, history) in rows.iter_mut().zip(&self.histories) {
-            for banned in banned_ngram_tokens(self.start_token, history, self.no_repeat_ngram_size)
-            {
-                if let Some(score) = row.get_mut(banned as usize) {
-                    *score = f32::NEG_INFINITY;
-                }
-            }
-        }
-        let (n, vocab) = (rows.len(), rows.first().map_or(0, Vec::len));
-        Ok(Tensor::from_vec(
-            rows.into_iter().flatten().collect::<Vec<_>>(),
-            (n, vocab),
-            logits.device(),
-        )?)
+        // Set on the logits' own device: no copy to the host and back.
+        let banned: Vec<Vec<u32>> = self
+            .histories
+            .iter()
+            .map(|history| {
+                banned_ngram_tokens(self.start_token, history, self.no_repeat_ngram_size)
+            })
+            .collect();
+        Ok(crate::device::search::ban_tokens(&logits, &banned)?)
     }
 
     fn select_rows(&mut self, rows: &[u32]) -> Result<()> {

@@ -183,11 +183,25 @@ pub fn generate_limited(
     let mut stopped = false;
     let mut model_stopped = false;
     while generated.len() < max_new {
-        let mut scores: Vec<f32> = logits.to_vec1()?;
-        guard_repetition(&mut scores, &generated, opts);
-        let next = match sampler.as_mut() {
-            None => argmax(&scores),
-            Some(s) => s.sample(&Tensor::from_vec(scores, logits.dims1()?, &Device::Cpu)?)?,
+        let next = if sampler.is_none() && !logits.device().is_cpu() {
+            // Greedy on a GPU: the logits stay there; the guard's few scores
+            // are read and written back, and only the chosen token comes out.
+            let (recent, banned) = guarded_tokens(&generated, opts);
+            let tokens: Vec<u32> = recent.union(&banned).copied().collect();
+            crate::device::search::argmax_adjusted(&logits, &tokens, |t, s| {
+                if banned.contains(&t) {
+                    f32::NEG_INFINITY
+                } else {
+                    penalize(s, opts.repeat_penalty)
+                }
+            })?
+        } else {
+            let mut scores: Vec<f32> = logits.to_vec1()?;
+            guard_repetition(&mut scores, &generated, opts);
+            match sampler.as_mut() {
+                None => argmax(&scores),
+                Some(s) => s.sample(&Tensor::from_vec(scores, logits.dims1()?, &Device::Cpu)?)?,
+            }
         };
         if tokenizer.is_stop(next) {
             stopped = true;
@@ -234,26 +248,42 @@ pub fn argmax(scores: &[f32]) -> u32 {
     best as u32
 }
 
+/// The tokens the repetition guard touches: those the penalty scales
+/// (generated in the last `repeat_last_n` steps) and those n-gram blocking
+/// bans.
+fn guarded_tokens(generated: &[u32], opts: &SamplingOptions) -> (HashSet<u32>, HashSet<u32>) {
+    let mut recent = HashSet::new();
+    if opts.repeat_penalty != 1.0 && opts.repeat_last_n > 0 {
+        let from = generated.len().saturating_sub(opts.repeat_last_n);
+        recent.extend(generated[from..].iter().copied());
+    }
+    let banned = match opts.no_repeat_ngram.filter(|&n| n > 0) {
+        Some(n) => banned_by_ngram(generated, n).into_iter().collect(),
+        None => HashSet::new(),
+    };
+    (recent, banned)
+}
+
+/// Divides a positive score (multiplies a negative one) by the penalty.
+fn penalize(score: f32, penalty: f32) -> f32 {
+    if score >= 0.0 {
+        score / penalty
+    } else {
+        score * penalty
+    }
+}
+
 /// Repetition penalty over recent generated tokens, and n-gram blocking.
 fn guard_repetition(scores: &mut [f32], generated: &[u32], opts: &SamplingOptions) {
-    if opts.repeat_penalty != 1.0 && opts.repeat_last_n > 0 {
-        let recent = &generated[generated.len().saturating_sub(opts.repeat_last_n)..];
-        let seen: HashSet<u32> = recent.iter().copied().collect();
-        for id in seen {
-            if let Some(s) = scores.get_mut(id as usize) {
-                *s = if *s >= 0.0 {
-                    *s / opts.repeat_penalty
-                } else {
-                    *s * opts.repeat_penalty
-                };
-            }
+    let (recent, banned) = guarded_tokens(generated, opts);
+    for id in recent {
+        if let Some(s) = scores.get_mut(id as usize) {
+            *s = penalize(*s, opts.repeat_penalty);
         }
     }
-    if let Some(n) = opts.no_repeat_ngram.filter(|&n| n > 0) {
-        for id in banned_by_ngram(generated, n) {
-            if let Some(s) = scores.get_mut(id as usize) {
-                *s = f32::NEG_INFINITY;
-            }
+    for id in banned {
+        if let Some(s) = scores.get_mut(id as usize) {
+            *s = f32::NEG_INFINITY;
         }
     }
 }

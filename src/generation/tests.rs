@@ -1,0 +1,243 @@
+use super::*;
+
+fn cfg(num_beams: usize) -> GenerationConfig {
+    GenerationConfig {
+        max_length: 6,
+        min_length: 0,
+        num_beams,
+        length_penalty: 1.0,
+        early_stopping: EarlyStopping::Heuristic,
+        decoder_start_token_id: 3,
+        eos_token_id: 0,
+        forced_eos_token_id: Some(0),
+        bad_words_ids: vec![vec![3]],
+    }
+}
+
+/// A toy model whose next-token distribution depends only on the last
+/// token: a fixed transition table.
+struct Table {
+    rows: usize,
+    table: Vec<Vec<f32>>,
+}
+
+impl StepModel for Table {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        assert_eq!(tokens.len(), self.rows);
+        let data: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&t| self.table[t as usize].clone())
+            .collect();
+        Ok(Tensor::from_vec(
+            data,
+            (tokens.len(), 4),
+            &candle_core::Device::Cpu,
+        )?)
+    }
+    fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        self.rows = rows.len();
+        Ok(())
+    }
+}
+
+fn table() -> Table {
+    Table {
+        rows: 1,
+        table: vec![
+            vec![0.0, 0.0, 0.0, 0.0],
+            vec![-1.0, 0.5, 2.0, 9.0], // after 1: 2 (3 is banned)
+            vec![1.5, 1.0, -3.0, 0.0], // after 2: eos
+            vec![-2.0, 3.0, 1.0, 0.0], // after start: 1
+        ],
+    }
+}
+
+#[test]
+fn transposed_logits_reach_the_host_row_by_row() {
+    let dev = candle_core::Device::Cpu;
+    let by_token = Tensor::arange(0f32, 70.0 * 3.0, &dev)
+        .unwrap()
+        .reshape((70, 3))
+        .unwrap();
+    let logits = by_token.t().unwrap(); // (3 rows, 70 vocab), not contiguous
+    let (data, vocab) = host_logits(&logits).unwrap();
+    assert_eq!(vocab, 70);
+    let want: Vec<f32> = logits
+        .contiguous()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(data, want);
+    let (data, _) = host_logits(&by_token).unwrap();
+    assert_eq!(
+        data,
+        by_token.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+}
+
+#[test]
+fn top_k_stable_equals_a_stable_sort_cut_to_k() {
+    // Few distinct values, so ties are everywhere; -inf and NaN too.
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    for round in 0..200 {
+        let len = next() % 40;
+        let values: Vec<(f32, usize, u32)> = (0..len)
+            .map(|i| {
+                let v = match next() % 7 {
+                    0 => f32::NEG_INFINITY,
+                    1 if round % 10 == 0 => f32::NAN,
+                    r => r as f32 * 0.5,
+                };
+                (v, i % 3, i as u32)
+            })
+            .collect();
+        for k in [0, 1, 3, 8, 50] {
+            let got = top_k_stable(values.iter().copied(), k);
+            let want = top_k_desc(&values, k);
+            let ids = |v: &[(f32, usize, u32)]| v.iter().map(|x| x.2).collect::<Vec<_>>();
+            assert_eq!(ids(&got), ids(&want), "k={k} values={values:?}");
+        }
+    }
+}
+
+#[test]
+fn greedy_follows_argmax_bans_bad_words_and_stops_at_eos() {
+    let hyps = generate(&mut table(), 1, &cfg(1)).unwrap();
+    assert_eq!(hyps[0].tokens, vec![1, 2, 0]);
+    assert_eq!(hyps[0].token_logprobs.len(), 3);
+    assert!(hyps[0].token_logprobs.iter().all(|&p| p < 0.0));
+}
+
+#[test]
+fn forced_eos_ends_at_max_length() {
+    let mut t = table();
+    t.table[2] = vec![-5.0, 9.0, 0.0, 0.0]; // 2 → 1 → 2 → 1 ... never eos
+    let hyps = generate(&mut t, 1, &cfg(1)).unwrap();
+    assert_eq!(hyps[0].tokens, vec![1, 2, 1, 2, 0]);
+    assert_eq!(hyps[0].tokens.len(), 6 - 1);
+}
+
+#[test]
+fn beam_search_finds_a_better_sequence_than_greedy() {
+    // Greedy takes 1 (best first step) and is then stuck with a bad
+    // continuation; beam search keeps 2 as well and wins.
+    let t = Table {
+        rows: 1,
+        table: vec![
+            vec![0.0, 0.0, 0.0, 0.0],
+            vec![0.0, 0.0, 0.0, -9.0],
+            vec![9.0, -9.0, -9.0, -9.0],
+            vec![-9.0, 1.0, 0.9, -9.0],
+        ],
+    };
+    let mut t1 = Table {
+        rows: 1,
+        table: t.table.clone(),
+    };
+    let greedy = generate(&mut t1, 1, &cfg(1)).unwrap();
+    assert_eq!(greedy[0].tokens, vec![1, 0]);
+    let mut t2 = Table {
+        rows: 1,
+        table: t.table.clone(),
+    };
+    let beam = generate(&mut t2, 1, &cfg(2)).unwrap();
+    assert_eq!(beam[0].tokens, vec![2, 0]);
+}
+
+/// A toy model over a larger vocabulary: the next-token scores depend on
+/// the last token only, drawn from a few values (so ties are common).
+struct Random {
+    rows: usize,
+    vocab: usize,
+    table: Vec<f32>,
+}
+
+impl Random {
+    /// A model holding the encoder state of `sentences` sentences, one row
+    /// each, as `generate` expects.
+    fn new(sentences: usize, vocab: usize, seed: u64) -> Self {
+        let mut s = seed;
+        let table = (0..vocab * vocab)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 33) % 9) as f32 * 0.75 - 3.0
+            })
+            .collect();
+        Self {
+            rows: sentences,
+            vocab,
+            table,
+        }
+    }
+}
+
+impl StepModel for Random {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        assert_eq!(tokens.len(), self.rows);
+        let v = self.vocab;
+        let data: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&t| self.table[t as usize * v..(t as usize + 1) * v].to_vec())
+            .collect();
+        Ok(Tensor::from_vec(
+            data,
+            (tokens.len(), v),
+            &candle_core::Device::Cpu,
+        )?)
+    }
+    fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        self.rows = rows.len();
+        Ok(())
+    }
+}
+
+/// The search that GPUs use (logits reduced where they are, see
+/// `device::search`) gives the same hypotheses as the host search, run
+/// here on the CPU: greedy and beams, bad words with prefixes, a minimum
+/// length, several sentences.
+#[test]
+fn device_search_matches_the_host_search() {
+    for (seed, beams) in [(1u64, 1usize), (2, 2), (3, 3), (4, 4), (5, 1), (6, 4)] {
+        let vocab = 11;
+        let cfg = GenerationConfig {
+            max_length: 9,
+            min_length: 3,
+            num_beams: beams,
+            bad_words_ids: vec![vec![10], vec![4, 5], vec![2, 2, 7]],
+            decoder_start_token_id: 10,
+            ..cfg(beams)
+        };
+        let run = |on_device: bool| {
+            DEVICE_SEARCH_ON_CPU.with(|c| c.set(on_device));
+            let mut model = Random::new(3, vocab, seed);
+            let out = generate(&mut model, 3, &cfg);
+            DEVICE_SEARCH_ON_CPU.with(|c| c.set(false));
+            out.unwrap()
+        };
+        let (host, device) = (run(false), run(true));
+        assert_eq!(host.len(), device.len());
+        for (h, d) in host.iter().zip(&device) {
+            assert_eq!(h.tokens, d.tokens, "seed {seed}, {beams} beams");
+            assert!(
+                (h.score - d.score).abs() < 1e-4,
+                "{} vs {}",
+                h.score,
+                d.score
+            );
+            assert_eq!(h.token_logprobs.len(), d.token_logprobs.len());
+            for (a, b) in h.token_logprobs.iter().zip(&d.token_logprobs) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
+    }
+}
