@@ -80,11 +80,11 @@ pub fn run(args: TranslateArgs) -> Result<ExitCode> {
         .input_format
         .unwrap_or_else(|| Format::from_path(&args.input));
     let rt = args.runtime.runtime();
+    let spec = args.model.spec(&args.decoding);
     if args.format != OutputFormat::Text {
         let records = if text.trim().is_empty() {
             Vec::new()
         } else {
-            let spec = args.model.spec(&args.decoding);
             let mut translator = engines::translator(&spec, &rt)?;
             translate_aligned_with_progress(translator.as_mut(), &text, format, args.runtime.quiet)?
         };
@@ -94,7 +94,6 @@ pub fn run(args: TranslateArgs) -> Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let spec = args.model.spec(&args.decoding);
     spec.check()?;
     // Nothing to translate: no need to load (or download) a model.
     let empty = text.trim().is_empty();

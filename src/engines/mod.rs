@@ -218,9 +218,11 @@ pub fn translator_and_summarizer(
     rt: &Runtime,
 ) -> Result<(Box<dyn Translator>, Box<dyn Summarizer>)> {
     if shares_model(translation, summary) {
-        let translator = llm_translator(translation, rt, summary.llm_options())?;
-        let summarizer = SharedSummarizer(translator.model());
-        return Ok((Box::new(translator), Box::new(summarizer)));
+        let slot = SharedLlmSlot::default();
+        return Ok((
+            slot.translator(translation, summary, rt)?,
+            slot.summarizer(translation, summary, rt)?,
+        ));
     }
     Ok((translator(translation, rt)?, summarizer(summary, rt)?))
 }
