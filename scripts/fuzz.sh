@@ -17,8 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-180}"
 shift || true
-ALL=(safetensors gguf gguf_tokenizer spm config text manifest)
-[ -f fuzz/fuzz_targets/pytorch.rs ] && ALL+=(pytorch)
+ALL=(safetensors pytorch gguf gguf_tokenizer spm config text html subtitles manifest)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 JOBS="${FUZZ_JOBS:-1}"
@@ -52,6 +51,8 @@ prepare() {
     case "$t" in
         safetensors) seed "$t" tests/fixtures/*/*.safetensors ;;
         spm) seed "$t" tests/fixtures/*/*.spm tests/fixtures/*/spiece.model ;;
+        pytorch) seed "$t" tests/fixtures/pytorch/*.pt tests/fixtures/pytorch/*.bin ;;
+        html) seed "$t" tests/fixtures/pages/*.html ;;
         gguf)
             # The real files' headers: the first 256 KiB (metadata, cut
             # inside the vocabulary) of each fetched model.
@@ -66,7 +67,7 @@ prepare() {
 
 max_len() {
     case "$1" in
-        safetensors | spm) echo 300000 ;;
+        safetensors | spm | pytorch) echo 300000 ;;
         gguf) echo 300000 ;;
         config) echo 4096 ;;
         *) echo 16384 ;;
@@ -80,6 +81,8 @@ dict() {
         config) echo fuzz/dict/json-config.dict ;;
         text) echo fuzz/dict/text.dict ;;
         manifest) echo fuzz/dict/manifest.dict ;;
+        html) echo fuzz/dict/html.dict ;;
+        subtitles) echo fuzz/dict/subtitles.dict ;;
         *) echo "" ;;
     esac
 }

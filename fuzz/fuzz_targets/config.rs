@@ -52,6 +52,7 @@ fn folder(family: &str, fixture: &str, config: &[u8], generation: Option<&[u8]>)
         source: ModelSource::Dir(dir.clone()),
         root: dir,
         files,
+        notes: Vec::new(),
     }
 }
 

@@ -8,7 +8,13 @@
 //! - chunks lose nothing and keep the order;
 //! - translating with the identity puts every sentence back in place and
 //!   leaves the Markdown skeleton (fences, code, links: every kept segment)
-//!   unchanged.
+//!   unchanged, byte for byte and in place.
+//!
+//! Not checked here: that *re-reading* the translated document finds the
+//! same skeleton. A translation joins a hard-wrapped paragraph into one
+//! line, and the line-based reading of table rows and HTML blocks can then
+//! differ (fuzzing found such documents; README "Reliability"). The
+//! property tests check the re-reading on their generated documents.
 //!
 //! Input: one byte of options (bit 0: Markdown; the rest: a token budget),
 //! then the document (invalid UTF-8 replaced, as `--lossy` does).
@@ -32,6 +38,6 @@ fuzz_target!(|data: &[u8]| {
         Format::Markdown
     };
     let budget = usize::from(options >> 1) % 16 + 1;
-    invariants::check_document(&input, format, budget);
+    invariants::check_document_in_place(&input, format, budget);
     let _ = text::sentences_in(&input);
 });

@@ -3,6 +3,7 @@
 //! every other case (other formats, other CPUs, GPUs) to candle's `QMatMul`.
 
 pub mod avx2;
+pub mod kquants;
 
 use super::qweight::MappedBytes;
 use avx2::{Avx2, Format};
@@ -186,16 +187,26 @@ impl Module for QLinear {
         }
         let m = x.elem_count() / k;
         let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let acts = kernels.quantize(&input, m, k);
         let data: std::borrow::Cow<[u8]> = match weights {
             Blocks::Tensor(t) => t.data()?,
             Blocks::Mapped(m) => std::borrow::Cow::Borrowed(m.bytes()),
         };
 
         let mut out_t = vec![0f32; n * m];
-        for_row_blocks(n, m, k, &mut out_t, |first, out| {
-            kernels.matmul_rows(format, &data, first, &acts, out)
-        });
+        match format {
+            Format::Q4K | Format::Q5K | Format::Q6K => {
+                let acts = kernels.quantize_k(&input, m, k);
+                for_row_blocks(n, m, k, &mut out_t, |first, out| {
+                    kernels.matmul_rows_k(format, &data, first, &acts, out)
+                });
+            }
+            Format::Q4_1 | Format::Q5_0 | Format::Q8_0 => {
+                let acts = kernels.quantize(&input, m, k);
+                for_row_blocks(n, m, k, &mut out_t, |first, out| {
+                    kernels.matmul_rows(format, &data, first, &acts, out)
+                });
+            }
+        }
 
         let out = if m == 1 {
             out_t
@@ -262,9 +273,14 @@ mod tests {
             .iter()
             .zip(&reference)
             .fold(0f32, |a, (o, r)| a.max((o - r).abs()));
-        // 8-bit activations: errors of about 1% of the output's range.
+        // 8-bit activations: errors of about 1% of the output's range, twice
+        // that for the K-quants, whose activations share one scale per 256
+        // values (ggml's Q8_K, as llama.cpp multiplies them) and so lose more
+        // precision next to this test's large values (one in 97).
+        let k_quant = matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K);
+        let tolerance = if k_quant { 0.04 } else { 0.02 };
         assert!(
-            worst <= 0.02 * scale,
+            worst <= tolerance * scale,
             "{dtype:?} m={m}: worst error {worst} vs output scale {scale}"
         );
         // And the error is not systematic: the results correlate almost perfectly.
@@ -367,8 +383,10 @@ mod tests {
 
     #[test]
     fn k_quants_agree_with_candle_kernel() {
-        // candle multiplies K-quants with Q8_K activations (one scale per
-        // 256); ours use one per 32, so they differ only by that rounding.
+        // Both multiply K-quants with Q8_K activations (one scale per 256
+        // values), so they agree to float rounding (and the rare activation
+        // halfway between two steps: ggml rounds ties to even, candle away
+        // from zero).
         if kernels().is_none() {
             eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
             return;
@@ -391,7 +409,7 @@ mod tests {
             let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
             for (a, b) in ours.iter().zip(&theirs) {
                 assert!(
-                    (a - b).abs() <= 0.02 * scale,
+                    (a - b).abs() <= 2e-3 * scale,
                     "{dtype:?}: {a} vs {b} (scale {scale})"
                 );
             }

@@ -48,6 +48,28 @@ pub struct Gemma3Config {
 }
 
 impl Gemma3Config {
+    /// Refuses sizes no real model has (zero, or far too large), before
+    /// anything is allocated from them (the layers, the rotary tables of
+    /// `context_len × head_dim` entries): the metadata is the file's word.
+    pub fn validate(&self) -> Result<()> {
+        use super::limits::{self, check, check_heads};
+        check("num_hidden_layers", self.n_layer, limits::LAYERS)?;
+        check("hidden_size", self.hidden, limits::WIDTH)?;
+        check("num_attention_heads", self.n_head, limits::WIDTH)?;
+        check_heads(
+            "num_key_value_heads",
+            self.n_kv_head,
+            "num_attention_heads",
+            self.n_head,
+        )?;
+        check("head_dim", self.head_dim, limits::WIDTH)?;
+        check(
+            "max_position_embeddings",
+            self.context_len,
+            limits::POSITIONS,
+        )?;
+        limits::check_table("rotary", self.context_len, self.head_dim)
+    }
     pub fn from_metadata(md: &Hparams) -> Result<Self> {
         let head_dim = md.usize("attention.key_length")?;
         let value_dim = md.usize_or("attention.value_length", head_dim)?;
@@ -117,6 +139,7 @@ fn qmatmul(src: &mut dyn TensorSource, name: &str) -> Result<QLinear> {
 
 impl QuantizedGemma3 {
     pub fn new(cfg: Gemma3Config, src: &mut dyn TensorSource, device: &Device) -> Result<Self> {
+        cfg.validate()?;
         let embed_w = src.weight("token_embd.weight")?;
         let embed = QEmbedding::new(&embed_w)?;
         let output = if src.contains("output.weight") {

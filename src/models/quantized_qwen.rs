@@ -57,6 +57,28 @@ pub struct QwenConfig {
 }
 
 impl QwenConfig {
+    /// Refuses sizes no real model has (zero, or far too large), before
+    /// anything is allocated from them (the layers, the rotary tables of
+    /// `context_len × head_dim` entries): the metadata is the file's word.
+    pub fn validate(&self) -> Result<()> {
+        use super::limits::{self, check, check_heads};
+        check("num_hidden_layers", self.n_layer, limits::LAYERS)?;
+        check("hidden_size", self.hidden, limits::WIDTH)?;
+        check("num_attention_heads", self.n_head, limits::WIDTH)?;
+        check_heads(
+            "num_key_value_heads",
+            self.n_kv_head,
+            "num_attention_heads",
+            self.n_head,
+        )?;
+        check("head_dim", self.head_dim, limits::WIDTH)?;
+        check(
+            "max_position_embeddings",
+            self.context_len,
+            limits::POSITIONS,
+        )?;
+        limits::check_table("rotary", self.context_len, self.head_dim)
+    }
     pub fn from_metadata(md: &Hparams, variant: QwenVariant) -> Result<Self> {
         let arch = variant.arch();
         let experts = md.usize_or("expert_count", 0)?;
@@ -148,6 +170,7 @@ fn linear(src: &mut dyn TensorSource, name: &str) -> Result<QLinear> {
 impl QuantizedQwen {
     /// Builds the model from the tensors `src` hands out (GGUF names).
     pub fn new(cfg: QwenConfig, src: &mut dyn TensorSource, device: &Device) -> Result<Self> {
+        cfg.validate()?;
         let embed_w = src.weight("token_embd.weight")?;
         let embed = QEmbedding::new(&embed_w)?;
         let output = if src.contains("output.weight") {

@@ -339,6 +339,54 @@ mod tests {
     }
 
     #[test]
+    fn markdown_reference_definitions_are_kept_whole_and_only_at_a_paragraph_start() {
+        // Broken over lines as CommonMark allows: label, destination, title.
+        let input = "[a]:\n  https://x.org\n  \"Titel\"\n[b\nc]: <d e> 'T'\nText.\n";
+        let segments = check_invariants(input, Format::Markdown);
+        assert_eq!(texts(&segments), vec!["Text."]);
+        // Not definitions: junk after the title, a bracket in the label, no
+        // destination, and any line inside a paragraph (found by the property
+        // tests: "[…] Text" followed by "[ref]: https://x.org\" Satz" was
+        // read as one definition once the lines were joined).
+        for prose in [
+            "[a]: https://x.org \"Titel\" und mehr",
+            "[[a]]: https://x.org",
+            "[a]:",
+            "[…] Text\n[ref]: https://x.org\" Satz",
+            "Satz.\n[r]: https://x.org",
+        ] {
+            let segments = check_invariants(prose, Format::Markdown);
+            assert!(
+                !keeps(&segments).iter().any(|k| k.contains("]:")),
+                "{prose:?}: {segments:?}"
+            );
+        }
+        // A broken title leaves the definition on the destination's line.
+        let segments = check_invariants("[a]: /url\n\"Titel\" ok\n", Format::Markdown);
+        assert_eq!(texts(&segments), vec!["\"Titel\" ok"]);
+    }
+
+    #[test]
+    fn markdown_inline_tags_read_the_same_with_any_whitespace() {
+        // A fuzzing finding: `<a\rb>` was prose but its translation, with
+        // whitespace collapsed, `<a b>`, a tag.
+        for input in [
+            "Text <span\rclass=\"x\"> mehr",
+            "Text <span\u{a0}class=\"x\"> mehr",
+        ] {
+            let segments = check_invariants(input, Format::Markdown);
+            assert_eq!(texts(&segments), vec!["Text", "mehr"], "{input:?}");
+        }
+    }
+
+    #[test]
+    fn markdown_footnote_definitions_keep_the_marker_and_translate_the_text() {
+        let segments = check_invariants("[^1]: Der Zug kam spät.\n", Format::Markdown);
+        assert_eq!(texts(&segments), vec!["Der Zug kam spät."]);
+        assert_eq!(keeps(&segments)[0], "[^1]: ");
+    }
+
+    #[test]
     fn markdown_ordered_item_other_than_one_does_not_interrupt_a_paragraph() {
         let segments = check_invariants("Es war am\n13. Januar.\n", Format::Markdown);
         assert_eq!(texts(&segments), vec!["Es war am\n13. Januar."]);

@@ -52,6 +52,15 @@ struct Cue {
     lines: Vec<String>,
     /// The original text lines without tags, for the wrap width.
     source_lines: Vec<String>,
+    /// The original text lines with their line endings, written back as
+    /// they were when the cue has no words to translate.
+    raw: String,
+}
+
+impl Cue {
+    fn has_words(&self) -> bool {
+        !self.text.is_empty() || self.lines.iter().any(|l| !l.is_empty())
+    }
 }
 
 /// Cues translated together, or one dialogue line.
@@ -210,6 +219,23 @@ impl Subtitles {
         })
     }
 
+    /// The file without its cue text (numbers, identifiers, timings,
+    /// headers, notes, blank lines), which a translation keeps byte for byte.
+    pub fn kept(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Keep(s) => s.as_str(),
+                Part::Cue(_) => "\u{0}",
+            })
+            .collect()
+    }
+
+    /// How many cues the file has.
+    pub fn cue_count(&self) -> usize {
+        self.cues.len()
+    }
+
     /// The text of each translation paragraph, in order.
     pub fn paragraphs(&self) -> Vec<String> {
         self.groups.iter().map(|g| g.text.clone()).collect()
@@ -230,6 +256,10 @@ impl Subtitles {
             .map(|c| vec![String::new(); c.dialogue.len().max(1)])
             .collect();
         for (group, translation) in self.groups.iter().zip(translations) {
+            // A cue's text is one run of words: a line break or a blank line
+            // in a model's answer would end the cue early or forge a new one
+            // ("\n\n99\n00:00:00,000 --> …").
+            let translation = &crate::text::normalize_whitespace(translation);
             if let Some(line) = group.dialogue_line {
                 texts[group.cues[0]][line] = translation.clone();
                 continue;
@@ -267,6 +297,11 @@ impl Subtitles {
                 Part::Keep(s) => out.push_str(s),
                 Part::Cue(c) => {
                     let cue = &self.cues[*c];
+                    if !cue.has_words() {
+                        // Only markup or symbols (♪, an unclosed tag): as it was.
+                        out.push_str(&cue.raw);
+                        continue;
+                    }
                     let lines: Vec<String> = if cue.dialogue.is_empty() {
                         wrap(&texts[*c][0], self.max_line)
                     } else {
@@ -300,10 +335,12 @@ fn read_cue(payload: &[&str], eol: String) -> Cue {
     let (open, inner, close) = split_wrapping_tags(&joined);
     let lines: Vec<&str> = inner.split("\n").collect();
     let dialogue_lines = lines.len() > 1 && lines.iter().all(|l| l.trim_start().starts_with('-'));
+    let raw = payload.iter().map(|l| format!("{l}{eol}")).collect();
     let mut cue = Cue {
         open: open.to_string(),
         close: close.to_string(),
         eol,
+        raw,
         source_lines: payload.iter().map(|l| strip_tags(l)).collect(),
         ..Cue::default()
     };
@@ -654,6 +691,38 @@ mod tests {
             out,
             "\u{feff}WEBVTT - Nachrichten\nKind: captions\n\nNOTE Das bleibt so.\nNoch eine Zeile.\n\nSTYLE\n::cue { color: red }\n\nintro\n00:01.000 --> 00:04.000 align:start position:10%\n<v Anna>GUTEN TAG.</v>\n\n00:00:05.000 --> 00:00:06.000\nWIE GEHT ES?\n"
         );
+    }
+
+    #[test]
+    fn a_cue_without_words_is_written_back_as_it_was() {
+        // A fuzzing finding: the cue's only text sat inside an unclosed tag,
+        // so it had no words, and it was written back as an empty line that
+        // ended the block: the output was no subtitle file at all.
+        let text = "1\r\n00:00:01,000 --> 00:00:02,000\r\n{\\an8 kein Ende\r\n<b>♪\r\n\r\n\
+                    2\r\n00:00:03,000 --> 00:00:04,000\r\nJa.\r\n";
+        let out = translate(text, |_| "Yes.".into());
+        assert_eq!(
+            out,
+            "1\r\n00:00:01,000 --> 00:00:02,000\r\n{\\an8 kein Ende\r\n<b>♪\r\n\r\n\
+             2\r\n00:00:03,000 --> 00:00:04,000\r\nYes.\r\n"
+        );
+        assert_eq!(Subtitles::parse(&out).unwrap().cue_count(), 2);
+    }
+
+    #[test]
+    fn line_breaks_in_a_translation_cannot_forge_cues() {
+        let forged = "Ja.\n\n99\n00:00:00,000 --> 00:09:00,000\nGEFÄLSCHT";
+        for text in [
+            SRT,
+            "WEBVTT\n\n00:01.000 --> 00:02.000\n- Kommst du?\n- Ja.\n",
+        ] {
+            let subs = Subtitles::parse(text).unwrap();
+            let out = translate(text, |_| forged.to_string());
+            let again = Subtitles::parse(&out).unwrap();
+            assert_eq!(again.cue_count(), subs.cue_count(), "{out}");
+            assert_eq!(again.kept(), subs.kept(), "{out}");
+            assert!(!out.contains("\n99\n"), "{out}");
+        }
     }
 
     #[test]

@@ -130,6 +130,8 @@ impl SpmModel {
 
         let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
         if !self.precompiled_charsmap.is_empty() {
+            check_charsmap(&self.precompiled_charsmap)
+                .map_err(|e| anyhow::anyhow!("invalid precompiled charsmap: {e}"))?;
             let charsmap = Precompiled::from(&self.precompiled_charsmap)
                 .map_err(|e| anyhow::anyhow!("invalid precompiled charsmap: {e}"))?;
             normalizers.push(charsmap.into());
@@ -261,6 +263,62 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Checks a precompiled charsmap (a darts-clone double-array trie over the
+/// UTF-8 bytes of a character, then the normalized strings) the way
+/// `spm_precompiled` will walk it: that crate indexes the trie and the
+/// strings with the file's numbers unchecked, so a corrupt or hostile model
+/// would panic on the first text it normalizes (a fuzzing finding). Every
+/// node a lookup can reach must keep all 256 of its child slots inside the
+/// trie, and every leaf must point at a character boundary of the strings.
+fn check_charsmap(bytes: &[u8]) -> Result<()> {
+    let u32_at = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let trie_bytes = u32_at(0).ok_or_else(|| anyhow::anyhow!("too short"))?;
+    let units = trie_bytes / 4;
+    if units == 0 || 4 + units * 4 > bytes.len() {
+        anyhow::bail!("its trie runs past its end");
+    }
+    let unit = |i: usize| u32_at(4 + 4 * i).unwrap_or(0);
+    let normalized = std::str::from_utf8(&bytes[4 + units * 4..])
+        .map_err(|_| anyhow::anyhow!("its strings are not UTF-8"))?;
+    // darts-clone's unit fields, as spm_precompiled reads them.
+    let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
+    let label = |u: usize| u & ((1 << 31) | 0xFF);
+    let has_leaf = |u: usize| (u >> 8) & 1 == 1;
+    let value = |u: usize| u & ((1 << 31) - 1);
+    let mut seen = vec![false; units];
+    let mut stack = vec![0usize];
+    seen[0] = true;
+    while let Some(node) = stack.pop() {
+        let base = node ^ offset(unit(node));
+        if base | 0xFF >= units {
+            anyhow::bail!("a trie node points outside the trie");
+        }
+        for c in 1..=255usize {
+            let child = base ^ c;
+            let u = unit(child);
+            if label(u) != c {
+                continue;
+            }
+            if has_leaf(u) {
+                let leaf = child ^ offset(u);
+                let at = (leaf < units).then(|| value(unit(leaf)));
+                if !at.is_some_and(|at| normalized.is_char_boundary(at)) {
+                    anyhow::bail!("a trie leaf points outside the normalized strings");
+                }
+            }
+            if !seen[child] {
+                seen[child] = true;
+                stack.push(child);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +328,32 @@ mod tests {
         assert!(SpmModel::from_bytes(b"").is_err());
         assert!(SpmModel::from_bytes(&[0x0a, 0xff, 0xff, 0xff]).is_err());
         assert!(SpmModel::from_bytes(b"{\"not\": \"protobuf\"}").is_err());
+    }
+
+    /// A fuzzing finding: a charsmap whose trie points outside itself made
+    /// spm_precompiled index out of bounds on the first text it normalized.
+    #[test]
+    fn a_charsmap_pointing_outside_its_trie_is_an_error_not_a_panic() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/marian-tiny/source.spm"
+        );
+        let mut model = SpmModel::from_bytes(&std::fs::read(path).unwrap()).unwrap();
+        assert!(
+            !model.precompiled_charsmap.is_empty(),
+            "the fixture has a charsmap"
+        );
+        check_charsmap(&model.precompiled_charsmap).unwrap();
+        let tokenizer = model.to_tokenizer().unwrap();
+        assert!(tokenizer.encode("Größe ½ ﬁ", false).is_ok());
+        // The root unit's offset pointed far past the trie.
+        model.precompiled_charsmap[4..8].copy_from_slice(&0xFFFF_FC00u32.to_le_bytes());
+        let err = model.to_tokenizer().unwrap_err().to_string();
+        assert!(err.contains("invalid precompiled charsmap"), "{err}");
+        // A leaf pointing past the strings, and a trie longer than the data.
+        let mut short = model.precompiled_charsmap.clone();
+        short[0..4].copy_from_slice(&(u32::MAX - 3).to_le_bytes());
+        assert!(check_charsmap(&short).is_err());
+        assert!(check_charsmap(&[1, 2]).is_err());
     }
 }

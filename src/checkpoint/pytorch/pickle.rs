@@ -659,10 +659,19 @@ fn rebuild_tensor(args: &[Value]) -> Result<Value> {
             last = last.and_then(|l| (n - 1).checked_mul(*s).and_then(|step| l.checked_add(step)));
         }
     }
-    shape
+    let numel = shape
         .iter()
         .try_fold(1usize, |acc, n| acc.checked_mul(*n))
         .ok_or_else(|| bad("too many elements"))?;
+    // A view that repeats elements (a stride of 0, overlapping strides)
+    // would be materialized at its full size: a few bytes of file could ask
+    // for any amount of memory. State dicts hold no such views.
+    if numel > storage.numel.saturating_add(storage.base) {
+        return Err(bad(&format!(
+            "it repeats elements of its storage ({numel} elements from {}); save it with .contiguous()",
+            storage.numel + storage.base
+        )));
+    }
     let last = last.ok_or_else(|| bad("offset overflows"))?;
     if !empty && last >= storage.numel + storage.base {
         return Err(bad(&format!(

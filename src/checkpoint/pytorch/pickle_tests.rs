@@ -101,4 +101,9 @@ fn tensors_must_lie_inside_their_storage() {
     assert!(rebuild_tensor(&args(0, &[i64::MAX, 2], &[i64::MAX, 1])).is_err());
     assert!(rebuild_tensor(&args(-1, &[1], &[1])).is_err());
     assert!(rebuild_tensor(&args(99, &[0, 3], &[3, 1])).is_ok(), "empty");
+    // A broadcast view (stride 0) of the storage: materialized, it would
+    // take any amount of memory from a few bytes of file.
+    assert!(rebuild_tensor(&args(0, &[2, 3], &[0, 1])).is_ok(), "fits");
+    let err = rebuild_tensor(&args(0, &[1 << 40, 6], &[0, 1])).unwrap_err();
+    assert!(err.to_string().contains("repeats elements"), "{err}");
 }

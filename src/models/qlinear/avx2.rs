@@ -1,6 +1,6 @@
-//! AVX2 dot products of GGUF weight blocks (Q4_1, Q5_0, Q8_0, and the
-//! K-quants Q4_K, Q5_K, Q6_K) with activations quantized to 8 bits per
-//! 32 values, after ggml's x86 kernels.
+//! AVX2 dot products of GGUF weight blocks (Q4_1, Q5_0, Q8_0) with
+//! activations quantized to 8 bits per 32 values, after ggml's x86 kernels
+//! (the K-quants are in [`super::kquants`]).
 //!
 //! candle 0.11 multiplies Q4_1 and Q5_0 with scalar code, and tolk used to
 //! requantize them to Q8_0 at load; but a token of decoding streams every
@@ -152,9 +152,9 @@ impl Avx2 {
                 Format::Q4_1 => rows_kernel::<Q4_1>(weights, row_bytes, first, acts, out),
                 Format::Q5_0 => rows_kernel::<Q5_0>(weights, row_bytes, first, acts, out),
                 Format::Q8_0 => rows_kernel::<Q8_0>(weights, row_bytes, first, acts, out),
-                Format::Q4K => rows_kernel::<Q4K>(weights, row_bytes, first, acts, out),
-                Format::Q5K => rows_kernel::<Q5K>(weights, row_bytes, first, acts, out),
-                Format::Q6K => rows_kernel::<Q6K>(weights, row_bytes, first, acts, out),
+                Format::Q4K | Format::Q5K | Format::Q6K => {
+                    panic!("{format:?} is multiplied by matmul_rows_k")
+                }
             }
         }
     }
@@ -340,12 +340,6 @@ struct Q4_1;
 struct Q5_0;
 #[cfg(target_arch = "x86_64")]
 struct Q8_0;
-#[cfg(target_arch = "x86_64")]
-struct Q4K;
-#[cfg(target_arch = "x86_64")]
-struct Q5K;
-#[cfg(target_arch = "x86_64")]
-struct Q6K;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -425,113 +419,6 @@ impl Block for Q8_0 {
             _mm256_set1_ps(f16_at(p)),
             0.0,
         )
-    }
-}
-
-/// The 6-bit scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K
-/// super-block, packed in 12 bytes as ggml's `get_scale_min_k4` reads them.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn scale_min_k4(j: usize, q: *const u8) -> (f32, f32) {
-    let at = |i: usize| *q.add(i);
-    if j < 4 {
-        ((at(j) & 63) as f32, (at(j + 4) & 63) as f32)
-    } else {
-        let d = (at(j + 4) & 0x0F) | ((at(j - 4) >> 6) << 4);
-        let m = (at(j + 4) >> 4) | ((at(j) >> 6) << 4);
-        (d as f32, m as f32)
-    }
-}
-
-/// The four-bit values of sub-block `j` of a Q4_K/Q5_K super-block whose
-/// 128 bytes of nibbles start at `qs`: each 32 bytes hold two sub-blocks,
-/// the first in the low nibbles.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn k_nibbles(qs: *const u8, j: usize) -> __m256i {
-    let bytes = _mm256_loadu_si256(qs.add(32 * (j / 2)) as *const __m256i);
-    let shifted = if j.is_multiple_of(2) {
-        bytes
-    } else {
-        _mm256_srli_epi16::<4>(bytes)
-    };
-    _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Block for Q4K {
-    const UNSIGNED: bool = true;
-    const BYTES: usize = 18;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
-        // d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128]
-        let p = row.add(b / 8 * 144);
-        let j = b % 8;
-        let (sc, m) = scale_min_k4(j, p.add(4));
-        let q = k_nibbles(p.add(16), j);
-        (q, _mm256_set1_ps(f16_at(p) * sc), -f16_at(p.add(2)) * m)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Block for Q5K {
-    const UNSIGNED: bool = true;
-    const BYTES: usize = 22;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
-        // d: f16, dmin: f16, scales: [u8; 12], qh: [u8; 32], qs: [u8; 128];
-        // bit j of qh[l] is the fifth bit of value l of sub-block j.
-        let p = row.add(b / 8 * 176);
-        let j = b % 8;
-        let (sc, m) = scale_min_k4(j, p.add(4));
-        let low = k_nibbles(p.add(48), j);
-        let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
-        let bit = _mm256_and_si256(
-            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(j as i32)),
-            _mm256_set1_epi8(1),
-        );
-        let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(bit));
-        (q, _mm256_set1_ps(f16_at(p) * sc), -f16_at(p.add(2)) * m)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Block for Q6K {
-    const UNSIGNED: bool = false;
-    const BYTES: usize = 26;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
-        // ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16. Each half
-        // (128 values) has 64 bytes of ql and 32 of qh; its 32-value slice
-        // t takes ql[32 (t % 2)..] (nibble t / 2) and bits 2t of qh, and
-        // the scales 2t, 2t + 1 of the half (16 values each).
-        let p = row.add(b / 8 * 210);
-        let jj = b % 8;
-        let (half, t) = (jj / 4, jj % 4);
-        let ql = _mm256_loadu_si256(p.add(64 * half + 32 * (t % 2)) as *const __m256i);
-        let low = if t / 2 == 0 {
-            ql
-        } else {
-            _mm256_srli_epi16::<4>(ql)
-        };
-        let low = _mm256_and_si256(low, _mm256_set1_epi8(0x0F));
-        let qh = _mm256_loadu_si256(p.add(128 + 32 * half) as *const __m256i);
-        let high = _mm256_and_si256(
-            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * t as i32)),
-            _mm256_set1_epi8(3),
-        );
-        let q = _mm256_sub_epi8(
-            _mm256_or_si256(low, _mm256_slli_epi16::<4>(high)),
-            _mm256_set1_epi8(32),
-        );
-        let scales = p.add(192 + 8 * half + 2 * t) as *const i8;
-        let d = f16_at(p.add(208));
-        let (s0, s1) = (d * *scales as f32, d * *scales.add(1) as f32);
-        (q, _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1), 0.0)
     }
 }
 

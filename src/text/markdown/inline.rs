@@ -170,6 +170,10 @@ fn angle_span_end(s: &str, i: usize) -> Option<usize> {
     let is_autolink =
         !body.contains(char::is_whitespace) && (after_name.starts_with(':') || body.contains('@'));
     let is_tag = !name.is_empty()
-        && (after_name.is_empty() || after_name.starts_with([' ', '\t', '\n', '/']));
+        && (after_name.is_empty()
+            || after_name.starts_with('/')
+            // Any whitespace, as a translation collapses it to a space (a
+            // fuzzing finding: `<a\rb>` was prose, `<a b>` a tag).
+            || after_name.starts_with(char::is_whitespace));
     (is_autolink || is_tag).then_some(i + 1 + close + 1)
 }

@@ -5,7 +5,8 @@
 //! parser:
 //! - kept verbatim: YAML front matter, fenced (```` ``` ````/`~~~`) and
 //!   indented code blocks, HTML blocks, thematic breaks, setext underlines,
-//!   link reference definitions, table delimiter rows and cell pipes, heading
+//!   link reference definitions (also when broken over lines), footnote
+//!   definition markers (`[^1]: `), table delimiter rows and cell pipes, heading
 //!   markers (`## `) and closing `#`s, list markers (`- `, `1. `, task boxes
 //!   `[ ] `), blockquote markers (`> `), inline code spans, link and image
 //!   destinations (`](url "title")`, `][ref]`), autolinks, inline HTML tags,
@@ -280,9 +281,27 @@ impl<'a, 'o> Markdown<'a, 'o> {
             }
         }
 
-        if self.paragraph.is_none() && is_link_reference_definition(rest) {
-            self.out.keep(line.full);
-            return i + 1;
+        if self.paragraph.is_none() {
+            // A footnote definition `[^1]: text`: the marker kept, the text prose.
+            if let Some(marker) = footnote_definition(rest) {
+                let end = indent_bytes + marker;
+                self.out.keep(&line.content[..end]);
+                if line.content[end..].trim().is_empty() {
+                    self.out.keep(&line.full[end..]);
+                } else {
+                    self.paragraph = Some(line.start + end);
+                }
+                return i + 1;
+            }
+            let following = self.lines[i + 1..]
+                .iter()
+                .take_while(|l| !l.is_blank())
+                .map(|l| l.content);
+            if let Some(n) = link_reference_definition(rest, following) {
+                self.flush_paragraph(line.start);
+                self.keep_lines(i, i + n);
+                return i + n;
+            }
         }
 
         if self.paragraph.is_none() {
@@ -360,7 +379,7 @@ fn is_fence_close(rest: &str, ch: char, len: usize) -> bool {
 fn atx_heading(rest: &str) -> Option<usize> {
     let level = rest.bytes().take_while(|b| *b == b'#').count();
     let after = &rest[level..];
-    ((1..=6).contains(&level) && (after.is_empty() || after.starts_with([' ', '\t'])))
+    ((1..=6).contains(&level) && (after.is_empty() || after.starts_with(char::is_whitespace)))
         .then_some(level)
 }
 
@@ -369,7 +388,7 @@ fn heading_body(body: &str, out: &mut Builder) {
     let trimmed = body.trim_end();
     let without_hashes = trimmed.trim_end_matches('#');
     let close = if without_hashes.len() < trimmed.len()
-        && (without_hashes.is_empty() || without_hashes.ends_with([' ', '\t']))
+        && (without_hashes.is_empty() || without_hashes.ends_with(char::is_whitespace))
     {
         without_hashes.len()
     } else {
@@ -380,7 +399,7 @@ fn heading_body(body: &str, out: &mut Builder) {
 }
 
 fn is_thematic_break(rest: &str) -> bool {
-    let mut marks = rest.chars().filter(|c| !matches!(c, ' ' | '\t'));
+    let mut marks = rest.chars().filter(|c| !c.is_whitespace());
     let Some(first) = marks.next() else {
         return false;
     };
@@ -396,6 +415,11 @@ fn is_setext_underline(rest: &str) -> bool {
 
 /// A list marker's length including the spaces after it, and whether it may
 /// interrupt a paragraph (bullets and ordered lists starting at 1 may).
+///
+/// Block markers here take any Unicode whitespace where CommonMark asks for
+/// a space or tab: a translation collapses whitespace to spaces, and a
+/// paragraph such as "13.\u{2028}Januar" must not turn into a list item
+/// once translated (a finding of the property tests).
 fn list_marker(rest: &str) -> Option<(usize, bool)> {
     let bytes = rest.as_bytes();
     let (marker_len, can_interrupt) = match bytes.first()? {
@@ -410,28 +434,155 @@ fn list_marker(rest: &str) -> Option<(usize, bool)> {
         _ => return None,
     };
     let after = &rest[marker_len..];
-    if !after.is_empty() && !after.starts_with([' ', '\t']) {
+    if !after.is_empty() && !after.starts_with(char::is_whitespace) {
         return None;
     }
-    let spaces = after.len() - after.trim_start_matches([' ', '\t']).len();
+    let spaces = after.len() - after.trim_start().len();
     Some((marker_len + spaces, can_interrupt))
 }
 
 /// `[ ] `, `[x] ` or `[X] ` at the start of a list item.
 fn task_box_len(item: &str) -> usize {
-    for b in ["[ ] ", "[x] ", "[X] "] {
-        if item.starts_with(b) {
-            return b.len();
+    for b in ["[ ]", "[x]", "[X]"] {
+        if let Some(after) = item.strip_prefix(b) {
+            if after.starts_with(char::is_whitespace) {
+                return item.len() - after.trim_start().len();
+            }
         }
     }
     0
 }
 
-fn is_link_reference_definition(rest: &str) -> bool {
-    let Some(label_end) = rest.find("]:") else {
-        return false;
+/// The length of a GFM footnote definition's marker (`[^label]:` and the
+/// spaces after it) at the start of `rest`.
+fn footnote_definition(rest: &str) -> Option<usize> {
+    let label = rest.strip_prefix("[^")?;
+    let close = label.find("]:")?;
+    if close == 0
+        || label[..close]
+            .chars()
+            .any(|c| c.is_whitespace() || c == '[' || c == ']' || c == '\\')
+    {
+        return None;
+    }
+    let marker = 2 + close + 2;
+    Some(rest.len() - rest[marker..].trim_start().len())
+}
+
+/// How many lines a link reference definition starting at `first` (its
+/// text after the indentation) takes, with `following` the next lines up to
+/// a blank one: `[label]: destination "title"`, where the label, the gaps
+/// and the title may break over lines (CommonMark) and nothing but
+/// whitespace may follow on the last line.
+///
+/// Any Unicode whitespace counts as a gap, and line breaks may stand in
+/// angle-bracketed destinations, so that a paragraph that is *not* a
+/// definition can never become one once its lines are joined and its
+/// whitespace collapsed (which is what a translation of it looks like).
+fn link_reference_definition<'t>(
+    first: &str,
+    following: impl Iterator<Item = &'t str>,
+) -> Option<usize> {
+    if !first.starts_with('[') {
+        return None;
+    }
+    let mut text = first.to_string();
+    let mut line_ends = vec![text.len()];
+    for line in following.take(64) {
+        text.push('\n');
+        text.push_str(line);
+        line_ends.push(text.len());
+    }
+    let end = reference_definition_end(&text)?;
+    line_ends.iter().position(|&e| e == end).map(|k| k + 1)
+}
+
+/// Where the definition at the start of `t` ends (a line end), if it is one.
+fn reference_definition_end(t: &str) -> Option<usize> {
+    let gap = |from: usize| from + (t.len() - from - t[from..].trim_start().len());
+    // The label: no unescaped brackets, not blank.
+    let mut chars = t.char_indices().skip(1);
+    let mut label_end = None;
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' => return None,
+            ']' => {
+                label_end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let label_end = label_end?;
+    if t[1..label_end].trim().is_empty() || !t[label_end + 1..].starts_with(':') {
+        return None;
+    }
+    // The destination: `<…>` or a run of non-whitespace.
+    let dest = gap(label_end + 2);
+    let after_dest = if t[dest..].starts_with('<') {
+        let mut end = None;
+        let mut chars = t[dest + 1..].char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '<' => return None,
+                '>' => {
+                    end = Some(dest + 1 + i + 1);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        end?
+    } else {
+        let len = t[dest..]
+            .find(char::is_whitespace)
+            .unwrap_or(t.len() - dest);
+        if len == 0 {
+            return None;
+        }
+        dest + len
     };
-    rest.starts_with('[') && label_end > 1 && !rest[label_end + 2..].trim().is_empty()
+    let line_end = |from: usize| -> Option<usize> {
+        let rest = &t[from..];
+        let end = from + rest.find('\n').unwrap_or(rest.len());
+        t[from..end].trim().is_empty().then_some(end)
+    };
+    // An optional title after whitespace; without one (or with a broken
+    // one) the definition ends with the destination's line.
+    let title = gap(after_dest);
+    if title > after_dest {
+        let close = match t[title..].chars().next() {
+            Some('"') => Some('"'),
+            Some('\'') => Some('\''),
+            Some('(') => Some(')'),
+            _ => None,
+        };
+        if let Some(close) = close {
+            let mut chars = t[title + 1..].char_indices();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '(' if close == ')' => break,
+                    c if c == close => {
+                        if let Some(end) = line_end(title + 1 + i + c.len_utf8()) {
+                            return Some(end);
+                        }
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    line_end(after_dest)
 }
 
 /// A GFM delimiter row such as `| --- | :-: |`.

@@ -96,6 +96,14 @@ pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
             .dims()
             .iter()
             .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        if elems == Some(0) {
+            // candle would build an empty slice from a dangling pointer of
+            // the wrong alignment (undefined behaviour; a fuzzing finding).
+            bail!(
+                "{}: corrupt GGUF file: tensor {name} has no elements (a dimension is 0)",
+                path.display()
+            );
+        }
         let block = info.ggml_dtype.block_size().max(1) as u64;
         let bytes = elems.and_then(|n| (n / block).checked_mul(info.ggml_dtype.type_size() as u64));
         let end = bytes.and_then(|bytes| {
