@@ -52,6 +52,32 @@ pub mod limits {
         Ok(())
     }
 
+    /// The sizes every decoder-only GGUF family (llama, qwen, gemma-3)
+    /// reads from its metadata, checked before anything is allocated from
+    /// them: the layers, and a rotary table of `context_len × rotary_dim`.
+    pub fn check_decoder(
+        n_layer: usize,
+        hidden: usize,
+        n_head: usize,
+        n_kv_head: usize,
+        head_dim: usize,
+        context_len: usize,
+        rotary_dim: usize,
+    ) -> candle_core::Result<()> {
+        check("num_hidden_layers", n_layer, LAYERS)?;
+        check("hidden_size", hidden, WIDTH)?;
+        check("num_attention_heads", n_head, WIDTH)?;
+        check_heads(
+            "num_key_value_heads",
+            n_kv_head,
+            "num_attention_heads",
+            n_head,
+        )?;
+        check("head_dim", head_dim, WIDTH)?;
+        check("max_position_embeddings", context_len, POSITIONS)?;
+        check_table("rotary", context_len, rotary_dim)
+    }
+
     /// A table of `rows × width` elements built at load time.
     pub fn check_table(what: &str, rows: usize, width: usize) -> candle_core::Result<()> {
         if rows.checked_mul(width).is_none_or(|n| n > TABLE) {

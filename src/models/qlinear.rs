@@ -211,10 +211,17 @@ impl Module for QLinear {
         let out = if m == 1 {
             out_t
         } else {
+            // Transposed in bands of columns, so that the writes run along
+            // output rows and the band's source columns stay in cache (a
+            // plain scatter with stride n was 6% of a prompt).
+            const BAND: usize = 64;
             let mut out = vec![0f32; m * n];
-            for (j, col) in out_t.chunks_exact(m).enumerate() {
-                for (i, v) in col.iter().enumerate() {
-                    out[i * n + j] = *v;
+            for j0 in (0..n).step_by(BAND) {
+                let j1 = (j0 + BAND).min(n);
+                for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
+                    for (j, o) in (j0..j1).zip(&mut out_row[j0..j1]) {
+                        *o = out_t[j * m + i];
+                    }
                 }
             }
             out

@@ -61,23 +61,15 @@ impl QwenConfig {
     /// anything is allocated from them (the layers, the rotary tables of
     /// `context_len × head_dim` entries): the metadata is the file's word.
     pub fn validate(&self) -> Result<()> {
-        use super::limits::{self, check, check_heads};
-        check("num_hidden_layers", self.n_layer, limits::LAYERS)?;
-        check("hidden_size", self.hidden, limits::WIDTH)?;
-        check("num_attention_heads", self.n_head, limits::WIDTH)?;
-        check_heads(
-            "num_key_value_heads",
-            self.n_kv_head,
-            "num_attention_heads",
+        super::limits::check_decoder(
+            self.n_layer,
+            self.hidden,
             self.n_head,
-        )?;
-        check("head_dim", self.head_dim, limits::WIDTH)?;
-        check(
-            "max_position_embeddings",
+            self.n_kv_head,
+            self.head_dim,
             self.context_len,
-            limits::POSITIONS,
-        )?;
-        limits::check_table("rotary", self.context_len, self.head_dim)
+            self.head_dim,
+        )
     }
     pub fn from_metadata(md: &Hparams, variant: QwenVariant) -> Result<Self> {
         let arch = variant.arch();

@@ -39,7 +39,11 @@ impl KActivations {
 
 /// Quantizes one super-block as ggml's `quantize_row_q8_K_ref`: the value
 /// of largest magnitude maps to -127 (nearest, ties to even).
-fn quantize_super_block(x: &[f32], qs: &mut [i8], bsums: &mut [i16]) -> f32 {
+///
+/// Compiled for AVX2 so that the rounding is `vroundps` over eight values,
+/// not a call to `rintf` per value (7% of a prompt on the 1.5 B model).
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma,f16c"))]
+unsafe fn quantize_super_block(x: &[f32], qs: &mut [i8], bsums: &mut [i16]) -> f32 {
     let (mut max, mut amax) = (0f32, 0f32);
     for &v in x {
         if v.abs() > amax {
@@ -80,7 +84,8 @@ impl Avx2 {
             .zip(a.qs.chunks_exact_mut(QK_K))
             .zip(a.bsums.chunks_exact_mut(16));
         for (d, ((x, qs), bsums)) in a.d.iter_mut().zip(parts) {
-            *d = quantize_super_block(x, qs, bsums);
+            // SAFETY: `self` proves the CPU features.
+            *d = unsafe { quantize_super_block(x, qs, bsums) };
         }
         a
     }
