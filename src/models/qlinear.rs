@@ -389,6 +389,16 @@ mod tests {
     }
 
     #[test]
+    fn k_quant_prompts_cross_activation_bands() {
+        // 79 rows of 4096 values are more than one cache band of quantized
+        // activations (256 KiB: 64 rows), so the prompt kernel runs a full
+        // band and then a partial one through its 8-, 4- and 1-row tiles.
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+            check(dtype, 79, 12, 4096);
+        }
+    }
+
+    #[test]
     fn k_quants_agree_with_candle_kernel() {
         // Both multiply K-quants with Q8_K activations (one scale per 256
         // values), so they agree to float rounding (and the rare activation

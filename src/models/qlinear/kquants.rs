@@ -7,8 +7,9 @@
 //! activations' block sums once per super-block, so a super-block costs one
 //! int-to-float conversion and one fused multiply-add, not eight of each
 //! plus scalar scale decoding per 32 values. A weight super-block is
-//! unpacked once for up to four activation rows (prompts), and four weight
-//! rows run side by side when decoding (four independent chains).
+//! unpacked once for up to eight activation rows (prompts, over bands of
+//! activation rows that stay in L2), and four weight rows run side by side
+//! when decoding (four independent chains).
 
 use super::avx2::{Avx2, Format, QK_K};
 
@@ -415,8 +416,9 @@ unsafe fn tile<B: KBlock, const W: usize, const R: usize>(
 }
 
 /// Weight rows `first..` times all activation rows: four weight rows per
-/// activation row when decoding, four activation rows per weight row (each
-/// super-block unpacked once for four) when processing a prompt.
+/// activation row when decoding, eight (then four) activation rows per
+/// weight row (each super-block unpacked once for eight) when processing a
+/// prompt.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_kernel<B: KBlock>(
@@ -447,15 +449,33 @@ unsafe fn rows_kernel<B: KBlock>(
         }
         return;
     }
-    for (j, out_row) in out.chunks_exact_mut(m).enumerate() {
-        let mut i = 0;
-        while i + 4 <= m {
-            out_row[i..i + 4].copy_from_slice(&tile::<B, 1, 4>([row(j)], a, i)[0]);
-            i += 4;
-        }
-        while i < m {
-            out_row[i] = tile::<B, 1, 1>([row(j)], a, i)[0][0];
-            i += 1;
+    // Activation rows in bands that stay in the core's L2 cache while every
+    // weight row of the block passes over them (a prompt's activations for
+    // a wide input, 256 × 8960 bytes, would otherwise stream from L3 once
+    // per weight row); the weights are re-read once per band.
+    let row_len = a.blocks * QK_K;
+    let band = (ACTIVATION_BAND_BYTES / row_len).max(4) / 4 * 4;
+    for i0 in (0..m).step_by(band) {
+        let i1 = (i0 + band).min(m);
+        for (j, out_row) in out.chunks_exact_mut(m).enumerate() {
+            let mut i = i0;
+            while i + 8 <= i1 {
+                out_row[i..i + 8].copy_from_slice(&tile::<B, 1, 8>([row(j)], a, i)[0]);
+                i += 8;
+            }
+            while i + 4 <= i1 {
+                out_row[i..i + 4].copy_from_slice(&tile::<B, 1, 4>([row(j)], a, i)[0]);
+                i += 4;
+            }
+            while i < i1 {
+                out_row[i] = tile::<B, 1, 1>([row(j)], a, i)[0][0];
+                i += 1;
+            }
         }
     }
 }
+
+/// Bytes of quantized activations a prompt tile keeps in cache: half of
+/// the 512 KiB L2 of the smallest current x86 server cores.
+#[cfg(target_arch = "x86_64")]
+const ACTIVATION_BAND_BYTES: usize = 256 * 1024;
