@@ -39,8 +39,9 @@ fn for_row_blocks(
     // Blocks taken from a shared cursor, several per thread, so a thread
     // that was descheduled or woke late holds no one up.
     let tasks = threads * 4;
-    // Multiples of four rows keep the decoding kernel on its four-row tile.
-    let rows = n.div_ceil(tasks).next_multiple_of(4);
+    // Multiples of eight rows keep the decoding kernels on their widest
+    // tiles (eight weight rows for the K-quants, four for the others).
+    let rows = n.div_ceil(tasks).next_multiple_of(8);
     let blocks: Vec<Mutex<(usize, &mut [f32])>> = out_t
         .chunks_mut(rows * m)
         .enumerate()

@@ -8,8 +8,9 @@
 //! int-to-float conversion and one fused multiply-add, not eight of each
 //! plus scalar scale decoding per 32 values. A weight super-block is
 //! unpacked once for up to eight activation rows (prompts, over bands of
-//! activation rows that stay in L2), and four weight rows run side by side
-//! when decoding (four independent chains).
+//! activation rows that stay in L2), and eight weight rows run side by side
+//! when decoding (eight independent chains: +15-30% generated tokens on the
+//! 1.5 B against four).
 
 use super::avx2::{Avx2, Format, QK_K};
 
@@ -415,8 +416,8 @@ unsafe fn tile<B: KBlock, const W: usize, const R: usize>(
     res
 }
 
-/// Weight rows `first..` times all activation rows: four weight rows per
-/// activation row when decoding, eight (then four) activation rows per
+/// Weight rows `first..` times all activation rows: eight (then four) weight
+/// rows per activation row when decoding, eight (then four) activation rows per
 /// weight row (each super-block unpacked once for eight) when processing a
 /// prompt.
 #[cfg(target_arch = "x86_64")]
@@ -433,6 +434,28 @@ unsafe fn rows_kernel<B: KBlock>(
     let row = |j: usize| weights.as_ptr().add((first + j) * row_bytes);
     if m < 4 {
         let mut j = 0;
+        while j + 8 <= n {
+            for i in 0..m {
+                let d = tile::<B, 8, 1>(
+                    [
+                        row(j),
+                        row(j + 1),
+                        row(j + 2),
+                        row(j + 3),
+                        row(j + 4),
+                        row(j + 5),
+                        row(j + 6),
+                        row(j + 7),
+                    ],
+                    a,
+                    i,
+                );
+                for (w, v) in d.iter().enumerate() {
+                    out[(j + w) * m + i] = v[0];
+                }
+            }
+            j += 8;
+        }
         while j + 4 <= n {
             for i in 0..m {
                 let d = tile::<B, 4, 1>([row(j), row(j + 1), row(j + 2), row(j + 3)], a, i);
