@@ -15,6 +15,8 @@
 use super::avx2::{Avx2, Format, QK_K};
 
 #[cfg(target_arch = "x86_64")]
+use super::avx2::{f16_at, hsum};
+#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 /// How many super-blocks ahead to prefetch weights.
@@ -155,14 +157,6 @@ struct Q4K;
 struct Q5K;
 #[cfg(target_arch = "x86_64")]
 struct Q6K;
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn f16_at(p: *const u8) -> f32 {
-    let bits = std::ptr::read_unaligned(p as *const u16);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
 
 /// Shuffle masks that broadcast 16-bit lane `i` (0..8) of a 128-bit half to
 /// every 16-bit lane.
@@ -378,16 +372,6 @@ impl KBlock for Q6K {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn hsum(x: __m256) -> f32 {
-    let r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
-    let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    let r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    _mm_cvtss_f32(r)
-}
-
 /// Dot products of `W` weight rows with activation rows `row..row + R`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -434,42 +418,9 @@ unsafe fn rows_kernel<B: KBlock>(
     let row = |j: usize| weights.as_ptr().add((first + j) * row_bytes);
     if m < 4 {
         let mut j = 0;
-        while j + 8 <= n {
-            for i in 0..m {
-                let d = tile::<B, 8, 1>(
-                    [
-                        row(j),
-                        row(j + 1),
-                        row(j + 2),
-                        row(j + 3),
-                        row(j + 4),
-                        row(j + 5),
-                        row(j + 6),
-                        row(j + 7),
-                    ],
-                    a,
-                    i,
-                );
-                for (w, v) in d.iter().enumerate() {
-                    out[(j + w) * m + i] = v[0];
-                }
-            }
-            j += 8;
-        }
-        while j + 4 <= n {
-            for i in 0..m {
-                let d = tile::<B, 4, 1>([row(j), row(j + 1), row(j + 2), row(j + 3)], a, i);
-                for (w, v) in d.iter().enumerate() {
-                    out[(j + w) * m + i] = v[0];
-                }
-            }
-            j += 4;
-        }
-        for j in j..n {
-            for i in 0..m {
-                out[j * m + i] = tile::<B, 1, 1>([row(j)], a, i)[0][0];
-            }
-        }
+        decode_tiles::<B, 8>(&row, a, n, &mut j, out);
+        decode_tiles::<B, 4>(&row, a, n, &mut j, out);
+        decode_tiles::<B, 1>(&row, a, n, &mut j, out);
         return;
     }
     // Activation rows in bands that stay in the core's L2 cache while every
@@ -482,19 +433,52 @@ unsafe fn rows_kernel<B: KBlock>(
         let i1 = (i0 + band).min(m);
         for (j, out_row) in out.chunks_exact_mut(m).enumerate() {
             let mut i = i0;
-            while i + 8 <= i1 {
-                out_row[i..i + 8].copy_from_slice(&tile::<B, 1, 8>([row(j)], a, i)[0]);
-                i += 8;
-            }
-            while i + 4 <= i1 {
-                out_row[i..i + 4].copy_from_slice(&tile::<B, 1, 4>([row(j)], a, i)[0]);
-                i += 4;
-            }
-            while i < i1 {
-                out_row[i] = tile::<B, 1, 1>([row(j)], a, i)[0][0];
-                i += 1;
+            prompt_tiles::<B, 8>(row(j), a, &mut i, i1, out_row);
+            prompt_tiles::<B, 4>(row(j), a, &mut i, i1, out_row);
+            prompt_tiles::<B, 1>(row(j), a, &mut i, i1, out_row);
+        }
+    }
+}
+
+/// Decoding: weight rows `*j..n` in groups of `W`, each group against
+/// every activation row; leaves `*j` at the first row not done.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn decode_tiles<B: KBlock, const W: usize>(
+    row: &impl Fn(usize) -> *const u8,
+    a: &KActivations,
+    n: usize,
+    j: &mut usize,
+    out: &mut [f32],
+) {
+    let m = a.rows;
+    while *j + W <= n {
+        for i in 0..m {
+            let d = tile::<B, W, 1>(std::array::from_fn(|w| row(*j + w)), a, i);
+            for (w, v) in d.iter().enumerate() {
+                out[(*j + w) * m + i] = v[0];
             }
         }
+        *j += W;
+    }
+}
+
+/// Prompts: activation rows `*i..end` in groups of `R` against the weight
+/// row at `w`; leaves `*i` at the first row not done.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn prompt_tiles<B: KBlock, const R: usize>(
+    w: *const u8,
+    a: &KActivations,
+    i: &mut usize,
+    end: usize,
+    out_row: &mut [f32],
+) {
+    while *i + R <= end {
+        out_row[*i..*i + R].copy_from_slice(&tile::<B, 1, R>([w], a, *i)[0]);
+        *i += R;
     }
 }
 
