@@ -501,44 +501,14 @@ fn link_reference_definition<'t>(
 fn reference_definition_end(t: &str) -> Option<usize> {
     let gap = |from: usize| from + (t.len() - from - t[from..].trim_start().len());
     // The label: no unescaped brackets, not blank.
-    let mut chars = t.char_indices().skip(1);
-    let mut label_end = None;
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '[' => return None,
-            ']' => {
-                label_end = Some(i);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let label_end = label_end?;
+    let label_end = 1 + unescaped(&t[1..], ']', Some('['))?;
     if t[1..label_end].trim().is_empty() || !t[label_end + 1..].starts_with(':') {
         return None;
     }
     // The destination: `<…>` or a run of non-whitespace.
     let dest = gap(label_end + 2);
     let after_dest = if t[dest..].starts_with('<') {
-        let mut end = None;
-        let mut chars = t[dest + 1..].char_indices();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    chars.next();
-                }
-                '<' => return None,
-                '>' => {
-                    end = Some(dest + 1 + i + 1);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        end?
+        dest + 1 + unescaped(&t[dest + 1..], '>', Some('<'))? + 1
     } else {
         let len = t[dest..]
             .find(char::is_whitespace)
@@ -563,26 +533,31 @@ fn reference_definition_end(t: &str) -> Option<usize> {
             Some('(') => Some(')'),
             _ => None,
         };
-        if let Some(close) = close {
-            let mut chars = t[title + 1..].char_indices();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        chars.next();
-                    }
-                    '(' if close == ')' => break,
-                    c if c == close => {
-                        if let Some(end) = line_end(title + 1 + i + c.len_utf8()) {
-                            return Some(end);
-                        }
-                        break;
-                    }
-                    _ => {}
-                }
-            }
+        let end = close.and_then(|close| {
+            let i = unescaped(&t[title + 1..], close, (close == ')').then_some('('))?;
+            line_end(title + 1 + i + close.len_utf8())
+        });
+        if end.is_some() {
+            return end;
         }
     }
     line_end(after_dest)
+}
+
+/// The byte offset in `s` of the first `close` not escaped by a backslash,
+/// unless an unescaped `forbidden` comes first.
+fn unescaped(s: &str, close: char, forbidden: Option<char>) -> Option<usize> {
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == '\\' {
+            chars.next();
+        } else if c == close {
+            return Some(i);
+        } else if Some(c) == forbidden {
+            return None;
+        }
+    }
+    None
 }
 
 /// A GFM delimiter row such as `| --- | :-: |`.
