@@ -13,6 +13,7 @@
 #   BENCH_SUITES      "translation llm" (default) or either one
 #   BENCH_THREADS     thread counts to measure (default: "1 <all cores>")
 #   BENCH_SENTENCES   sentences per workload (default 64)
+#   BENCH_BATCH_SIZES batch sizes to measure (default 1,16,64)
 #   BENCH_ENGINES     subset of: tolk tolk-q8 transformers ct2-float32 ct2-int8
 #   BENCH_BASE_VENV   an existing venv whose packages (e.g. torch) the bench
 #                     venv may reuse instead of downloading them again
@@ -31,6 +32,7 @@ MODEL=$ROOT/target/bench-model
 CORES=$(nproc)
 THREADS=${BENCH_THREADS:-"1 $CORES"}
 SENTENCES=${BENCH_SENTENCES:-64}
+BATCH_SIZES=${BENCH_BATCH_SIZES:-1,16,64}
 ENGINES=${BENCH_ENGINES:-"tolk tolk-q8 transformers ct2-float32 ct2-int8"}
 OUT=${BENCH_OUT:-$ROOT/bench/results/translation.json}
 
@@ -72,10 +74,11 @@ for threads in $THREADS; do
                 quant=none; [ $engine = tolk-q8 ] && quant=q8
                 [ $first = 1 ] && evict "$MODEL/marian/model.safetensors"
                 "$BIN" --model-dir "$MODEL" --threads "$threads" --quantize $quant \
-                    --sentences "$SENTENCES" "${cold[@]}" > "$RUN_DIR/$engine-$threads.json" ;;
+                    --sentences "$SENTENCES" --batch-sizes "$BATCH_SIZES" "${cold[@]}" \
+                    > "$RUN_DIR/$engine-$threads.json" ;;
             *)
                 "$VENV/bin/python" bench/peers.py --engine "$engine" --model-dir "$MODEL" \
-                    --threads "$threads" --sentences "$SENTENCES" "${cold[@]}" \
+                    --threads "$threads" --sentences "$SENTENCES" --batch-sizes "$BATCH_SIZES" "${cold[@]}" \
                     > "$RUN_DIR/$engine-$threads.json" ;;
         esac
     done

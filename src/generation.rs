@@ -145,6 +145,9 @@ fn forces_eos(cur_len: usize, cfg: &GenerationConfig) -> bool {
 /// `max` and `ln(sum(exp(x - max)))` of a row, the sum taken in f64.
 /// `None` when every score is -inf.
 fn log_sum_exp(row: &[f32]) -> Option<(f32, f32)> {
+    if let Some(kernels) = crate::models::qlinear::kernels() {
+        return kernels.log_sum_exp(row);
+    }
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         return None;
@@ -202,7 +205,9 @@ where
 {
     use rayon::prelude::*;
     let vocab = vocab.max(1);
-    if data.len() / vocab >= 4 {
+    // One thread: no handing the rows to rayon's worker (a futex wake and
+    // a sleep per step).
+    if data.len() / vocab >= 4 && rayon::current_num_threads() > 1 {
         data.par_chunks_mut(vocab)
             .enumerate()
             .map(|(i, row)| f(i, row))

@@ -241,3 +241,37 @@ fn device_search_matches_the_host_search() {
         }
     }
 }
+
+#[test]
+fn log_sum_exp_agrees_with_libm_in_f64() {
+    // The vector kernel (where the CPU has one) against the plain formula:
+    // rows with a tail, banned (-inf) tokens, wide and narrow ranges.
+    let reference = |row: &[f32]| {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = row.iter().map(|&x| f64::from((x - max).exp())).sum();
+        (max, sum.ln() as f32)
+    };
+    let mut s = 7u64;
+    for (len, spread) in [(1, 1.0), (13, 3.0), (58_101, 20.0), (1000, 200.0)] {
+        let mut row: Vec<f32> = (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * spread
+            })
+            .collect();
+        if len > 10 {
+            row[3] = f32::NEG_INFINITY;
+            row[len - 1] = f32::NEG_INFINITY;
+        }
+        let (max, log_sum) = log_sum_exp(&row).unwrap();
+        let (want_max, want_log_sum) = reference(&row);
+        assert_eq!(max, want_max);
+        assert!(
+            (log_sum - want_log_sum).abs() <= 1e-6 * want_log_sum.abs().max(1.0),
+            "len {len}: {log_sum} vs {want_log_sum}"
+        );
+    }
+    assert_eq!(log_sum_exp(&[f32::NEG_INFINITY; 20]), None);
+}

@@ -161,6 +161,13 @@ enum Proj {
 
 impl Proj {
     fn new(dense: Linear, quantize: Option<GgmlDType>) -> Result<Self> {
+        if quantize == Some(GgmlDType::Q8_0) {
+            // 8 bits on a CPU with AVX2: per-feature int8 and tolk's GEMM,
+            // which adds the bias itself.
+            if let Some(weight) = QLinear::int8(dense.weight(), dense.bias())? {
+                return Ok(Self::Quantized { weight, bias: None });
+            }
+        }
         Ok(match quantize {
             None => Self::Dense(dense),
             Some(dtype) => Self::Quantized {
@@ -553,6 +560,33 @@ impl DecoderState {
     }
 }
 
+/// An embedding table: the checkpoint's, or rows of the int8 output
+/// projection it is tied to (`--quantize q8` on a CPU).
+#[derive(Debug, Clone)]
+enum Table {
+    Dense(Embedding),
+    /// The weight and its row width.
+    Int8(QLinear, usize),
+}
+
+impl Module for Table {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Dense(table) => table.forward(ids),
+            Self::Int8(weight, d) => {
+                let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+                let Some(rows) = weight.int8_rows(&flat) else {
+                    candle_core::bail!("embedding table is not an int8 weight")
+                };
+                let (rows, d) = (rows?, *d);
+                let mut dims = ids.dims().to_vec();
+                dims.push(d);
+                Tensor::from_vec(rows, dims, ids.device())
+            }
+        }
+    }
+}
+
 /// A large negative number for masked attention scores: finite, so a
 /// softmax over a row can never produce NaN.
 const MASKED: f32 = -1e9;
@@ -561,13 +595,12 @@ const MASKED: f32 = -1e9;
 #[derive(Debug, Clone)]
 pub struct MarianModel {
     cfg: Config,
-    encoder_embed: Embedding,
-    decoder_embed: Embedding,
+    encoder_embed: Table,
+    decoder_embed: Table,
     positions: Tensor,
     encoder_layers: Vec<EncoderLayer>,
     decoder_layers: Vec<DecoderLayer>,
     lm_head: Proj,
-    final_logits_bias: Tensor,
     embed_scale: f64,
 }
 
@@ -611,16 +644,33 @@ impl MarianModel {
         } else {
             shared.clone()
         };
-        let lm_head = if vb.contains_tensor("lm_head.weight") && !cfg.tie_word_embeddings {
-            Linear::new(vb.get((target_vocab, d), "lm_head.weight")?, None)
-        } else {
-            Linear::new(decoder_embed.embeddings().clone(), None)
-        };
-        let lm_head = Proj::new(lm_head, q)?;
+        // `final_logits_bias` is the output projection's bias: one pass over
+        // the logits (the int8 kernel adds it as it writes them).
         let final_logits_bias = if vb.contains_tensor("final_logits_bias") {
             vb.get((1, target_vocab), "final_logits_bias")?
         } else {
             Tensor::zeros((1, target_vocab), vb.dtype(), vb.device())?
+        }
+        .reshape(target_vocab)?;
+        let lm_head_weight = if vb.contains_tensor("lm_head.weight") && !cfg.tie_word_embeddings {
+            vb.get((target_vocab, d), "lm_head.weight")?
+        } else {
+            decoder_embed.embeddings().clone()
+        };
+        let shared_id = shared.embeddings().id();
+        let tied = lm_head_weight.id() == shared_id
+            && decoder_embed.embeddings().id() == shared_id
+            && encoder_embed.embeddings().id() == shared_id;
+        let lm_head = Proj::new(Linear::new(lm_head_weight, Some(final_logits_bias)), q)?;
+        // One vocabulary table for everything, and the output projection
+        // holds it in int8: look the embeddings up there too and drop the
+        // f32 table (119 MB of opus-mt's 300).
+        let (encoder_embed, decoder_embed) = match &lm_head {
+            Proj::Quantized { weight, .. } if tied && weight.int8_rows(&[]).is_some() => (
+                Table::Int8(weight.clone(), d),
+                Table::Int8(weight.clone(), d),
+            ),
+            _ => (Table::Dense(encoder_embed), Table::Dense(decoder_embed)),
         };
         let positions = if root.contains_tensor("encoder.embed_positions.weight") {
             root.get(
@@ -644,7 +694,6 @@ impl MarianModel {
             encoder_layers,
             decoder_layers,
             lm_head,
-            final_logits_bias,
             embed_scale: if cfg.scale_embedding {
                 (d as f64).sqrt()
             } else {
@@ -666,7 +715,7 @@ impl MarianModel {
         self.cfg.max_position_embeddings
     }
 
-    fn embed(&self, table: &Embedding, ids: &Tensor, start: usize) -> Result<Tensor> {
+    fn embed(&self, table: &Table, ids: &Tensor, start: usize) -> Result<Tensor> {
         let t = ids.dim(1)?;
         if start + t > self.max_positions() {
             candle_core::bail!(
@@ -769,16 +818,13 @@ impl MarianModel {
                 // (vocab, rows), returned as a transposed view: turning
                 // 58101 × rows floats around is left to whoever reads them
                 // (the host, in blocks), not to a strided copy here.
-                let logits_t = linear
-                    .weight()
-                    .matmul(&xs.t()?)?
-                    .broadcast_add(&self.final_logits_bias.t()?)?;
+                let mut logits_t = linear.weight().matmul(&xs.t()?)?;
+                if let Some(bias) = linear.bias() {
+                    logits_t = logits_t.broadcast_add(&bias.unsqueeze(1)?)?;
+                }
                 logits_t.to_dtype(DType::F32)?.t()
             }
-            lm_head => lm_head
-                .forward(&xs)?
-                .broadcast_add(&self.final_logits_bias)?
-                .to_dtype(DType::F32),
+            lm_head => lm_head.forward(&xs)?.to_dtype(DType::F32),
         }
     }
 }

@@ -3,26 +3,61 @@
 //! every other case (other formats, other CPUs, GPUs) to candle's `QMatMul`.
 
 pub mod avx2;
+pub mod int8;
 pub mod kquants;
 
 use super::qweight::MappedBytes;
 use avx2::{Avx2, Format};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{CpuStorage, DType, Module, Result, Storage, Tensor};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// Multiply-adds below which one thread does the whole product: waking the
 /// pool costs more than it saves.
 const SERIAL_WORK: usize = 1 << 18;
 
+/// Runs `f(range)` over ranges that split `0..count` (`work` multiply-adds
+/// in all) on candle's CPU worker pool (the one its own quantized matmul
+/// uses, sized by `CANDLE_NUM_THREADS`/`--threads`). That pool lets the
+/// calling thread do a share and keeps its workers spinning between the
+/// ~200 products of a decoding step; handing each product to a sleeping
+/// rayon thread instead costs two context switches a time. Ranges are
+/// multiples of `align` long (but the last).
+fn for_ranges(count: usize, work: usize, align: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let pool = candle_core::utils::barrier_pool();
+    let threads = pool.n_workers() + 1;
+    if threads == 1 || work < SERIAL_WORK {
+        f(0..count);
+        return;
+    }
+    // Ranges taken from a shared cursor, several per thread, so a thread
+    // that was descheduled or woke late holds no one up.
+    let size = count.div_ceil(threads * 4).next_multiple_of(align.max(1));
+    let cursor = AtomicUsize::new(0);
+    pool.execute(|_| loop {
+        let start = cursor.fetch_add(1, Ordering::Relaxed) * size;
+        if start >= count {
+            break;
+        }
+        f(start..(start + size).min(count));
+    });
+}
+
+/// An output buffer that several threads write at disjoint places.
+struct SharedOut(*mut f32);
+// SAFETY: every user hands each thread a disjoint part (see the callers).
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Runs `f(first_row, out)` over blocks of whole weight rows of the
-/// `[n weight rows][m activation rows]` output `out_t`, on candle's CPU
-/// worker pool (the one its own quantized matmul uses, sized by
-/// `CANDLE_NUM_THREADS`/`--threads`). That pool lets the calling thread do a
-/// share and keeps its workers spinning between the ~200 products of a
-/// decoding step; handing each product to a sleeping rayon thread instead
-/// costs two context switches a time.
+/// `[n weight rows][m activation rows]` output `out_t` ([`for_ranges`]).
 fn for_row_blocks(
     n: usize,
     m: usize,
@@ -30,30 +65,16 @@ fn for_row_blocks(
     out_t: &mut [f32],
     f: impl Fn(usize, &mut [f32]) + Sync,
 ) {
-    let pool = candle_core::utils::barrier_pool();
-    let threads = pool.n_workers() + 1;
-    if threads == 1 || n * m * k < SERIAL_WORK {
-        f(0, out_t);
-        return;
-    }
-    // Blocks taken from a shared cursor, several per thread, so a thread
-    // that was descheduled or woke late holds no one up.
-    let tasks = threads * 4;
+    let out = SharedOut(out_t.as_mut_ptr());
     // Multiples of eight rows keep the decoding kernels on their widest
     // tiles (eight weight rows for the K-quants, four for the others).
-    let rows = n.div_ceil(tasks).next_multiple_of(8);
-    let blocks: Vec<Mutex<(usize, &mut [f32])>> = out_t
-        .chunks_mut(rows * m)
-        .enumerate()
-        .map(|(i, out)| Mutex::new((i * rows, out)))
-        .collect();
-    let cursor = AtomicUsize::new(0);
-    pool.execute(|_| loop {
-        let i = cursor.fetch_add(1, Ordering::Relaxed);
-        let Some(block) = blocks.get(i) else { break };
-        let mut block = block.lock().unwrap_or_else(|e| e.into_inner());
-        let (first, ref mut out) = *block;
-        f(first, out);
+    for_ranges(n, n * m * k, 8, |rows| {
+        // SAFETY: the ranges are disjoint and within `0..n`, so each call
+        // gets its own rows of `out_t` (`n × m` values).
+        let out = unsafe {
+            std::slice::from_raw_parts_mut(out.ptr().add(rows.start * m), rows.len() * m)
+        };
+        f(rows.start, out)
     });
 }
 
@@ -99,6 +120,8 @@ pub struct QLinear {
 #[derive(Debug, Clone)]
 enum Imp {
     Candle(QMatMul),
+    /// Per-feature int8, packed at load ([`int8`]), bias included.
+    Int8(Arc<int8::PackedI8>, int8::Isa),
     Native {
         weights: Blocks,
         format: Format,
@@ -161,9 +184,66 @@ impl QLinear {
         })
     }
 
+    /// The dense CPU weight `[out, in]` (and bias) quantized to int8 per
+    /// output feature and packed for [`int8`]'s GEMM, when this CPU runs it
+    /// (AVX2) and `in` is a multiple of 4; else `None`. The result adds the
+    /// bias itself.
+    pub fn int8(weight: &Tensor, bias: Option<&Tensor>) -> Result<Option<Self>> {
+        let isa = match int8::Isa::detect() {
+            Some(isa) if kernels().is_some() && weight.device().is_cpu() => isa,
+            _ => return Ok(None),
+        };
+        let (n, k) = weight.dims2()?;
+        if k == 0 || !k.is_multiple_of(4) {
+            return Ok(None);
+        }
+        let bias: Option<Vec<f32>> = bias
+            .map(|b| b.to_dtype(DType::F32)?.flatten_all()?.to_vec1())
+            .transpose()?;
+        if bias.as_ref().is_some_and(|b| b.len() != n) {
+            candle_core::bail!("bias of {n} features expected");
+        }
+        // Read in place where the weight is a contiguous f32 CPU tensor: a
+        // copy of a tied 58k-token embedding would be 119 MB more at the peak.
+        let in_place = {
+            let (storage, layout) = weight.storage_and_layout();
+            match (&*storage, layout.contiguous_offsets()) {
+                (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Some(
+                    int8::PackedI8::pack(&data[start..end], n, k, bias.as_deref()),
+                ),
+                _ => None,
+            }
+        };
+        let packed = match in_place {
+            Some(packed) => packed,
+            None => {
+                let w: Vec<f32> = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                int8::PackedI8::pack(&w, n, k, bias.as_deref())
+            }
+        };
+        Ok(Some(Self {
+            imp: Imp::Int8(Arc::new(packed), isa),
+        }))
+    }
+
+    /// Rows `ids` of an int8 weight, dequantized (`[ids.len(), in]`, row-major):
+    /// an embedding table tied to this output projection. `None` for other
+    /// weights; an error for an id out of range.
+    pub fn int8_rows(&self, ids: &[u32]) -> Option<Result<Vec<f32>>> {
+        let Imp::Int8(packed, _) = &self.imp else {
+            return None;
+        };
+        Some(packed.rows(ids).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "token id out of range for a vocabulary of {}",
+                packed.out_features()
+            ))
+        }))
+    }
+
     /// Whether tolk's own kernel multiplies this weight.
     pub fn is_native(&self) -> bool {
-        matches!(self.imp, Imp::Native { .. })
+        matches!(self.imp, Imp::Native { .. } | Imp::Int8(..))
     }
 }
 
@@ -171,6 +251,7 @@ impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (weights, format, n, k) = match &self.imp {
             Imp::Candle(m) => return m.forward(x),
+            Imp::Int8(packed, isa) => return int8_forward(packed, *isa, x),
             Imp::Native {
                 weights,
                 format,
@@ -231,6 +312,23 @@ impl Module for QLinear {
         *shape.last_mut().expect("checked above") = n;
         Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype())
     }
+}
+
+/// `x Wᵀ + b` through [`int8::PackedI8::matmul`], in `x`'s shape and dtype.
+fn int8_forward(packed: &int8::PackedI8, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
+    let (n, k) = (packed.out_features(), packed.in_features());
+    let dims = x.dims();
+    match dims.last() {
+        Some(&last) if last == k => {}
+        _ => candle_core::bail!("linear layer expects {k} input features, got shape {dims:?}"),
+    }
+    let m = x.elem_count() / k;
+    let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let mut out = vec![0f32; m * n];
+    packed.matmul(isa, &input, m, &mut out);
+    let mut shape = dims.to_vec();
+    *shape.last_mut().expect("checked above") = n;
+    Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype())
 }
 
 #[cfg(test)]

@@ -188,8 +188,11 @@ pub enum Quantize {
     /// The checkpoint's own weights (f32): the exact `transformers` results.
     #[default]
     None,
-    /// 8-bit blocks (GGML Q8_0) through candle's quantized matmul: about a
-    /// quarter of the weight memory traffic, slightly different numbers.
+    /// 8-bit weights: on a CPU with AVX2, int8 per output feature with
+    /// tolk's integer GEMM (`models::qlinear::int8`; the tied embedding is
+    /// looked up in the same int8 table); elsewhere GGML Q8_0 blocks through
+    /// candle's quantized matmul. A quarter of the weight memory, slightly
+    /// different numbers.
     Q8,
     /// Every weight and activation in half precision: for GPUs, where it
     /// halves the memory traffic and uses the tensor cores; slow on a CPU.

@@ -1,0 +1,536 @@
+//! An 8-bit integer GEMM for the linear layers of `--quantize q8` (Marian).
+//!
+//! Weights are quantized once, at load, to int8 with one scale per output
+//! feature (as CTranslate2's int8 models are) and packed into the layout the
+//! microkernel reads: blocks of [`COLS`] output features, four input values
+//! of each feature side by side, so that one 32-byte load holds four inputs
+//! of eight features. Activations are quantized per row at each product
+//! (one scale per row). Products accumulate in 32-bit integers over the
+//! whole row and are scaled once per output, where the Q8_0 kernels of
+//! [`super::avx2`] convert and scale every 32 values; and each tile of
+//! 4 activation rows × 16 features reads its weights once for four rows and
+//! its activations once for sixteen features, which is what many-row
+//! products (batches, beams, encoder inputs) need.
+//!
+//! The inner product is AVX-VNNI's `vpdpbusd` (unsigned × signed bytes into
+//! 32-bit sums, one instruction) where the CPU has it, else AVX2's
+//! `vpmaddubsw` + `vpmaddwd` (with ggml's sign trick, so no pair of
+//! products saturates); chosen at run time. The output is row-major, bias
+//! added: no transpose afterwards.
+
+use super::SharedOut;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Output features per packed block: two vectors of eight 32-bit sums.
+pub const COLS: usize = 16;
+
+/// Activation rows per register tile: 4 × 2 accumulators, 2 weight vectors
+/// and a broadcast fit AVX2's sixteen registers.
+const ROWS: usize = 4;
+
+/// Bytes of quantized activations walked per band: the band's rows stay in
+/// the L2 cache while every weight block of a thread passes over them.
+const BAND_BYTES: usize = 256 << 10;
+
+/// The instruction set the kernel runs on, detected once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX2 `vpmaddubsw`/`vpmaddwd`: four instructions per 32 products.
+    Avx2,
+    /// AVX-VNNI `vpdpbusd`: one instruction per 32 products.
+    AvxVnni,
+}
+
+impl Isa {
+    /// The best kernel this CPU runs (`None` off x86_64 or without AVX2).
+    /// `TOLK_INT8_ISA=avx2` forces the AVX2 kernel (benchmarks, tests).
+    pub fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+                return None;
+            }
+            let forced_avx2 = std::env::var("TOLK_INT8_ISA").is_ok_and(|v| v == "avx2");
+            if is_x86_feature_detected!("avxvnni") && !forced_avx2 {
+                return Some(Self::AvxVnni);
+            }
+            return Some(Self::Avx2);
+        }
+        #[allow(unreachable_code)]
+        None
+    }
+
+    /// Every kernel this CPU runs (for tests that compare them).
+    pub fn all_here() -> Vec<Self> {
+        let mut all = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                all.push(Self::Avx2);
+                if is_x86_feature_detected!("avxvnni") {
+                    all.push(Self::AvxVnni);
+                }
+            }
+        }
+        all
+    }
+}
+
+/// A weight matrix `[n, k]` in int8, packed for the kernel, with its bias.
+#[derive(Debug, Clone)]
+pub struct PackedI8 {
+    n: usize,
+    k: usize,
+    /// `[n / COLS blocks][k / 4][COLS][4]`, the last block padded with zeros.
+    packed: Vec<i8>,
+    /// Per output feature (padded to whole blocks): max |w| / 127.
+    scales: Vec<f32>,
+    /// Per output feature: 128 × Σ w, what VNNI's unsigned activations
+    /// (value + 128) add to each sum.
+    offsets: Vec<i32>,
+    /// Per output feature, zeros when the layer has none.
+    bias: Vec<f32>,
+}
+
+impl PackedI8 {
+    /// Quantizes and packs `w` (`n` rows of `k` values, `k` a multiple of 4).
+    pub fn pack(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+        assert!(
+            k.is_multiple_of(4) && w.len() == n * k,
+            "weights are not [n, k]"
+        );
+        assert!(bias.is_none_or(|b| b.len() == n), "bias is not [n]");
+        let padded = n.next_multiple_of(COLS);
+        let mut packed = vec![0i8; padded * k];
+        let mut scales = vec![0f32; padded];
+        let mut offsets = vec![0i32; padded];
+        let mut bias_out = vec![0f32; padded];
+        for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+            let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let (block, col) = (j / COLS, j % COLS);
+            let base = block * COLS * k;
+            let mut sum = 0i32;
+            for (i, v) in row.iter().enumerate() {
+                let q = to_i8(v * inv);
+                packed[base + (i / 4) * COLS * 4 + col * 4 + i % 4] = q;
+                sum += q as i32;
+            }
+            scales[j] = scale;
+            offsets[j] = 128 * sum;
+            if let Some(b) = bias {
+                bias_out[j] = b[j];
+            }
+        }
+        Self {
+            n,
+            k,
+            packed,
+            scales,
+            offsets,
+            bias: bias_out,
+        }
+    }
+
+    /// Weight rows `ids` dequantized (`[ids.len(), k]`): an embedding table
+    /// that is also the output projection, looked up without an f32 copy.
+    /// `None` when an id is out of range.
+    pub fn rows(&self, ids: &[u32]) -> Option<Vec<f32>> {
+        let k = self.k;
+        let mut out = Vec::with_capacity(ids.len() * k);
+        for &id in ids {
+            let j = id as usize;
+            if j >= self.n {
+                return None;
+            }
+            let (block, col, scale) = (j / COLS, j % COLS, self.scales[j]);
+            let base = &self.packed[block * COLS * k..(block + 1) * COLS * k];
+            for group in base.chunks_exact(COLS * 4) {
+                out.extend(
+                    group[col * 4..col * 4 + 4]
+                        .iter()
+                        .map(|&q| q as f32 * scale),
+                );
+            }
+        }
+        Some(out)
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.n
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
+    /// `out = x Wᵀ + bias` for `m` rows of `x` (`[m, k]`, row-major), `out`
+    /// `[m, n]`; threads share the blocks of output features.
+    pub fn matmul(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+        assert!(x.len() == m * self.k && out.len() == m * self.n, "shapes");
+        if m == 0 || self.n == 0 {
+            return;
+        }
+        if self.k == 0 {
+            for row in out.chunks_exact_mut(self.n) {
+                row.copy_from_slice(&self.bias[..self.n]);
+            }
+            return;
+        }
+        let acts = quantize_rows(isa, x, m, self.k);
+        let blocks = self.n.div_ceil(COLS);
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        super::for_ranges(blocks, m * self.n * self.k, 1, |range| {
+            // SAFETY: `isa` was detected on this CPU; each range of blocks
+            // writes only its own output features (disjoint across ranges),
+            // and `out` holds m × n values (asserted above).
+            unsafe { self.blocks(isa, &acts, range, &out_ptr) }
+        });
+    }
+
+    /// Output features of blocks `range` for every activation row, in
+    /// bands of rows that stay in cache.
+    ///
+    /// # Safety
+    /// `isa` runs on this CPU; nobody else writes these features of `out`.
+    unsafe fn blocks(&self, isa: Isa, acts: &Rows, range: std::ops::Range<usize>, out: &SharedOut) {
+        let band = (BAND_BYTES / self.k.max(1)).max(ROWS) / ROWS * ROWS;
+        for first in (0..acts.m).step_by(band) {
+            let last = (first + band).min(acts.m);
+            for block in range.clone() {
+                let mut row = first;
+                while row < last {
+                    let tile = (last - row).min(ROWS);
+                    match tile {
+                        4 => self.tile::<4>(isa, acts, block, row, out),
+                        3 => self.tile::<3>(isa, acts, block, row, out),
+                        2 => self.tile::<2>(isa, acts, block, row, out),
+                        _ => self.tile::<1>(isa, acts, block, row, out),
+                    }
+                    row += tile;
+                }
+            }
+        }
+    }
+
+    /// One register tile: activation rows `row..row + R` × the features of `block`.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn tile<const R: usize>(
+        &self,
+        isa: Isa,
+        acts: &Rows,
+        block: usize,
+        row: usize,
+        out: &SharedOut,
+    ) {
+        let w = self.packed.as_ptr().add(block * COLS * self.k);
+        let a: [*const u8; R] = std::array::from_fn(|r| acts.q.as_ptr().add((row + r) * self.k));
+        let steps = self.k / 4;
+        let sums = match isa {
+            Isa::AvxVnni => dot_vnni::<R>(w, a, steps),
+            Isa::Avx2 => dot_avx2::<R>(w, a, steps),
+        };
+        let col = block * COLS;
+        let width = (self.n - col).min(COLS);
+        let row_scales: [f32; R] = std::array::from_fn(|r| acts.scales[row + r]);
+        store::<R>(
+            sums,
+            StoreTo {
+                out: out.ptr().add(row * self.n + col),
+                stride: self.n,
+                width,
+                scales: self.scales.as_ptr().add(col),
+                offsets: (isa == Isa::AvxVnni).then(|| self.offsets.as_ptr().add(col)),
+                bias: self.bias.as_ptr().add(col),
+            },
+            row_scales,
+        );
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn tile<const R: usize>(&self, _: Isa, _: &Rows, _: usize, _: usize, _: &SharedOut) {
+        unreachable!("Isa is never detected off x86_64")
+    }
+}
+
+/// Activation rows quantized to 8 bits, one scale per row: signed bytes for
+/// AVX2, value + 128 (unsigned) for VNNI.
+struct Rows {
+    m: usize,
+    q: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+fn quantize_rows(isa: Isa, x: &[f32], m: usize, k: usize) -> Rows {
+    let mut rows = Rows {
+        m,
+        q: vec![0; m * k],
+        scales: vec![0.0; m],
+    };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `isa` was detected on this CPU, which therefore has AVX2.
+    unsafe {
+        quantize_rows_avx2(isa, x, k, &mut rows)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (isa, x, k);
+    rows
+}
+
+/// The body of [`quantize_rows`], compiled for AVX2 so that the max and the
+/// rounding are vector instructions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_rows_avx2(isa: Isa, x: &[f32], k: usize, rows: &mut Rows) {
+    let flip = if isa == Isa::AvxVnni { 0x80u8 } else { 0 };
+    for ((xs, qs), scale) in x
+        .chunks_exact(k)
+        .zip(rows.q.chunks_exact_mut(k))
+        .zip(&mut rows.scales)
+    {
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        for (q, v) in qs.iter_mut().zip(xs) {
+            *q = (to_i8(v * inv) as u8) ^ flip;
+        }
+        *scale = d;
+    }
+}
+
+/// `x` rounded to the nearest integer (ties to even) within ±127, NaN to 0.
+/// Adding and taking away 1.5 × 2²³ rounds as the FPU does, in two adds
+/// instead of a libm `rintf` call (most of a load's time otherwise).
+#[inline(always)]
+fn to_i8(x: f32) -> i8 {
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-127.0, 127.0);
+    // `as` maps NaN to 0.
+    ((x + MAGIC) - MAGIC) as i8
+}
+
+/// 32-bit sums of `R` activation rows with the 16 features of a block,
+/// `steps` groups of four inputs, with `vpdpbusd`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+#[inline]
+unsafe fn dot_vnni<const R: usize>(
+    w: *const i8,
+    a: [*const u8; R],
+    steps: usize,
+) -> [[__m256i; 2]; R] {
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    for s in 0..steps {
+        let w0 = _mm256_loadu_si256(w.add(s * 64) as *const __m256i);
+        let w1 = _mm256_loadu_si256(w.add(s * 64 + 32) as *const __m256i);
+        for r in 0..R {
+            let x = _mm256_set1_epi32(std::ptr::read_unaligned(a[r].add(4 * s) as *const i32));
+            acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], x, w0);
+            acc[r][1] = _mm256_dpbusd_avx_epi32(acc[r][1], x, w1);
+        }
+    }
+    acc
+}
+
+/// [`dot_vnni`] with AVX2: `|w|` times the activation with `w`'s sign, so
+/// that `vpmaddubsw` multiplies unsigned by signed bytes and a pair of
+/// products (at most 2 × 127 × 127) never saturates its 16 bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dot_avx2<const R: usize>(
+    w: *const i8,
+    a: [*const u8; R],
+    steps: usize,
+) -> [[__m256i; 2]; R] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    for s in 0..steps {
+        let w0 = _mm256_loadu_si256(w.add(s * 64) as *const __m256i);
+        let w1 = _mm256_loadu_si256(w.add(s * 64 + 32) as *const __m256i);
+        let u0 = _mm256_sign_epi8(w0, w0);
+        let u1 = _mm256_sign_epi8(w1, w1);
+        for r in 0..R {
+            let x = _mm256_set1_epi32(std::ptr::read_unaligned(a[r].add(4 * s) as *const i32));
+            let p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, w0));
+            let p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1));
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
+        }
+    }
+    acc
+}
+
+/// Where a tile's results go: `width` (≤ 16) features from `out` on, rows
+/// `stride` apart, and the per-feature numbers that scale them.
+#[cfg(target_arch = "x86_64")]
+struct StoreTo {
+    out: *mut f32,
+    stride: usize,
+    width: usize,
+    scales: *const f32,
+    offsets: Option<*const i32>,
+    bias: *const f32,
+}
+
+/// `(sum - offset) × feature scale × row scale + bias`, written to the rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store<const R: usize>(sums: [[__m256i; 2]; R], to: StoreTo, row_scales: [f32; R]) {
+    for (r, halves) in sums.iter().enumerate() {
+        let mut line = [0f32; COLS];
+        let full = to.width == COLS;
+        let dst = to.out.add(r * to.stride);
+        for (h, &sum) in halves.iter().enumerate() {
+            let sum = match to.offsets {
+                Some(o) => {
+                    _mm256_sub_epi32(sum, _mm256_loadu_si256(o.add(8 * h) as *const __m256i))
+                }
+                None => sum,
+            };
+            let scale = _mm256_mul_ps(
+                _mm256_loadu_ps(to.scales.add(8 * h)),
+                _mm256_set1_ps(row_scales[r]),
+            );
+            let v = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(sum),
+                scale,
+                _mm256_loadu_ps(to.bias.add(8 * h)),
+            );
+            let at = if full { dst } else { line.as_mut_ptr() };
+            _mm256_storeu_ps(at.add(8 * h), v);
+        }
+        if !full {
+            std::ptr::copy_nonoverlapping(line.as_ptr(), dst, to.width);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..n)
+            .map(|i| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let v = ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+                if i % 89 == 0 {
+                    v * 6.0
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// The integer products, computed the slow way from the same quantized
+    /// numbers the kernel sees: every kernel must match it to float rounding.
+    fn reference(p: &PackedI8, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = (p.n, p.k);
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            let xs = &x[i * k..(i + 1) * k];
+            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            for j in 0..n {
+                let mut sum = 0i64;
+                for (t, v) in xs.iter().enumerate() {
+                    let q = ((v * inv).round_ties_even() as i32).clamp(-127, 127) as i64;
+                    assert_eq!(q, to_i8(v * inv) as i64, "rounding of {}", v * inv);
+                    let w = p.packed
+                        [(j / COLS) * COLS * k + (t / 4) * COLS * 4 + (j % COLS) * 4 + t % 4];
+                    sum += q * w as i64;
+                }
+                out[i * n + j] = sum as f32 * p.scales[j] * d + p.bias[j];
+            }
+        }
+        out
+    }
+
+    fn check(m: usize, n: usize, k: usize) {
+        let w = values(n * k, 1);
+        let bias = values(n, 3);
+        let x = values(m * k, 2);
+        let p = PackedI8::pack(&w, n, k, Some(&bias));
+        let exact = reference(&p, &x, m);
+        let scale = exact.iter().fold(0f32, |a, v| a.max(v.abs()));
+        for isa in Isa::all_here() {
+            let mut out = vec![f32::NAN; m * n];
+            p.matmul(isa, &x, m, &mut out);
+            for (idx, (o, e)) in out.iter().zip(&exact).enumerate() {
+                assert!(
+                    (o - e).abs() <= 1e-5 * scale.max(1.0),
+                    "{isa:?} m={m} n={n} k={k} at {idx}: {o} vs {e}"
+                );
+            }
+        }
+        // And the quantization itself stays close to the f32 product.
+        let mut worst = 0f32;
+        for i in 0..m {
+            for j in 0..n {
+                let dense: f32 = (0..k).map(|t| x[i * k + t] * w[j * k + t]).sum::<f32>() + bias[j];
+                worst = worst.max((dense - exact[i * n + j]).abs());
+            }
+        }
+        assert!(worst <= 0.03 * scale, "worst {worst} vs scale {scale}");
+    }
+
+    #[test]
+    fn every_kernel_matches_the_integer_reference() {
+        if Isa::all_here().is_empty() {
+            eprintln!("SKIPPED: no AVX2/FMA on this CPU");
+            return;
+        }
+        // Tiles of 4, 3, 2 and 1 rows; partial feature blocks; a band split.
+        for (m, n, k) in [
+            (1, 16, 4),
+            (3, 17, 64),
+            (4, 33, 128),
+            (7, 40, 96),
+            (10, 5, 512),
+        ] {
+            check(m, n, k);
+        }
+        check(300, 24, 1024);
+    }
+
+    #[test]
+    fn rows_dequantize_the_packed_weights() {
+        let (n, k) = (37, 12);
+        let w = values(n * k, 4);
+        let p = PackedI8::pack(&w, n, k, None);
+        let rows = p.rows(&[0, 36, 17]).unwrap();
+        for (r, &j) in [0usize, 36, 17].iter().enumerate() {
+            for i in 0..k {
+                let (got, want) = (rows[r * k + i], w[j * k + i]);
+                assert!(
+                    (got - want).abs() <= p.scales[j] / 2.0 + 1e-6,
+                    "{j},{i}: {got} vs {want}"
+                );
+            }
+        }
+        assert!(p.rows(&[37]).is_none());
+    }
+
+    #[test]
+    fn zero_rows_and_weights_give_the_bias() {
+        let n = 20;
+        let bias: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let p = PackedI8::pack(&vec![0.0; n * 8], n, 8, Some(&bias));
+        for isa in Isa::all_here() {
+            let mut out = vec![f32::NAN; 2 * n];
+            p.matmul(isa, &[0.0; 16], 2, &mut out);
+            assert_eq!(&out[..n], &bias[..]);
+            assert_eq!(&out[n..], &bias[..]);
+        }
+    }
+}
