@@ -40,7 +40,7 @@ def main():
     def find(engine, threads):
         return next((r for r in results if r["engine"] == engine and r["threads"] == threads), None)
 
-    keys = [(1, 1), (1, 16), (4, 1), (4, 16)]
+    keys = sorted({(x["beams"], x["batch_size"]) for r in results for x in r["runs"]})
     head = "| engine | threads | " + " | ".join(
         f"{'greedy' if b == 1 else f'beam {b}'} bs {s} tok/s (sent/s)" for b, s in keys) + \
         " | load s | first token ms | peak RSS MB |"

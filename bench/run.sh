@@ -18,6 +18,8 @@
 #   BENCH_BASE_VENV   an existing venv whose packages (e.g. torch) the bench
 #                     venv may reuse instead of downloading them again
 #   BENCH_OUT         result file (default bench/results/translation.json)
+#   BENCH_BATCH       0 skips step 5, `tolk batch` against a CTranslate2
+#                     pipeline on a folder of articles (bench/batch.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -92,6 +94,11 @@ mkdir -p "$RUN_DIR/extra"
     > "$RUN_DIR/extra/q8_token_agreement.json"
 
 "$VENV/bin/python" bench/report.py "$RUN_DIR" "$OUT"
+
+# 5. What users run: `tolk batch` over a folder against a CTranslate2 pipeline.
+if [ "${BENCH_BATCH:-1}" != 0 ]; then
+    BENCH_THREADS="$THREADS" bench/batch.sh
+fi
 
 if [[ $SUITES == *" llm "* ]]; then
     bench/llm.sh

@@ -196,6 +196,37 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// Applies `f` to every row of a step's host scores (its index and a copy of
+/// the row that `f` may change), in parallel as [`map_rows`]. A contiguous
+/// f32 CPU tensor is read in place, one row copied at a time: a copy of the
+/// whole step (60 MB at 256 beams of a 58k vocabulary) is memory that malloc
+/// maps fresh, and the kernel faults in, at every step.
+fn map_step_rows<T, F>(logits: &Tensor, f: F) -> Result<Vec<T>>
+where
+    T: Send,
+    F: Fn(usize, &mut [f32]) -> T + Sync + Send,
+{
+    use candle_core::{CpuStorage, DType, Storage};
+    use rayon::prelude::*;
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+        let (rows, vocab) = logits.dims2()?;
+        let (storage, layout) = logits.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            let data = &data[start..end];
+            let each = |i: usize| f(i, &mut data[i * vocab..(i + 1) * vocab].to_vec());
+            return Ok(if rows >= 4 && rayon::current_num_threads() > 1 {
+                (0..rows).into_par_iter().map(each).collect()
+            } else {
+                (0..rows).map(each).collect()
+            });
+        }
+    }
+    let (mut scores, vocab) = step_scores(logits)?;
+    Ok(map_rows(&mut scores, vocab, f))
+}
+
 /// Applies `f` to every row (its index and scores), in parallel: rows are
 /// independent. Small batches are not worth waking the thread pool for.
 fn map_rows<T, F>(data: &mut [f32], vocab: usize, f: F) -> Vec<T>
@@ -246,11 +277,10 @@ fn greedy(
                 .collect();
             crate::device::search::greedy_picks(&step, &banned)?
         } else {
-            let (mut logits, vocab) = step_scores(&step)?;
             // (token, log-probability) per row: the argmax of the processed
             // scores and its log-softmax, without writing the whole row.
             let (hyps, live) = (&hyps, &live);
-            map_rows(&mut logits, vocab, |row, scores| {
+            map_step_rows(&step, |row, scores| {
                 process(scores, &hyps[live[row]].tokens, cur_len, cfg);
                 // First maximum wins ties, as torch.argmax.
                 let (token, _) =
@@ -269,7 +299,7 @@ fn greedy(
                     None => scores[token],
                 };
                 (token, logprob)
-            })
+            })?
         };
         let mut keep = Vec::with_capacity(live.len());
         for (row, &(token, logprob)) in picks.iter().enumerate() {
@@ -386,11 +416,10 @@ fn beam_search(
                 .collect();
             crate::device::search::beam_candidates(&step, &banned, &base, nb, k)?
         } else {
-            let (mut logits, vocab) = step_scores(&step)?;
             // Per beam row: log-softmax, the processors, then the best `k`
             // continuations; rows in parallel.
             let (items, live) = (&items, &live);
-            map_rows(&mut logits, vocab, |row, scores| {
+            map_step_rows(&step, |row, scores| {
                 let (item, beam) = (&items[live[row / nb]], row % nb);
                 let base = item.running_scores[beam];
                 let candidates = |scores: &[f32]| {
@@ -424,7 +453,7 @@ fn beam_search(
                     ),
                     None => candidates(scores),
                 }
-            })
+            })?
         };
         let mut next_rows: Vec<u32> = Vec::with_capacity(live.len() * nb);
         let mut still_live = Vec::with_capacity(live.len());

@@ -280,21 +280,50 @@ fn quantize_rows(isa: Isa, x: &[f32], m: usize, k: usize) -> Rows {
     rows
 }
 
-/// The body of [`quantize_rows`], compiled for AVX2 so that the max and the
-/// rounding are vector instructions.
+/// The body of [`quantize_rows`]: the max and the rounding eight values
+/// at a time, 32 bytes written at a time (ggml's `quantize_row_q8_0` way).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn quantize_rows_avx2(isa: Isa, x: &[f32], k: usize, rows: &mut Rows) {
     let flip = if isa == Isa::AvxVnni { 0x80u8 } else { 0 };
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
     for ((xs, qs), scale) in x
         .chunks_exact(k)
         .zip(rows.q.chunks_exact_mut(k))
         .zip(&mut rows.scales)
     {
-        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let eights = xs.chunks_exact(8);
+        let tail = eights.remainder();
+        let mut vmax = _mm256_setzero_ps();
+        for c in eights {
+            vmax = _mm256_max_ps(vmax, _mm256_and_ps(abs_mask, _mm256_loadu_ps(c.as_ptr())));
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), vmax);
+        let amax = lanes.iter().chain(tail).fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-        for (q, v) in qs.iter_mut().zip(xs) {
+        let vinv = _mm256_set1_ps(inv);
+        let mut i = 0;
+        while i + 32 <= k {
+            // Scaled, kept within ±127, rounded to nearest-even (the
+            // default rounding of `cvtps`), packed 32 → 16 → 8 bits.
+            let q: [__m256i; 4] = std::array::from_fn(|j| {
+                let v = _mm256_mul_ps(_mm256_loadu_ps(xs.as_ptr().add(i + 8 * j)), vinv);
+                _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi))
+            });
+            let bytes = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            );
+            let bytes = _mm256_permutevar8x32_epi32(bytes, order);
+            let bytes = _mm256_xor_si256(bytes, _mm256_set1_epi8(flip as i8));
+            _mm256_storeu_si256(qs.as_mut_ptr().add(i) as *mut __m256i, bytes);
+            i += 32;
+        }
+        for (q, v) in qs[i..].iter_mut().zip(&xs[i..]) {
             *q = (to_i8(v * inv) as u8) ^ flip;
         }
         *scale = d;
