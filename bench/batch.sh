@@ -10,11 +10,13 @@
 #   bench/batch.sh                 # after bench/run.sh made the venv and the model
 #
 # Environment: BENCH_THREADS (default "1 <all cores>"), BENCH_BATCH_FILES
-# (articles, default 60: ~21k words), BENCH_BATCH_BEAMS (default 4, the
-# opus-mt default of both tools), BENCH_BATCH_MAX_LENGTH (new tokens per
-# sentence, default 64; random weights rarely stop on their own, so most
-# sentences run to it in both tools), BENCH_OUT_BATCH (default
-# bench/results/batch.json).
+# (articles, default 90: ~20k words), BENCH_BATCH_ENGINES (default
+# "q8 int8": tolk --quantize q8 and CTranslate2 int8; add "none float32"
+# for the f32 pair), BENCH_BATCH_BEAMS (default 4, the opus-mt default of
+# both tools), BENCH_BATCH_MAX_LENGTH (new tokens per sentence, default 48,
+# about what real translations of these sentences take; random weights
+# rarely stop on their own, so most sentences run to it in both tools),
+# BENCH_OUT_BATCH (default bench/results/batch.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,9 +24,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 VENV=$ROOT/target/bench-venv
 MODEL=$ROOT/target/bench-model
 THREADS=${BENCH_THREADS:-"1 $(nproc)"}
-FILES=${BENCH_BATCH_FILES:-60}
+FILES=${BENCH_BATCH_FILES:-90}
+ENGINES=${BENCH_BATCH_ENGINES:-"q8 int8"}
 BEAMS=${BENCH_BATCH_BEAMS:-4}
-MAXLEN=${BENCH_BATCH_MAX_LENGTH:-64}
+MAXLEN=${BENCH_BATCH_MAX_LENGTH:-48}
 OUT=${BENCH_OUT_BATCH:-$ROOT/bench/results/batch.json}
 [ -x "$VENV/bin/python" ] && [ -f "$MODEL/ct2-int8/model.bin" ] \
     || { echo "bench/batch.sh: run bench/run.sh first (venv and model)" >&2; exit 1; }
@@ -35,7 +38,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/tolk-batch.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 # The corpus: the German sample article and the hand-checked splitter text,
-# their sentences rotated into FILES articles of four paragraphs each.
+# their plain sentences rotated into FILES articles of four paragraphs each.
 "$VENV/bin/python" - "$WORK/corpus" "$FILES" <<'EOF'
 import re, sys
 from pathlib import Path
@@ -44,6 +47,10 @@ text = Path("samples/de_article.txt").read_text(encoding="utf-8")
 sents = [s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if len(s.split()) > 2]
 sents += [l.strip() for l in Path("bench/splitter/de_handchecked.txt").read_text(encoding="utf-8").splitlines()
           if l.strip() and not l.startswith("#")]
+# Only sentences that any splitter cuts the same way (one end mark, no
+# abbreviation or ordinal inside), so that both tools translate the same
+# sentences and the time compares like with like.
+sents = [s for s in sents if re.fullmatch(r"[^.!?:;]*[^\d\s.!?:;][.!?]", s)]
 out.mkdir(parents=True)
 per = 16
 for i in range(files):
@@ -67,15 +74,18 @@ measure() { # label threads command...
 }
 
 for threads in $THREADS; do
-    for quant in q8 none; do
-        measure "tolk batch --quantize $quant" "$threads" "$TOLK" batch "$WORK/corpus" -o "$WORK/out" \
-            --model-dir "$MODEL/marian" --quantize $quant --beams "$BEAMS" \
-            --max-length $((MAXLEN + 1)) --source de --threads "$threads" --force -q
-    done
-    for ct in int8 float32; do
-        measure "CTranslate2 $ct pipeline" "$threads" "$VENV/bin/python" bench/batch_peer.py \
-            "$WORK/corpus" "$WORK/out" --model "$MODEL/ct2-$ct" --spm-dir "$MODEL/marian" \
-            --threads "$threads" --beams "$BEAMS" --max-length "$MAXLEN" --batch-size 16
+    for engine in $ENGINES; do
+        case $engine in
+            q8|none)
+                measure "tolk batch --quantize $engine" "$threads" "$TOLK" batch "$WORK/corpus" \
+                    -o "$WORK/out" --model-dir "$MODEL/marian" --quantize "$engine" --beams "$BEAMS" \
+                    --max-length $((MAXLEN + 2)) --source de --threads "$threads" --force -q ;;
+            int8|float32)
+                measure "CTranslate2 $engine pipeline" "$threads" "$VENV/bin/python" bench/batch_peer.py \
+                    "$WORK/corpus" "$WORK/out" --model "$MODEL/ct2-$engine" --spm-dir "$MODEL/marian" \
+                    --threads "$threads" --beams "$BEAMS" --max-length "$MAXLEN" --batch-size 16 ;;
+            *) echo "bench/batch.sh: unknown engine $engine" >&2; exit 1 ;;
+        esac
     done
 done
 

@@ -347,22 +347,56 @@ fn top_k_stable(
     values: impl Iterator<Item = (f32, usize, u32)>,
     k: usize,
 ) -> Vec<(f32, usize, u32)> {
-    use std::cmp::Ordering::{Greater, Less};
     let mut best: Vec<(f32, usize, u32)> = Vec::with_capacity(k + 1);
-    if k == 0 {
-        return best;
-    }
     for v in values {
-        if best.len() == k && v.0.total_cmp(&best[k - 1].0) != Greater {
-            continue;
+        insert_stable(&mut best, v, k);
+    }
+    best
+}
+
+/// One step of [`top_k_stable`]: `v` joins `best` (at most `k`, descending)
+/// after every kept value that is not smaller, so earlier inputs win ties.
+fn insert_stable(best: &mut Vec<(f32, usize, u32)>, v: (f32, usize, u32), k: usize) {
+    use std::cmp::Ordering::{Greater, Less};
+    if k == 0 || (best.len() == k && v.0.total_cmp(&best[k - 1].0) != Greater) {
+        return;
+    }
+    let at = best
+        .iter()
+        .position(|b| b.0.total_cmp(&v.0) == Less)
+        .unwrap_or(best.len());
+    best.insert(at, v);
+    best.truncate(k);
+}
+
+/// [`top_k_stable`] of `(((s - max) - log_sum) + base, beam, t)` over the
+/// scores `s` of a row: the same values in the same order, with the vector
+/// kernel skipping, eight at a time, scores that cannot enter the top `k`
+/// (most of a 58k row once `k` are kept).
+fn top_k_row(
+    scores: &[f32],
+    norm: (f32, f32),
+    base: f32,
+    beam: usize,
+    k: usize,
+) -> Vec<(f32, usize, u32)> {
+    let (max, log_sum) = norm;
+    let value = |s: f32| (s - max - log_sum) + base;
+    let Some(kernels) = crate::models::qlinear::kernels() else {
+        let values = scores.iter().enumerate();
+        return top_k_stable(values.map(|(t, &s)| (value(s), beam, t as u32)), k);
+    };
+    let mut best: Vec<(f32, usize, u32)> = Vec::with_capacity(k + 1);
+    let mut t = 0;
+    while t < scores.len() && k > 0 {
+        if best.len() == k {
+            t = kernels.next_not_below(scores, t, (max, log_sum, base), best[k - 1].0);
+            if t >= scores.len() {
+                break;
+            }
         }
-        // After every kept value that is not smaller: earlier inputs win ties.
-        let at = best
-            .iter()
-            .position(|b| b.0.total_cmp(&v.0) == Less)
-            .unwrap_or(best.len());
-        best.insert(at, v);
-        best.truncate(k);
+        insert_stable(&mut best, (value(scores[t]), beam, t as u32), k);
+        t += 1;
     }
     best
 }
@@ -444,13 +478,7 @@ fn beam_search(
                 let norm = log_sum_exp(scores);
                 process(scores, &item.running[beam], cur_len, cfg);
                 match norm {
-                    Some((max, log_sum)) => top_k_stable(
-                        scores
-                            .iter()
-                            .enumerate()
-                            .map(|(t, &s)| ((s - max - log_sum) + base, beam, t as u32)),
-                        k,
-                    ),
+                    Some(norm) => top_k_row(scores, norm, base, beam, k),
                     None => candidates(scores),
                 }
             })?

@@ -275,3 +275,32 @@ fn log_sum_exp_agrees_with_libm_in_f64() {
     }
     assert_eq!(log_sum_exp(&[f32::NEG_INFINITY; 20]), None);
 }
+
+#[test]
+fn top_k_row_equals_the_plain_pass() {
+    // Rows with ties across the cut, banned tokens and a tail that is not
+    // a multiple of eight: the vector skip must keep the same winners in
+    // the same order as the one-value-at-a-time pass.
+    let mut s = 11u64;
+    for (len, k) in [(5, 8), (37, 2), (1000, 8), (58_101, 8)] {
+        let mut row: Vec<f32> = (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Few distinct values, so ties are common.
+                ((s >> 40) % 64) as f32 * 0.25
+            })
+            .collect();
+        row[len / 2] = f32::NEG_INFINITY;
+        let norm = log_sum_exp(&row).unwrap();
+        let base = -1.75;
+        let plain = top_k_stable(
+            row.iter()
+                .enumerate()
+                .map(|(t, &x)| ((x - norm.0 - norm.1) + base, 3, t as u32)),
+            k,
+        );
+        assert_eq!(top_k_row(&row, norm, base, 3, k), plain, "len {len} k {k}");
+    }
+}

@@ -279,6 +279,55 @@ impl Avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
+impl Avx2 {
+    /// The first index `t >= from` of `row` whose log-probability plus
+    /// `base`, `((row[t] - max) - log_sum) + base` in that f32 order, is not
+    /// below `threshold` (or is NaN); `row.len()` when none is: beam search
+    /// skips, eight scores at a time, what cannot enter its top k.
+    pub fn next_not_below(
+        &self,
+        row: &[f32],
+        from: usize,
+        (max, log_sum, base): (f32, f32, f32),
+        threshold: f32,
+    ) -> usize {
+        // SAFETY: `self` proves the CPU features.
+        unsafe { next_not_below_avx2(row, from, (max, log_sum, base), threshold) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn next_not_below_avx2(
+    row: &[f32],
+    from: usize,
+    (max, log_sum, base): (f32, f32, f32),
+    threshold: f32,
+) -> usize {
+    let value = |s: f32| ((s - max) - log_sum) + base;
+    let (vmax, vlog, vbase, vthr) = (
+        _mm256_set1_ps(max),
+        _mm256_set1_ps(log_sum),
+        _mm256_set1_ps(base),
+        _mm256_set1_ps(threshold),
+    );
+    let mut t = from;
+    while t + 8 <= row.len() {
+        let v = _mm256_loadu_ps(row.as_ptr().add(t));
+        let v = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(v, vmax), vlog), vbase);
+        let hits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(v, vthr));
+        if hits != 0 {
+            return t + hits.trailing_zeros() as usize;
+        }
+        t += 8;
+    }
+    while t < row.len() && value(row[t]) < threshold {
+        t += 1;
+    }
+    t
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn log_sum_exp_avx2(row: &[f32]) -> Option<(f32, f32)> {
     let chunks = row.chunks_exact(8);
@@ -374,6 +423,9 @@ impl Avx2 {
         unreachable!("Avx2 is never detected off x86_64")
     }
     pub fn log_sum_exp(&self, _: &[f32]) -> Option<(f32, f32)> {
+        unreachable!("Avx2 is never detected off x86_64")
+    }
+    pub fn next_not_below(&self, _: &[f32], _: usize, _: (f32, f32, f32), _: f32) -> usize {
         unreachable!("Avx2 is never detected off x86_64")
     }
     pub fn matmul_rows(&self, _: Format, _: &[u8], _: usize, _: &Activations, _: &mut [f32]) {
