@@ -262,13 +262,7 @@ impl Module for QLinear {
         let Some(kernels) = kernels() else {
             candle_core::bail!("native kernels vanished")
         };
-        let dims = x.dims();
-        match dims.last() {
-            Some(&last) if last == k => {}
-            _ => candle_core::bail!("linear layer expects {k} input features, got shape {dims:?}"),
-        }
-        let m = x.elem_count() / k;
-        let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let (input, m) = rows_of(x, k)?;
         let data: std::borrow::Cow<[u8]> = match weights {
             Blocks::Tensor(t) => t.data()?,
             Blocks::Mapped(m) => std::borrow::Cow::Borrowed(m.bytes()),
@@ -308,27 +302,38 @@ impl Module for QLinear {
             }
             out
         };
-        let mut shape = dims.to_vec();
-        *shape.last_mut().expect("checked above") = n;
-        Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype())
+        shaped_like(out, x, n)
     }
 }
 
-/// `x Wᵀ + b` through [`int8::PackedI8::matmul`], in `x`'s shape and dtype.
-fn int8_forward(packed: &int8::PackedI8, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
-    let (n, k) = (packed.out_features(), packed.in_features());
+/// `x`'s rows of `k` features as one f32 buffer, and how many there are.
+fn rows_of(x: &Tensor, k: usize) -> Result<(Vec<f32>, usize)> {
     let dims = x.dims();
     match dims.last() {
         Some(&last) if last == k => {}
         _ => candle_core::bail!("linear layer expects {k} input features, got shape {dims:?}"),
     }
-    let m = x.elem_count() / k;
     let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    Ok((input, x.elem_count() / k))
+}
+
+/// Row-major results of `n` features per row of `x`, in `x`'s shape (the
+/// last dimension `n`), device and dtype.
+fn shaped_like(out: Vec<f32>, x: &Tensor, n: usize) -> Result<Tensor> {
+    let mut shape = x.dims().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype())
+}
+
+/// `x Wᵀ + b` through [`int8::PackedI8::matmul`], in `x`'s shape and dtype.
+fn int8_forward(packed: &int8::PackedI8, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
+    let (n, k) = (packed.out_features(), packed.in_features());
+    let (input, m) = rows_of(x, k)?;
     let mut out = vec![0f32; m * n];
     packed.matmul(isa, &input, m, &mut out);
-    let mut shape = dims.to_vec();
-    *shape.last_mut().expect("checked above") = n;
-    Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype())
+    shaped_like(out, x, n)
 }
 
 #[cfg(test)]
@@ -338,7 +343,7 @@ mod tests {
 
     /// Deterministic pseudo-random values in [-1, 1) with some larger ones,
     /// as real activations have.
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    pub(super) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         (0..n)
             .map(|i| {

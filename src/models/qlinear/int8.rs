@@ -441,24 +441,8 @@ unsafe fn store<const R: usize>(sums: [[__m256i; 2]; R], to: StoreTo, row_scales
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::values;
     use super::*;
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        (0..n)
-            .map(|i| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let v = ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
-                if i % 89 == 0 {
-                    v * 6.0
-                } else {
-                    v
-                }
-            })
-            .collect()
-    }
 
     /// The integer products, computed the slow way from the same quantized
     /// numbers the kernel sees: every kernel must match it to float rounding.
