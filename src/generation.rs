@@ -216,7 +216,7 @@ where
         {
             let data = &data[start..end];
             let each = |i: usize| f(i, &mut data[i * vocab..(i + 1) * vocab].to_vec());
-            return Ok(if rows >= 4 && rayon::current_num_threads() > 1 {
+            return Ok(if worth_parallel(rows) {
                 (0..rows).into_par_iter().map(each).collect()
             } else {
                 (0..rows).map(each).collect()
@@ -225,6 +225,13 @@ where
     }
     let (mut scores, vocab) = step_scores(logits)?;
     Ok(map_rows(&mut scores, vocab, f))
+}
+
+/// Whether `rows` rows of a step go to rayon's threads: not a few rows, and
+/// not with one thread (handing them to its worker is a futex wake and a
+/// sleep per step).
+fn worth_parallel(rows: usize) -> bool {
+    rows >= 4 && rayon::current_num_threads() > 1
 }
 
 /// Applies `f` to every row (its index and scores), in parallel: rows are
@@ -236,9 +243,7 @@ where
 {
     use rayon::prelude::*;
     let vocab = vocab.max(1);
-    // One thread: no handing the rows to rayon's worker (a futex wake and
-    // a sleep per step).
-    if data.len() / vocab >= 4 && rayon::current_num_threads() > 1 {
+    if worth_parallel(data.len() / vocab) {
         data.par_chunks_mut(vocab)
             .enumerate()
             .map(|(i, row)| f(i, row))

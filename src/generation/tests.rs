@@ -242,6 +242,17 @@ fn device_search_matches_the_host_search() {
     }
 }
 
+/// `len` deterministic pseudo-random 24-bit draws (an LCG seeded by `seed`).
+fn draws(len: usize, seed: u64) -> impl Iterator<Item = u64> {
+    let mut s = seed;
+    (0..len).map(move |_| {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        s >> 40
+    })
+}
+
 #[test]
 fn log_sum_exp_agrees_with_libm_in_f64() {
     // The vector kernel (where the CPU has one) against the plain formula:
@@ -251,15 +262,12 @@ fn log_sum_exp_agrees_with_libm_in_f64() {
         let sum: f64 = row.iter().map(|&x| f64::from((x - max).exp())).sum();
         (max, sum.ln() as f32)
     };
-    let mut s = 7u64;
-    for (len, spread) in [(1, 1.0), (13, 3.0), (58_101, 20.0), (1000, 200.0)] {
-        let mut row: Vec<f32> = (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * spread
-            })
+    for (i, (len, spread)) in [(1, 1.0), (13, 3.0), (58_101, 20.0), (1000, 200.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut row: Vec<f32> = draws(len, 7 + i as u64)
+            .map(|d| (d as f32 / (1u64 << 24) as f32 - 0.5) * spread)
             .collect();
         if len > 10 {
             row[3] = f32::NEG_INFINITY;
@@ -281,16 +289,13 @@ fn top_k_row_equals_the_plain_pass() {
     // Rows with ties across the cut, banned tokens and a tail that is not
     // a multiple of eight: the vector skip must keep the same winners in
     // the same order as the one-value-at-a-time pass.
-    let mut s = 11u64;
-    for (len, k) in [(5, 8), (37, 2), (1000, 8), (58_101, 8)] {
-        let mut row: Vec<f32> = (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                // Few distinct values, so ties are common.
-                ((s >> 40) % 64) as f32 * 0.25
-            })
+    for (i, (len, k)) in [(5, 8), (37, 2), (1000, 8), (58_101, 8)]
+        .into_iter()
+        .enumerate()
+    {
+        // Few distinct values, so ties are common.
+        let mut row: Vec<f32> = draws(len, 11 + i as u64)
+            .map(|d| (d % 64) as f32 * 0.25)
             .collect();
         row[len / 2] = f32::NEG_INFINITY;
         let norm = log_sum_exp(&row).unwrap();

@@ -565,24 +565,14 @@ impl DecoderState {
 #[derive(Debug, Clone)]
 enum Table {
     Dense(Embedding),
-    /// The weight and its row width.
-    Int8(QLinear, usize),
+    Int8(QLinear),
 }
 
 impl Module for Table {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(table) => table.forward(ids),
-            Self::Int8(weight, d) => {
-                let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
-                let Some(rows) = weight.int8_rows(&flat) else {
-                    candle_core::bail!("embedding table is not an int8 weight")
-                };
-                let (rows, d) = (rows?, *d);
-                let mut dims = ids.dims().to_vec();
-                dims.push(d);
-                Tensor::from_vec(rows, dims, ids.device())
-            }
+            Self::Int8(weight) => weight.embed(ids),
         }
     }
 }
@@ -666,10 +656,9 @@ impl MarianModel {
         // holds it in int8: look the embeddings up there too and drop the
         // f32 table (119 MB of opus-mt's 300).
         let (encoder_embed, decoder_embed) = match &lm_head {
-            Proj::Quantized { weight, .. } if tied && weight.int8_rows(&[]).is_some() => (
-                Table::Int8(weight.clone(), d),
-                Table::Int8(weight.clone(), d),
-            ),
+            Proj::Quantized { weight, .. } if tied && weight.is_int8() => {
+                (Table::Int8(weight.clone()), Table::Int8(weight.clone()))
+            }
             _ => (Table::Dense(encoder_embed), Table::Dense(decoder_embed)),
         };
         let positions = if root.contains_tensor("encoder.embed_positions.weight") {

@@ -226,19 +226,28 @@ impl QLinear {
         }))
     }
 
-    /// Rows `ids` of an int8 weight, dequantized (`[ids.len(), in]`, row-major):
-    /// an embedding table tied to this output projection. `None` for other
-    /// weights; an error for an id out of range.
-    pub fn int8_rows(&self, ids: &[u32]) -> Option<Result<Vec<f32>>> {
+    /// Whether this is an int8 weight of [`QLinear::int8`].
+    pub fn is_int8(&self) -> bool {
+        matches!(self.imp, Imp::Int8(..))
+    }
+
+    /// The rows `ids` of an int8 weight, dequantized, shaped `ids` × `in`:
+    /// an embedding table tied to this output projection, looked up without
+    /// an f32 copy. An error for other weights and for ids out of range.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let Imp::Int8(packed, _) = &self.imp else {
-            return None;
+            candle_core::bail!("embedding lookup in a weight that is not int8")
         };
-        Some(packed.rows(ids).ok_or_else(|| {
-            candle_core::Error::Msg(format!(
+        let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+        let Some(rows) = packed.rows(&flat) else {
+            candle_core::bail!(
                 "token id out of range for a vocabulary of {}",
                 packed.out_features()
-            ))
-        }))
+            )
+        };
+        let mut dims = ids.dims().to_vec();
+        dims.push(packed.in_features());
+        Tensor::from_vec(rows, dims, ids.device())
     }
 
     /// Whether tolk's own kernel multiplies this weight.

@@ -276,10 +276,7 @@ impl Avx2 {
         // SAFETY: `self` proves the CPU features.
         unsafe { log_sum_exp_avx2(row) }
     }
-}
 
-#[cfg(target_arch = "x86_64")]
-impl Avx2 {
     /// The first index `t >= from` of `row` whose log-probability plus
     /// `base`, `((row[t] - max) - log_sum) + base` in that f32 order, is not
     /// below `threshold` (or is NaN); `row.len()` when none is: beam search

@@ -46,22 +46,14 @@ impl Isa {
     /// The best kernel this CPU runs (`None` off x86_64 or without AVX2).
     /// `TOLK_INT8_ISA=avx2` forces the AVX2 kernel (benchmarks, tests).
     pub fn detect() -> Option<Self> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
-                return None;
-            }
-            let forced_avx2 = std::env::var("TOLK_INT8_ISA").is_ok_and(|v| v == "avx2");
-            if is_x86_feature_detected!("avxvnni") && !forced_avx2 {
-                return Some(Self::AvxVnni);
-            }
-            return Some(Self::Avx2);
+        let all = Self::all_here();
+        if std::env::var("TOLK_INT8_ISA").is_ok_and(|v| v == "avx2") {
+            return all.first().copied();
         }
-        #[allow(unreachable_code)]
-        None
+        all.last().copied()
     }
 
-    /// Every kernel this CPU runs (for tests that compare them).
+    /// Every kernel this CPU runs, the plainest first.
     pub fn all_here() -> Vec<Self> {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
@@ -107,9 +99,7 @@ impl PackedI8 {
         let mut offsets = vec![0i32; padded];
         let mut bias_out = vec![0f32; padded];
         for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
-            let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let scale = amax / 127.0;
-            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let (scale, inv) = scale_for(row.iter().fold(0f32, |m, v| m.max(v.abs())));
             let (block, col) = (j / COLS, j % COLS);
             let base = block * COLS * k;
             let mut sum = 0i32;
@@ -302,9 +292,7 @@ unsafe fn quantize_rows_avx2(isa: Isa, x: &[f32], k: usize, rows: &mut Rows) {
         }
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), vmax);
-        let amax = lanes.iter().chain(tail).fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let (d, inv) = scale_for(lanes.iter().chain(tail).fold(0f32, |m, v| m.max(v.abs())));
         let vinv = _mm256_set1_ps(inv);
         let mut i = 0;
         while i + 32 <= k {
@@ -328,6 +316,13 @@ unsafe fn quantize_rows_avx2(isa: Isa, x: &[f32], k: usize, rows: &mut Rows) {
         }
         *scale = d;
     }
+}
+
+/// The scale of a row whose largest magnitude is `amax` (it maps to 127),
+/// and its inverse (0 for an all-zero row).
+fn scale_for(amax: f32) -> (f32, f32) {
+    let scale = amax / 127.0;
+    (scale, if scale > 0.0 { 1.0 / scale } else { 0.0 })
 }
 
 /// `x` rounded to the nearest integer (ties to even) within ±127, NaN to 0.
@@ -410,9 +405,9 @@ struct StoreTo {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn store<const R: usize>(sums: [[__m256i; 2]; R], to: StoreTo, row_scales: [f32; R]) {
+    let full = to.width == COLS;
     for (r, halves) in sums.iter().enumerate() {
         let mut line = [0f32; COLS];
-        let full = to.width == COLS;
         let dst = to.out.add(r * to.stride);
         for (h, &sum) in halves.iter().enumerate() {
             let sum = match to.offsets {
