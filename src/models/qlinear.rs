@@ -4,6 +4,7 @@
 
 pub mod avx2;
 pub mod int8;
+pub mod kpack;
 pub mod kquants;
 
 use super::qweight::MappedBytes;
@@ -105,6 +106,11 @@ fn native_format(dtype: GgmlDType) -> Option<Format> {
     }
 }
 
+/// The K-quants, which are repacked at load ([`kpack`]).
+fn is_k_quant(format: Format) -> bool {
+    matches!(format, Format::Q4K | Format::Q5K | Format::Q6K)
+}
+
 /// Whether a CPU weight of `dtype` is multiplied by tolk's own kernels (so
 /// the loader need not convert it to a format candle multiplies fast).
 pub fn has_native_kernel(dtype: GgmlDType) -> bool {
@@ -122,6 +128,8 @@ enum Imp {
     Candle(QMatMul),
     /// Per-feature int8, packed at load ([`int8`]), bias included.
     Int8(Arc<int8::PackedI8>, int8::Isa),
+    /// A K-quant repacked at load in eight-row groups ([`kpack`]).
+    KPacked(Arc<kpack::PackedK>, int8::Isa),
     Native {
         weights: Blocks,
         format: Format,
@@ -151,6 +159,13 @@ impl QLinear {
             _ => None,
         };
         let imp = match native {
+            Some((format, _, _)) if is_k_quant(format) => {
+                let (n, k) = t.shape().dims2()?;
+                match Self::k_packed(format, &t.data()?, n, k) {
+                    Some(imp) => imp,
+                    None => Imp::Candle(QMatMul::from_arc(t)?),
+                }
+            }
             Some((format, out_features, in_features)) => Imp::Native {
                 weights: Blocks::Tensor(t),
                 format,
@@ -160,6 +175,17 @@ impl QLinear {
             None => Imp::Candle(QMatMul::from_arc(t)?),
         };
         Ok(Self { imp })
+    }
+
+    /// A K-quant weight repacked for [`kpack`]'s kernels (`None` for other
+    /// formats, and when the memory for the copy cannot be had).
+    fn k_packed(format: Format, bytes: &[u8], n: usize, k: usize) -> Option<Imp> {
+        if !is_k_quant(format) {
+            return None;
+        }
+        let isa = int8::Isa::detect()?;
+        let packed = kpack::PackedK::pack(format, bytes, n, k).ok()?;
+        Some(Imp::KPacked(Arc::new(packed), isa))
     }
 
     /// Multiplies the `[rows, cols]` blocks of `dtype` in `bytes` where they
@@ -173,6 +199,12 @@ impl QLinear {
         let format = native_format(dtype).filter(|f| cols.is_multiple_of(f.block_values()))?;
         if bytes.bytes().len() != format.row_bytes(cols) * rows {
             return None;
+        }
+        if is_k_quant(format) {
+            let imp = Self::k_packed(format, bytes.bytes(), rows, cols)?;
+            // The packed copy is all that is read from now on.
+            bytes.release();
+            return Some(Self { imp });
         }
         Some(Self {
             imp: Imp::Native {
@@ -252,7 +284,10 @@ impl QLinear {
 
     /// Whether tolk's own kernel multiplies this weight.
     pub fn is_native(&self) -> bool {
-        matches!(self.imp, Imp::Native { .. } | Imp::Int8(..))
+        matches!(
+            self.imp,
+            Imp::Native { .. } | Imp::Int8(..) | Imp::KPacked(..)
+        )
     }
 }
 
@@ -261,6 +296,7 @@ impl Module for QLinear {
         let (weights, format, n, k) = match &self.imp {
             Imp::Candle(m) => return m.forward(x),
             Imp::Int8(packed, isa) => return int8_forward(packed, *isa, x),
+            Imp::KPacked(packed, isa) => return k_packed_forward(packed, *isa, x),
             Imp::Native {
                 weights,
                 format,
@@ -278,41 +314,48 @@ impl Module for QLinear {
         };
 
         let mut out_t = vec![0f32; n * m];
-        match format {
-            Format::Q4K | Format::Q5K | Format::Q6K => {
-                let acts = kernels.quantize_k(&input, m, k);
-                for_row_blocks(n, m, k, &mut out_t, |first, out| {
-                    kernels.matmul_rows_k(format, &data, first, &acts, out)
-                });
-            }
-            Format::Q4_1 | Format::Q5_0 | Format::Q8_0 => {
-                let acts = kernels.quantize(&input, m, k);
-                for_row_blocks(n, m, k, &mut out_t, |first, out| {
-                    kernels.matmul_rows(format, &data, first, &acts, out)
-                });
-            }
-        }
+        let acts = kernels.quantize(&input, m, k);
+        for_row_blocks(n, m, k, &mut out_t, |first, out| {
+            kernels.matmul_rows(format, &data, first, &acts, out)
+        });
+        shaped_like(transposed(out_t, m, n), x, n)
+    }
+}
 
-        let out = if m == 1 {
-            out_t
-        } else {
-            // Transposed in bands of columns, so that the writes run along
-            // output rows and the band's source columns stay in cache (a
-            // plain scatter with stride n was 6% of a prompt).
-            const BAND: usize = 64;
-            let mut out = vec![0f32; m * n];
-            for j0 in (0..n).step_by(BAND) {
-                let j1 = (j0 + BAND).min(n);
-                for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
-                    for (j, o) in (j0..j1).zip(&mut out_row[j0..j1]) {
-                        *o = out_t[j * m + i];
-                    }
+/// `[n][m]` as `[m][n]`.
+fn transposed(out_t: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
+    if m == 1 {
+        out_t
+    } else {
+        // Transposed in bands of columns, so that the writes run along
+        // output rows and the band's source columns stay in cache (a
+        // plain scatter with stride n was 6% of a prompt).
+        const BAND: usize = 64;
+        let mut out = vec![0f32; m * n];
+        for j0 in (0..n).step_by(BAND) {
+            let j1 = (j0 + BAND).min(n);
+            for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
+                for (j, o) in (j0..j1).zip(&mut out_row[j0..j1]) {
+                    *o = out_t[j * m + i];
                 }
             }
-            out
-        };
-        shaped_like(out, x, n)
+        }
+        out
     }
+}
+
+fn k_packed_forward(packed: &kpack::PackedK, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
+    let Some(kernels) = kernels() else {
+        candle_core::bail!("native kernels vanished")
+    };
+    let (n, k) = (packed.out_features(), packed.in_features());
+    let (input, m) = rows_of(x, k)?;
+    let acts = kernels.quantize_k(&input, m, k);
+    let mut out_t = vec![0f32; n * m];
+    for_row_blocks(n, m, k, &mut out_t, |first, out| {
+        packed.matmul(isa, &acts, first, out)
+    });
+    shaped_like(transposed(out_t, m, n), x, n)
 }
 
 /// `x`'s rows of `k` features as one f32 buffer, and how many there are.

@@ -15,6 +15,8 @@ pub struct MappedBytes {
     owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
     start: usize,
     len: usize,
+    /// The owner, when it is a file map whose pages may be dropped.
+    map: Option<Arc<memmap2::Mmap>>,
 }
 
 impl std::fmt::Debug for MappedBytes {
@@ -34,7 +36,35 @@ impl MappedBytes {
         if start.checked_add(len).is_none_or(|end| end > total) {
             candle_core::bail!("bytes {start}..+{len} lie outside a buffer of {total} bytes")
         }
-        Ok(Self { owner, start, len })
+        Ok(Self {
+            owner,
+            start,
+            len,
+            map: None,
+        })
+    }
+
+    /// `map[start..start + len]` of a read-only file map, whose pages
+    /// [`Self::release`] may drop.
+    pub fn of_map(map: Arc<memmap2::Mmap>, start: usize, len: usize) -> Result<Self> {
+        let mut bytes = Self::new(map.clone(), start, len)?;
+        bytes.map = Some(map);
+        Ok(bytes)
+    }
+
+    /// Drops the range's pages from this process's memory when it lies in
+    /// a file map (a weight copied elsewhere at load): they stay in the page
+    /// cache, and a later read faults them back in. Does nothing otherwise.
+    pub fn release(&self) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            // SAFETY: the map is read-only and file-backed, so dropping its
+            // pages changes no byte anyone reads; an error only leaves the
+            // pages resident.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.start, self.len)
+            };
+        }
     }
 
     pub fn bytes(&self) -> &[u8] {

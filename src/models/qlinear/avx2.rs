@@ -153,7 +153,7 @@ impl Avx2 {
                 Format::Q5_0 => rows_kernel::<Q5_0>(weights, row_bytes, first, acts, out),
                 Format::Q8_0 => rows_kernel::<Q8_0>(weights, row_bytes, first, acts, out),
                 Format::Q4K | Format::Q5K | Format::Q6K => {
-                    panic!("{format:?} is multiplied by matmul_rows_k")
+                    panic!("{format:?} is repacked and multiplied by kpack")
                 }
             }
         }

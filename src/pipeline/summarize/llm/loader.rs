@@ -257,8 +257,7 @@ impl<'a> GgufSource<'a> {
         }
         let len = rows * (cols / dtype.block_size()) * dtype.type_size();
         let start = self.content.tensor_data_offset as usize + info.offset as usize;
-        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
-        let bytes = MappedBytes::new(owner, start, len)?;
+        let bytes = MappedBytes::of_map(map.clone(), start, len)?;
         QWeight::mapped(bytes, dtype, rows, cols).map(Some)
     }
 }
