@@ -4,8 +4,8 @@
 
 pub mod avx2;
 pub mod int8;
-pub mod kpack;
 pub mod kquants;
+pub mod packed;
 
 use super::qweight::MappedBytes;
 use avx2::{Avx2, Format};
@@ -106,11 +106,6 @@ fn native_format(dtype: GgmlDType) -> Option<Format> {
     }
 }
 
-/// The K-quants, which are repacked at load ([`kpack`]).
-fn is_k_quant(format: Format) -> bool {
-    matches!(format, Format::Q4K | Format::Q5K | Format::Q6K)
-}
-
 /// Whether a CPU weight of `dtype` is multiplied by tolk's own kernels (so
 /// the loader need not convert it to a format candle multiplies fast).
 pub fn has_native_kernel(dtype: GgmlDType) -> bool {
@@ -128,21 +123,8 @@ enum Imp {
     Candle(QMatMul),
     /// Per-feature int8, packed at load ([`int8`]), bias included.
     Int8(Arc<int8::PackedI8>, int8::Isa),
-    /// A K-quant repacked at load in eight-row groups ([`kpack`]).
-    KPacked(Arc<kpack::PackedK>, int8::Isa),
-    Native {
-        weights: Blocks,
-        format: Format,
-        out_features: usize,
-        in_features: usize,
-    },
-}
-
-/// Where a native weight's blocks lie.
-#[derive(Debug, Clone)]
-enum Blocks {
-    Tensor(Arc<QTensor>),
-    Mapped(MappedBytes),
+    /// A GGUF weight repacked at load in eight-row groups ([`packed`]).
+    Packed(Arc<packed::Packed>, int8::Isa),
 }
 
 impl QLinear {
@@ -153,43 +135,34 @@ impl QLinear {
     /// Shares `t` (e.g. a tied embedding that is also the output head).
     pub fn from_arc(t: Arc<QTensor>) -> Result<Self> {
         let native = match t.shape().dims() {
-            &[out_features, in_features] if t.device().is_cpu() => native_format(t.dtype())
-                .filter(|f| in_features.is_multiple_of(f.block_values()))
-                .map(|format| (format, out_features, in_features)),
+            &[n, k] if t.device().is_cpu() => native_format(t.dtype())
+                .filter(|f| k.is_multiple_of(f.block_values()))
+                .map(|format| (format, n, k)),
             _ => None,
         };
-        let imp = match native {
-            Some((format, _, _)) if is_k_quant(format) => {
-                let (n, k) = t.shape().dims2()?;
-                match Self::k_packed(format, &t.data()?, n, k) {
-                    Some(imp) => imp,
-                    None => Imp::Candle(QMatMul::from_arc(t)?),
-                }
-            }
-            Some((format, out_features, in_features)) => Imp::Native {
-                weights: Blocks::Tensor(t),
-                format,
-                out_features,
-                in_features,
-            },
+        let packed = match native {
+            Some((format, n, k)) => Self::packed(format, &t.data()?, n, k),
+            None => None,
+        };
+        let imp = match packed {
+            Some(imp) => imp,
             None => Imp::Candle(QMatMul::from_arc(t)?),
         };
         Ok(Self { imp })
     }
 
-    /// A K-quant weight repacked for [`kpack`]'s kernels (`None` for other
-    /// formats, and when the memory for the copy cannot be had).
-    fn k_packed(format: Format, bytes: &[u8], n: usize, k: usize) -> Option<Imp> {
-        if !is_k_quant(format) {
-            return None;
-        }
+    /// A weight repacked for [`packed`]'s kernels (`None` when the memory
+    /// for the copy cannot be had, or no kernel runs on this CPU).
+    fn packed(format: Format, bytes: &[u8], n: usize, k: usize) -> Option<Imp> {
         let isa = int8::Isa::detect()?;
-        let packed = kpack::PackedK::pack(format, bytes, n, k).ok()?;
-        Some(Imp::KPacked(Arc::new(packed), isa))
+        let packed = packed::Packed::pack(format, bytes, n, k).ok()?;
+        Some(Imp::Packed(Arc::new(packed), isa))
     }
 
-    /// Multiplies the `[rows, cols]` blocks of `dtype` in `bytes` where they
-    /// lie, when tolk's kernels take that format on this CPU (else `None`).
+    /// Repacks the `[rows, cols]` blocks of `dtype` in `bytes` for tolk's
+    /// kernels, when they take that format on this CPU (else `None`), and
+    /// drops `bytes`' pages from memory (the packed copy is all that is
+    /// read from now on).
     pub fn from_mapped(
         bytes: MappedBytes,
         dtype: GgmlDType,
@@ -200,20 +173,9 @@ impl QLinear {
         if bytes.bytes().len() != format.row_bytes(cols) * rows {
             return None;
         }
-        if is_k_quant(format) {
-            let imp = Self::k_packed(format, bytes.bytes(), rows, cols)?;
-            // The packed copy is all that is read from now on.
-            bytes.release();
-            return Some(Self { imp });
-        }
-        Some(Self {
-            imp: Imp::Native {
-                weights: Blocks::Mapped(bytes),
-                format,
-                out_features: rows,
-                in_features: cols,
-            },
-        })
+        let imp = Self::packed(format, bytes.bytes(), rows, cols)?;
+        bytes.release();
+        Some(Self { imp })
     }
 
     /// The dense CPU weight `[out, in]` (and bias) quantized to int8 per
@@ -284,41 +246,17 @@ impl QLinear {
 
     /// Whether tolk's own kernel multiplies this weight.
     pub fn is_native(&self) -> bool {
-        matches!(
-            self.imp,
-            Imp::Native { .. } | Imp::Int8(..) | Imp::KPacked(..)
-        )
+        matches!(self.imp, Imp::Int8(..) | Imp::Packed(..))
     }
 }
 
 impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (weights, format, n, k) = match &self.imp {
-            Imp::Candle(m) => return m.forward(x),
-            Imp::Int8(packed, isa) => return int8_forward(packed, *isa, x),
-            Imp::KPacked(packed, isa) => return k_packed_forward(packed, *isa, x),
-            Imp::Native {
-                weights,
-                format,
-                out_features,
-                in_features,
-            } => (weights, *format, *out_features, *in_features),
-        };
-        let Some(kernels) = kernels() else {
-            candle_core::bail!("native kernels vanished")
-        };
-        let (input, m) = rows_of(x, k)?;
-        let data: std::borrow::Cow<[u8]> = match weights {
-            Blocks::Tensor(t) => t.data()?,
-            Blocks::Mapped(m) => std::borrow::Cow::Borrowed(m.bytes()),
-        };
-
-        let mut out_t = vec![0f32; n * m];
-        let acts = kernels.quantize(&input, m, k);
-        for_row_blocks(n, m, k, &mut out_t, |first, out| {
-            kernels.matmul_rows(format, &data, first, &acts, out)
-        });
-        shaped_like(transposed(out_t, m, n), x, n)
+        match &self.imp {
+            Imp::Candle(m) => m.forward(x),
+            Imp::Int8(packed, isa) => int8_forward(packed, *isa, x),
+            Imp::Packed(packed, isa) => packed_forward(packed, *isa, x),
+        }
     }
 }
 
@@ -344,17 +282,24 @@ fn transposed(out_t: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
     }
 }
 
-fn k_packed_forward(packed: &kpack::PackedK, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
+fn packed_forward(packed: &packed::Packed, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
     let Some(kernels) = kernels() else {
         candle_core::bail!("native kernels vanished")
     };
     let (n, k) = (packed.out_features(), packed.in_features());
     let (input, m) = rows_of(x, k)?;
-    let acts = kernels.quantize_k(&input, m, k);
     let mut out_t = vec![0f32; n * m];
-    for_row_blocks(n, m, k, &mut out_t, |first, out| {
-        packed.matmul(isa, &acts, first, out)
-    });
+    if packed::is_k_quant(packed.format()) {
+        let acts = kernels.quantize_k(&input, m, k);
+        for_row_blocks(n, m, k, &mut out_t, |first, out| {
+            packed.matmul(isa, packed::Acts::K(&acts), first, out)
+        });
+    } else {
+        let acts = kernels.quantize(&input, m, k);
+        for_row_blocks(n, m, k, &mut out_t, |first, out| {
+            packed.matmul(isa, packed::Acts::B32(&acts), first, out)
+        });
+    }
     shaped_like(transposed(out_t, m, n), x, n)
 }
 

@@ -1,19 +1,11 @@
-//! AVX2 dot products of GGUF weight blocks (Q4_1, Q5_0, Q8_0) with
-//! activations quantized to 8 bits per 32 values, after ggml's x86 kernels
-//! (the K-quants are in [`super::kquants`]).
-//!
-//! candle 0.11 multiplies Q4_1 and Q5_0 with scalar code, and tolk used to
-//! requantize them to Q8_0 at load; but a token of decoding streams every
-//! weight once, so 8.5 bits per weight instead of 5–5.5 costs memory
-//! bandwidth, the limit of CPU decoding. These kernels keep the file's
-//! format. They also unpack each weight block once for up to four rows of
-//! activations, which is what makes prompt processing fast.
+//! What tolk's AVX2 kernels share: the weight formats they take, the CPU
+//! check, activations quantized to 8 bits per 32 values (after ggml's
+//! `quantize_row_q8_1`), and the host-side vector code of decoding (the
+//! attention of one new token over the cache, log-sum-exp, the beam top-k
+//! skip). The matrix products are in [`super::packed`].
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
-
-/// How many blocks ahead of the one being multiplied to prefetch weights.
-const PREFETCH_BLOCKS: usize = 8;
 
 /// Values per quantization block, in every format here.
 pub const QK: usize = 32;
@@ -83,19 +75,41 @@ impl Avx2 {
 }
 
 /// Rows of activations quantized to 8 bits per value with one scale per
-/// block of 32 (ggml's Q8_0; `sums` adds Q8_1's scaled block sums for Q4_1).
+/// block of 32 (ggml's Q8_0), with each block's sum of quantized values and
+/// that sum scaled (ggml's Q8_1, what Q4_1's minimum multiplies).
 #[derive(Debug, Clone, Default)]
 pub struct Activations {
     rows: usize,
     blocks: usize,
     qs: Vec<i8>,
     scales: Vec<f32>,
-    sums: Vec<f32>,
+    sums: Vec<i32>,
+    scaled_sums: Vec<f32>,
 }
 
 impl Activations {
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Blocks of 32 per row.
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+
+    /// The 32 quantized values of block `b` of `row`.
+    ///
+    /// # Panics
+    /// When the row or block does not exist.
+    pub fn qs_at(&self, row: usize, b: usize) -> *const i8 {
+        self.qs[(row * self.blocks + b) * QK..][..QK].as_ptr()
+    }
+
+    /// Block `b` of `row`: its scale, the sum of its quantized values, and
+    /// that sum times the scale (rounded to f16, as ggml's Q8_1).
+    pub fn block(&self, row: usize, b: usize) -> (f32, i32, f32) {
+        let idx = row * self.blocks + b;
+        (self.scales[idx], self.sums[idx], self.scaled_sums[idx])
     }
 }
 
@@ -112,51 +126,12 @@ impl Avx2 {
             blocks,
             qs: vec![0; rows * k],
             scales: vec![0.0; rows * blocks],
-            sums: vec![0.0; rows * blocks],
+            sums: vec![0; rows * blocks],
+            scaled_sums: vec![0.0; rows * blocks],
         };
         // SAFETY: `self` proves the CPU features.
         unsafe { quantize_blocks(x, &mut a) };
         a
-    }
-
-    /// Multiplies weight rows `first..first + out.len() / acts.rows()` of the
-    /// `format` matrix `weights` (all rows, each `acts` blocks long) with
-    /// every activation row. `out` is row-major `[weight row][activation row]`.
-    pub fn matmul_rows(
-        &self,
-        format: Format,
-        weights: &[u8],
-        first: usize,
-        acts: &Activations,
-        out: &mut [f32],
-    ) {
-        let m = acts.rows;
-        if m == 0 {
-            return;
-        }
-        assert!(out.len().is_multiple_of(m));
-        let k = acts.blocks * QK;
-        assert!(
-            k.is_multiple_of(format.block_values()),
-            "rows are not whole blocks"
-        );
-        let row_bytes = format.row_bytes(k);
-        let n = out.len() / m;
-        assert!(
-            weights.len() >= (first + n) * row_bytes,
-            "weight rows out of range"
-        );
-        // SAFETY: `self` proves the CPU features; the asserts above bound every read.
-        unsafe {
-            match format {
-                Format::Q4_1 => rows_kernel::<Q4_1>(weights, row_bytes, first, acts, out),
-                Format::Q5_0 => rows_kernel::<Q5_0>(weights, row_bytes, first, acts, out),
-                Format::Q8_0 => rows_kernel::<Q8_0>(weights, row_bytes, first, acts, out),
-                Format::Q4K | Format::Q5K | Format::Q6K => {
-                    panic!("{format:?} is repacked and multiplied by kpack")
-                }
-            }
-        }
     }
 }
 
@@ -425,9 +400,6 @@ impl Avx2 {
     pub fn next_not_below(&self, _: &[f32], _: usize, _: (f32, f32, f32), _: f32) -> usize {
         unreachable!("Avx2 is never detected off x86_64")
     }
-    pub fn matmul_rows(&self, _: Format, _: &[u8], _: usize, _: &Activations, _: &mut [f32]) {
-        unreachable!("Avx2 is never detected off x86_64")
-    }
 }
 
 /// The body of [`Avx2::quantize`], compiled for AVX2 so that the rounding
@@ -446,7 +418,8 @@ unsafe fn quantize_blocks(x: &[f32], a: &mut Activations) {
             sum += *q as i32;
         }
         a.scales[b] = round_to_f16(d);
-        a.sums[b] = round_to_f16(sum as f32 * d);
+        a.sums[b] = sum;
+        a.scaled_sums[b] = round_to_f16(sum as f32 * d);
     }
 }
 
@@ -457,227 +430,13 @@ unsafe fn round_to_f16(x: f32) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(half))
 }
 
-/// One weight format: how to unpack the 32 weights of block `b` of a row
-/// (for K-quants, a 32-value slice of a 256-value super-block) into byte lanes.
-#[cfg(target_arch = "x86_64")]
-trait Block {
-    /// Q4_1/Q4_K/Q5_K weights are unsigned with an offset (`min`); the others signed.
-    const UNSIGNED: bool;
-    /// About how many bytes of a row hold 32 weights (for prefetching).
-    const BYTES: usize;
-    /// The 32 weights as bytes, the scale of each group of four (the eight
-    /// lanes of `madd` sums), and the offset added to every weight (0 when none).
-    ///
-    /// # Safety
-    /// `row` points at a whole weight row with at least `b + 1` blocks of 32;
-    /// the CPU has AVX2, FMA and F16C.
-    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32);
-}
-
-#[cfg(target_arch = "x86_64")]
-struct Q4_1;
-#[cfg(target_arch = "x86_64")]
-struct Q5_0;
-#[cfg(target_arch = "x86_64")]
-struct Q8_0;
-
+/// The sum of the eight lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
-    let bits = std::ptr::read_unaligned(p as *const u16);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// 16 bytes of nibbles as 32 bytes: low nibbles first, then high nibbles.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
-    let tmp = _mm_loadu_si128(p as *const __m128i);
-    let bytes = _mm256_insertf128_si256::<1>(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4));
-    _mm256_and_si256(_mm256_set1_epi8(0x0F), bytes)
-}
-
-/// 32 bits as 32 bytes: 0xFF where the bit is set, 0 elsewhere.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
-    let bits = std::ptr::read_unaligned(p as *const i32);
-    let shuffle = _mm256_set_epi64x(
-        0x0303_0303_0303_0303,
-        0x0202_0202_0202_0202,
-        0x0101_0101_0101_0101,
-        0,
-    );
-    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits), shuffle);
-    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
-    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Block for Q4_1 {
-    const UNSIGNED: bool = true;
-    const BYTES: usize = 20;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
-        let p = row.add(b * Self::BYTES);
-        let d = _mm256_set1_ps(f16_at(p));
-        (bytes_from_nibbles_32(p.add(4)), d, f16_at(p.add(2)))
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Block for Q5_0 {
-    const UNSIGNED: bool = false;
-    const BYTES: usize = 22;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
-        let p = row.add(b * Self::BYTES);
-        // value = (nibble | high bit << 4) - 16: where the high bit is clear,
-        // or-ing 0xF0 into the nibble gives nibble - 16 as a signed byte.
-        let low = bytes_from_nibbles_32(p.add(6));
-        let high =
-            _mm256_andnot_si256(bytes_from_bits_32(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
-        (_mm256_or_si256(low, high), _mm256_set1_ps(f16_at(p)), 0.0)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Block for Q8_0 {
-    const UNSIGNED: bool = false;
-    const BYTES: usize = 34;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn load(row: *const u8, b: usize) -> (__m256i, __m256, f32) {
-        let p = row.add(b * Self::BYTES);
-        (
-            _mm256_loadu_si256(p.add(2) as *const __m256i),
-            _mm256_set1_ps(f16_at(p)),
-            0.0,
-        )
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-pub(super) unsafe fn hsum(x: __m256) -> f32 {
+unsafe fn hsum(x: __m256) -> f32 {
     let r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
     let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     let r = _mm_add_ss(r, _mm_movehdup_ps(r));
     _mm_cvtss_f32(r)
-}
-
-/// Weight rows `first..` times all activation rows, in tiles that keep
-/// four independent accumulator chains busy (one chain alone waits on the
-/// latency of its fused multiply-add every block): four weight rows per
-/// activation row when decoding, four activation rows per weight row (each
-/// weight block unpacked once for four) when processing a prompt.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn rows_kernel<B: Block>(
-    weights: &[u8],
-    row_bytes: usize,
-    first: usize,
-    acts: &Activations,
-    out: &mut [f32],
-) {
-    let m = acts.rows;
-    let n = out.len() / m;
-    let row = |j: usize| weights.as_ptr().add((first + j) * row_bytes);
-    if m < 4 {
-        let mut j = 0;
-        while j + 4 <= n {
-            for i in 0..m {
-                let d = dot_tile::<B, 4, 1>([row(j), row(j + 1), row(j + 2), row(j + 3)], acts, i);
-                for (w, v) in d.iter().enumerate() {
-                    out[(j + w) * m + i] = v[0];
-                }
-            }
-            j += 4;
-        }
-        for j in j..n {
-            for i in 0..m {
-                out[j * m + i] = dot_tile::<B, 1, 1>([row(j)], acts, i)[0][0];
-            }
-        }
-        return;
-    }
-    for (j, out_row) in out.chunks_exact_mut(m).enumerate() {
-        let mut i = 0;
-        while i + 4 <= m {
-            out_row[i..i + 4].copy_from_slice(&dot_tile::<B, 1, 4>([row(j)], acts, i)[0]);
-            i += 4;
-        }
-        while i < m {
-            out_row[i] = dot_tile::<B, 1, 1>([row(j)], acts, i)[0][0];
-            i += 1;
-        }
-    }
-}
-
-/// Dot products of `W` weight rows with activation rows `row..row + R`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn dot_tile<B: Block, const W: usize, const R: usize>(
-    w: [*const u8; W],
-    acts: &Activations,
-    row: usize,
-) -> [[f32; R]; W] {
-    let nb = acts.blocks;
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); R]; W];
-    let mut offsets = [[0f32; R]; W];
-    let qs = acts.qs.as_ptr();
-    for b in 0..nb {
-        let mut qa = [_mm256_setzero_si256(); R];
-        let mut da = [0f32; R];
-        let mut sa = [0f32; R];
-        for r in 0..R {
-            let idx = (row + r) * nb + b;
-            qa[r] = _mm256_loadu_si256(qs.add(idx * QK) as *const __m256i);
-            da[r] = *acts.scales.get_unchecked(idx);
-            sa[r] = *acts.sums.get_unchecked(idx);
-        }
-        for k in 0..W {
-            // Ask for the weights a few blocks ahead: the rows of a tile are
-            // separate streams, more than the hardware prefetcher follows well.
-            _mm_prefetch::<_MM_HINT_T0>(
-                w[k].wrapping_add((b + PREFETCH_BLOCKS) * B::BYTES) as *const i8
-            );
-            let (qw, dw, mw) = B::load(w[k], b);
-            // maddubs multiplies unsigned by signed bytes: signed weights
-            // lend their sign to the activations.
-            let uw = if B::UNSIGNED {
-                qw
-            } else {
-                _mm256_sign_epi8(qw, qw)
-            };
-            for r in 0..R {
-                let sq = if B::UNSIGNED {
-                    qa[r]
-                } else {
-                    _mm256_sign_epi8(qa[r], qw)
-                };
-                let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(uw, sq), ones));
-                let scale = _mm256_mul_ps(dw, _mm256_set1_ps(da[r]));
-                acc[k][r] = _mm256_fmadd_ps(scale, dot, acc[k][r]);
-                if B::UNSIGNED {
-                    offsets[k][r] += mw * sa[r];
-                }
-            }
-        }
-    }
-    let mut res = [[0f32; R]; W];
-    for k in 0..W {
-        for r in 0..R {
-            res[k][r] = hsum(acc[k][r]) + offsets[k][r];
-        }
-    }
-    res
 }

@@ -1,5 +1,5 @@
 //! Activations quantized as ggml's Q8_K for the K-quant kernels
-//! ([`super::kpack`]): one f32 scale per 256 values and the sums of each
+//! ([`super::packed`]): one f32 scale per 256 values and the sums of each
 //! 16 and each 32 values (what the minimums and Q6_K's offset multiply).
 
 use super::avx2::{Avx2, QK_K};

@@ -1,5 +1,6 @@
-//! The K-quants (Q4_K, Q5_K, Q6_K) repacked at load for a GEMM of tolk's
-//! own, after llama.cpp's `q4_K_8x8` repacking: eight weight rows are
+//! GGUF weights (Q4_1, Q5_0, Q8_0 and the K-quants Q4_K, Q5_K, Q6_K)
+//! repacked at load for a GEMM of tolk's own, after llama.cpp's `q4_K_8x8`
+//! repacking: eight weight rows are
 //! interleaved so that each 32-bit lane of an AVX2 register holds four
 //! consecutive values of one row. One weight register then meets one
 //! activation word broadcast to every lane, and a single `vpdpbusd`
@@ -24,8 +25,15 @@
 //!   4c + t | those of value 128 + 4c + t << 4 (c < 32), then the top two
 //!   bits `[h][r][t]` of values 4h + t, 64 + 4h + t, 128 + 4h + t and
 //!   192 + 4h + t at bits 0, 2, 4 and 6 (h < 16).
+//!
+//! And per block of 32 values (activations quantized per 32, ggml's Q8_0):
+//! - Q8_0: `d [f16; 8]`, values `[word i][r][t]` as signed bytes.
+//! - Q5_0: `d [f16; 8]`, nibbles `[i][r][t]` (ggml's own bytes: value
+//!   4i + t | value 16 + 4i + t << 4), then `[r][t]` whose bit j is bit 4 of
+//!   value 4j + t.
+//! - Q4_1: `d [f16; 8]`, `m [f16; 8]`, nibbles as Q5_0's.
 
-use super::avx2::{Format, QK_K};
+use super::avx2::{Activations, Format, QK, QK_K};
 use super::int8::Isa;
 use super::kquants::KActivations;
 #[cfg(target_arch = "x86_64")]
@@ -41,20 +49,53 @@ const TILE_ROWS: usize = 4;
 /// the L2 cache while the weight groups of a thread pass over them.
 const BAND_BYTES: usize = 256 << 10;
 
-/// Bytes of one group's super-block.
+/// Bytes of one group's block (super-block for the K-quants).
 const fn group_bytes(format: Format) -> usize {
     match format {
         Format::Q4K => 64 + 128 + 1024,
         Format::Q5K => 64 + 128 + 1024 + 256,
         Format::Q6K => 32 + 128 + 1024 + 512,
-        _ => 0,
+        Format::Q8_0 => 16 + 256,
+        Format::Q5_0 => 16 + 128 + 32,
+        Format::Q4_1 => 32 + 128,
     }
 }
 
-/// A K-quant weight matrix `[n, k]` in eight-row groups (the last padded
-/// with zero rows).
+/// Whether `format` is multiplied with activations quantized as ggml's Q8_K
+/// (one scale per 256 values) rather than per 32.
+pub fn is_k_quant(format: Format) -> bool {
+    matches!(format, Format::Q4K | Format::Q5K | Format::Q6K)
+}
+
+/// Quantized activation rows, of the kind the weight's format takes.
+#[derive(Clone, Copy)]
+pub enum Acts<'a> {
+    /// For the K-quants.
+    K(&'a KActivations),
+    /// For Q8_0, Q5_0, Q4_1.
+    B32(&'a Activations),
+}
+
+impl Acts<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Acts::K(a) => a.rows(),
+            Acts::B32(a) => a.rows(),
+        }
+    }
+
+    fn values(&self) -> usize {
+        match self {
+            Acts::K(a) => a.blocks() * QK_K,
+            Acts::B32(a) => a.blocks() * QK,
+        }
+    }
+}
+
+/// A weight matrix `[n, k]` in eight-row groups (the last padded with zero
+/// rows).
 #[derive(Debug)]
-pub struct PackedK {
+pub struct Packed {
     format: Format,
     n: usize,
     k: usize,
@@ -134,7 +175,31 @@ fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
                 put(out, 1184 + 32 * h + 4 * r, word(q));
             }
         }
-        _ => unreachable!("{format:?} is not a K-quant"),
+        Format::Q8_0 => {
+            out[2 * r..2 * r + 2].copy_from_slice(&x[..2]);
+            for (i, q) in x[2..34].chunks_exact(4).enumerate() {
+                put(out, 16 + 32 * i + 4 * r, word(q));
+            }
+        }
+        Format::Q5_0 => {
+            out[2 * r..2 * r + 2].copy_from_slice(&x[..2]);
+            for (i, q) in x[6..22].chunks_exact(4).enumerate() {
+                put(out, 16 + 32 * i + 4 * r, word(q));
+            }
+            // ggml's qh bit v is bit 4 of value v.
+            let qh = u32::from_le_bytes(word(&x[2..6]));
+            let bits = std::array::from_fn(|t| {
+                (0..8).fold(0u8, |b, j| b | (((qh >> (4 * j + t)) & 1) as u8) << j)
+            });
+            put(out, 144 + 4 * r, bits);
+        }
+        Format::Q4_1 => {
+            out[2 * r..2 * r + 2].copy_from_slice(&x[..2]);
+            out[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&x[2..4]);
+            for (i, q) in x[4..20].chunks_exact(4).enumerate() {
+                put(out, 32 + 32 * i + 4 * r, word(q));
+            }
+        }
     }
 }
 
@@ -149,16 +214,17 @@ fn zeroed(len: usize) -> std::io::Result<memmap2::MmapMut> {
         .map_anon()
 }
 
-impl PackedK {
-    /// Repacks `n` rows of `k` values (`k` a multiple of 256) in ggml's
-    /// `format` layout, groups in parallel on rayon's pool. An error when
-    /// the memory cannot be had.
+impl Packed {
+    /// Repacks `n` rows of `k` values (`k` a multiple of the format's
+    /// block) in ggml's `format` layout, groups in parallel on rayon's
+    /// pool. An error when the memory cannot be had.
     pub fn pack(format: Format, bytes: &[u8], n: usize, k: usize) -> std::io::Result<Self> {
         use rayon::prelude::*;
-        assert!(matches!(format, Format::Q4K | Format::Q5K | Format::Q6K));
         let row_bytes = format.row_bytes(k);
-        assert!(k.is_multiple_of(QK_K) && bytes.len() == n * row_bytes);
-        let (blocks, block_bytes, gb) = (k / QK_K, format.block_bytes(), group_bytes(format));
+        let block_values = format.block_values();
+        assert!(k.is_multiple_of(block_values) && bytes.len() == n * row_bytes);
+        let (blocks, block_bytes, gb) =
+            (k / block_values, format.block_bytes(), group_bytes(format));
         let mut data = zeroed(n.div_ceil(GROUP) * blocks * gb)?;
         if blocks > 0 {
             data.par_chunks_mut(blocks * gb)
@@ -176,6 +242,10 @@ impl PackedK {
         Ok(Self { format, n, k, data })
     }
 
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     pub fn out_features(&self) -> usize {
         self.n
     }
@@ -187,7 +257,11 @@ impl PackedK {
     /// Weight rows `first..first + out.len() / acts.rows()` (`first` a
     /// multiple of eight) times every activation row; `out` is row-major
     /// `[weight row][activation row]`.
-    pub fn matmul(&self, isa: Isa, acts: &KActivations, first: usize, out: &mut [f32]) {
+    ///
+    /// # Panics
+    /// When `acts` is not the kind the format takes ([`is_k_quant`]) or
+    /// not `k` values wide, or the rows lie outside.
+    pub fn matmul(&self, isa: Isa, acts: Acts, first: usize, out: &mut [f32]) {
         let m = acts.rows();
         if m == 0 {
             return;
@@ -197,7 +271,8 @@ impl PackedK {
             first.is_multiple_of(GROUP)
                 && out.len() == rows * m
                 && first + rows <= self.n
-                && acts.blocks() * QK_K == self.k
+                && acts.values() == self.k
+                && matches!(acts, Acts::K(_)) == is_k_quant(self.format)
         );
         let band = (BAND_BYTES / self.k.max(1)).max(TILE_ROWS) / TILE_ROWS * TILE_ROWS;
         let groups = first / GROUP..(first + rows).div_ceil(GROUP);
@@ -237,26 +312,38 @@ impl PackedK {
     unsafe fn tile<const R: usize>(
         &self,
         isa: Isa,
-        acts: &KActivations,
+        acts: Acts,
         g: usize,
         row: usize,
         res: &mut [[f32; GROUP]; TILE_ROWS],
     ) {
         let gb = group_bytes(self.format);
-        let blocks = self.k / QK_K;
+        let blocks = self.k / self.format.block_values();
         let w = self.data.as_ptr().add(g * blocks * gb);
-        let t = Tile { w, acts, row };
-        let out = match isa {
-            Isa::AvxVnni => match self.format {
-                Format::Q4K => tile_vnni::<K4<false>, R>(t),
-                Format::Q5K => tile_vnni::<K4<true>, R>(t),
-                _ => tile_vnni::<K6, R>(t),
-            },
-            Isa::Avx2 => match self.format {
-                Format::Q4K => tile_avx2::<K4<false>, R>(t),
-                Format::Q5K => tile_avx2::<K4<true>, R>(t),
-                _ => tile_avx2::<K6, R>(t),
-            },
+        let vnni = isa == Isa::AvxVnni;
+        let out = match (acts, self.format) {
+            (Acts::K(acts), format) => {
+                let t = Tile { w, acts, row };
+                match (vnni, format) {
+                    (true, Format::Q4K) => tile_vnni::<K4<false>, R>(t),
+                    (true, Format::Q5K) => tile_vnni::<K4<true>, R>(t),
+                    (true, _) => tile_vnni::<K6, R>(t),
+                    (false, Format::Q4K) => tile_avx2::<K4<false>, R>(t),
+                    (false, Format::Q5K) => tile_avx2::<K4<true>, R>(t),
+                    (false, _) => tile_avx2::<K6, R>(t),
+                }
+            }
+            (Acts::B32(acts), format) => {
+                let t = Tile { w, acts, row };
+                match (vnni, format) {
+                    (true, Format::Q8_0) => tile_vnni::<B32<Q8>, R>(t),
+                    (true, Format::Q5_0) => tile_vnni::<B32<Q5>, R>(t),
+                    (true, _) => tile_vnni::<B32<Q4M>, R>(t),
+                    (false, Format::Q8_0) => tile_avx2::<B32<Q8>, R>(t),
+                    (false, Format::Q5_0) => tile_avx2::<B32<Q5>, R>(t),
+                    (false, _) => tile_avx2::<B32<Q4M>, R>(t),
+                }
+            }
         };
         res[..R].copy_from_slice(&out);
     }
@@ -265,7 +352,7 @@ impl PackedK {
     unsafe fn tile<const R: usize>(
         &self,
         _: Isa,
-        _: &KActivations,
+        _: Acts,
         _: usize,
         _: usize,
         _: &mut [[f32; GROUP]; TILE_ROWS],
@@ -278,9 +365,9 @@ impl PackedK {
 /// `row..`.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-struct Tile<'a> {
+struct Tile<'a, A> {
     w: *const u8,
-    acts: &'a KActivations,
+    acts: &'a A,
     row: usize,
 }
 
@@ -289,6 +376,10 @@ struct Tile<'a> {
 #[cfg(target_arch = "x86_64")]
 trait Dot {
     unsafe fn dot4(acc: __m256i, w: __m256i, a: __m256i) -> __m256i;
+    /// What [`Dot::dot4_signed`] adds to each sum per unit of the activations' sum.
+    const SIGNED_BIAS: i32;
+    /// [`Dot::dot4`] of signed weight bytes: plus `SIGNED_BIAS` × Σ a.
+    unsafe fn dot4_signed(acc: __m256i, w: __m256i, a: __m256i) -> __m256i;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -299,6 +390,12 @@ impl Dot for Vnni {
     #[inline(always)]
     unsafe fn dot4(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
         _mm256_dpbusd_avx_epi32(acc, w, a)
+    }
+    /// The weights + 128 as unsigned bytes.
+    const SIGNED_BIAS: i32 = 128;
+    #[inline(always)]
+    unsafe fn dot4_signed(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, _mm256_xor_si256(w, _mm256_set1_epi8(-128)), a)
     }
 }
 
@@ -314,24 +411,33 @@ impl Dot for Plain {
         let pairs = _mm256_maddubs_epi16(w, a);
         _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
+    /// |w| times the activations with w's sign (no pair of products above
+    /// 2 × 128 × 127 saturates).
+    const SIGNED_BIAS: i32 = 0;
+    #[inline(always)]
+    unsafe fn dot4_signed(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+        Self::dot4(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+    }
 }
 
 /// One K-quant's group kernel.
 #[cfg(target_arch = "x86_64")]
 trait GroupKernel {
     const FORMAT: Format;
-    unsafe fn run<D: Dot, const R: usize>(t: Tile) -> [[f32; GROUP]; R];
+    /// The activations it takes.
+    type Acts;
+    unsafe fn run<D: Dot, const R: usize>(t: Tile<Self::Acts>) -> [[f32; GROUP]; R];
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avxvnni")]
-unsafe fn tile_vnni<K: GroupKernel, const R: usize>(t: Tile) -> [[f32; GROUP]; R] {
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn tile_vnni<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; GROUP]; R] {
     K::run::<Vnni, R>(t)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<K: GroupKernel, const R: usize>(t: Tile) -> [[f32; GROUP]; R] {
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_avx2<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; GROUP]; R] {
     K::run::<Plain, R>(t)
 }
 
@@ -422,13 +528,18 @@ impl<const HIGH: bool> K4<HIGH> {
 #[cfg(target_arch = "x86_64")]
 impl<const HIGH: bool> GroupKernel for K4<HIGH> {
     const FORMAT: Format = if HIGH { Format::Q5K } else { Format::Q4K };
+    type Acts = KActivations;
 
     #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize>(t: Tile) -> [[f32; GROUP]; R] {
+    unsafe fn run<D: Dot, const R: usize>(t: Tile<Self::Acts>) -> [[f32; GROUP]; R] {
         let a = t.acts;
         let nb = a.blocks();
         let gb = group_bytes(Self::FORMAT);
+        // The minimums' share in an accumulator of its own, subtracted at
+        // the end: llama.cpp's order of float operations for its repacked
+        // Q4_K, so both round alike and greedy decoding parts less often.
         let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc_min = [_mm256_setzero_ps(); R];
         for b in 0..nb {
             let x = t.w.add(b * gb);
             let act: [*const i8; R] = std::array::from_fn(|r| a.qs_at(t.row + r, b));
@@ -453,8 +564,12 @@ impl<const HIGH: bool> GroupKernel for K4<HIGH> {
                 }
                 let da = _mm256_set1_ps(da);
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r]), _mm256_mul_ps(d, da), acc[r]);
-                acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(dmin, da), acc[r]);
+                acc_min[r] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(dmin, da), acc_min[r]);
             }
+        }
+        for r in 0..R {
+            acc[r] = _mm256_sub_ps(acc[r], acc_min[r]);
         }
         lanes(acc)
     }
@@ -518,9 +633,10 @@ impl K6 {
 #[cfg(target_arch = "x86_64")]
 impl GroupKernel for K6 {
     const FORMAT: Format = Format::Q6K;
+    type Acts = KActivations;
 
     #[inline(always)]
-    unsafe fn run<D: Dot, const R: usize>(t: Tile) -> [[f32; GROUP]; R] {
+    unsafe fn run<D: Dot, const R: usize>(t: Tile<Self::Acts>) -> [[f32; GROUP]; R] {
         let a = t.acts;
         let nb = a.blocks();
         let gb = group_bytes(Self::FORMAT);
@@ -547,6 +663,132 @@ impl GroupKernel for K6 {
                 let total = _mm256_sub_epi32(sums[r], _mm256_slli_epi32::<5>(offset));
                 let da = _mm256_set1_ps(da);
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, da), acc[r]);
+            }
+        }
+        lanes(acc)
+    }
+}
+
+/// The block-32 formats: what a weight byte holds and what is added to it.
+#[cfg(target_arch = "x86_64")]
+trait Block32 {
+    const FORMAT: Format;
+    /// Nibbles (Q5_0, Q4_1) rather than signed bytes (Q8_0).
+    const NIBBLES: bool;
+    /// A fifth-bit plane (Q5_0).
+    const FIFTH_BIT: bool;
+    /// What every unsigned value stands above zero (Q5_0: 16).
+    const ZERO: i32;
+    /// A per-row minimum (Q4_1's `m`), after the scales.
+    const MIN: bool;
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Q8;
+#[cfg(target_arch = "x86_64")]
+struct Q5;
+#[cfg(target_arch = "x86_64")]
+struct Q4M;
+
+#[cfg(target_arch = "x86_64")]
+impl Block32 for Q8 {
+    const FORMAT: Format = Format::Q8_0;
+    const NIBBLES: bool = false;
+    const FIFTH_BIT: bool = false;
+    const ZERO: i32 = 0;
+    const MIN: bool = false;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Block32 for Q5 {
+    const FORMAT: Format = Format::Q5_0;
+    const NIBBLES: bool = true;
+    const FIFTH_BIT: bool = true;
+    const ZERO: i32 = 16;
+    const MIN: bool = false;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Block32 for Q4M {
+    const FORMAT: Format = Format::Q4_1;
+    const NIBBLES: bool = true;
+    const FIFTH_BIT: bool = false;
+    const ZERO: i32 = 0;
+    const MIN: bool = true;
+}
+
+/// Q8_0, Q5_0 and Q4_1 against activations quantized per 32 values.
+#[cfg(target_arch = "x86_64")]
+struct B32<F>(std::marker::PhantomData<F>);
+
+#[cfg(target_arch = "x86_64")]
+impl<F: Block32> GroupKernel for B32<F> {
+    const FORMAT: Format = F::FORMAT;
+    type Acts = Activations;
+
+    #[inline(always)]
+    unsafe fn run<D: Dot, const R: usize>(t: Tile<Self::Acts>) -> [[f32; GROUP]; R] {
+        let a = t.acts;
+        let nb = a.blocks();
+        let gb = group_bytes(F::FORMAT);
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m16 = _mm256_set1_epi8(0x10);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            let x = t.w.add(b * gb);
+            let act: [*const i8; R] = std::array::from_fn(|r| a.qs_at(t.row + r, b));
+            // Two independent sums per row: words 0..4 and 4..8.
+            let mut lo_acc = [_mm256_setzero_si256(); R];
+            let mut hi_acc = [_mm256_setzero_si256(); R];
+            if F::NIBBLES {
+                let nibbles = x.add(if F::MIN { 32 } else { 16 });
+                let bits = if F::FIFTH_BIT {
+                    _mm256_loadu_si256(x.add(144) as *const __m256i)
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for i in 0..4 {
+                    let q = _mm256_loadu_si256(nibbles.add(32 * i) as *const __m256i);
+                    let mut lo = _mm256_and_si256(q, m4);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                    if F::FIFTH_BIT {
+                        // Bits i (word i) and 4 + i (word 4 + i) moved to bit 4.
+                        let lo_bit = _mm256_sll_epi16(bits, _mm_cvtsi32_si128(4 - i as i32));
+                        let hi_bit = _mm256_srl_epi16(bits, _mm_cvtsi32_si128(i as i32));
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(lo_bit, m16));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(hi_bit, m16));
+                    }
+                    for r in 0..R {
+                        let y = act[r].add(4 * i);
+                        lo_acc[r] = D::dot4(lo_acc[r], lo, broadcast(y));
+                        hi_acc[r] = D::dot4(hi_acc[r], hi, broadcast(y.add(16)));
+                    }
+                }
+            } else {
+                for i in 0..4 {
+                    let lo = _mm256_loadu_si256(x.add(16 + 32 * i) as *const __m256i);
+                    let hi = _mm256_loadu_si256(x.add(16 + 32 * (i + 4)) as *const __m256i);
+                    for r in 0..R {
+                        let y = act[r].add(4 * i);
+                        lo_acc[r] = D::dot4_signed(lo_acc[r], lo, broadcast(y));
+                        hi_acc[r] = D::dot4_signed(hi_acc[r], hi, broadcast(y.add(16)));
+                    }
+                }
+            }
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(x as *const __m128i));
+            let offset = if F::NIBBLES { F::ZERO } else { D::SIGNED_BIAS };
+            for r in 0..R {
+                let (da, sum, scaled_sum) = a.block(t.row + r, b);
+                let mut dot = _mm256_add_epi32(lo_acc[r], hi_acc[r]);
+                if offset != 0 {
+                    dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(offset * sum));
+                }
+                let scale = _mm256_mul_ps(d, _mm256_set1_ps(da));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
+                if F::MIN {
+                    let m = _mm256_cvtph_ps(_mm_loadu_si128(x.add(16) as *const __m128i));
+                    acc[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(scaled_sum), acc[r]);
+                }
             }
         }
         lanes(acc)
@@ -685,7 +927,7 @@ mod tests {
             let w = Tensor::from_vec(values(n * k, 11), (n, k), &dev).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let bytes = q.data().unwrap();
-            let packed = PackedK::pack(format, &bytes, n, k).unwrap();
+            let packed = Packed::pack(format, &bytes, n, k).unwrap();
             for m in [1, 4, 6] {
                 let x = values(m * k, 12 + m as u64);
                 let acts = kernels.quantize_k(&x, m, k);
@@ -695,7 +937,7 @@ mod tests {
                     // Rows 8.. only, as a thread's share would be.
                     for first in [0, 8] {
                         let mut out = vec![0f32; (n - first) * m];
-                        packed.matmul(isa, &acts, first, &mut out);
+                        packed.matmul(isa, Acts::K(&acts), first, &mut out);
                         for (o, w) in out.iter().zip(&want[first * m..]) {
                             assert!(
                                 (o - w).abs() <= 1e-5 * scale,
@@ -741,6 +983,73 @@ mod tests {
                         (got - w).abs() <= 1e-5 * w.abs().max(1.0),
                         "{format:?} {v}: {got} vs {w}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block32_formats_match_the_dequantized_product_on_every_isa() {
+        let Some(kernels) = Avx2::detect() else {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        };
+        let dev = Device::Cpu;
+        for (dtype, format) in [
+            (GgmlDType::Q8_0, Format::Q8_0),
+            (GgmlDType::Q5_0, Format::Q5_0),
+            (GgmlDType::Q4_1, Format::Q4_1),
+        ] {
+            // 13 rows: one full group and one padded.
+            let (n, k) = (13, 96);
+            let w = Tensor::from_vec(values(n * k, 21), (n, k), &dev).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let dense: Vec<f32> = q
+                .dequantize(&dev)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let packed = Packed::pack(format, &q.data().unwrap(), n, k).unwrap();
+            for m in [1, 4, 6] {
+                let x = values(m * k, 22 + m as u64);
+                let acts = kernels.quantize(&x, m, k);
+                // The dequantized weights times the quantized activations:
+                // what the kernels compute, but for float rounding (and
+                // Q4_1's activation sums, rounded to f16 as ggml's Q8_1).
+                let mut want = vec![0f32; n * m];
+                for j in 0..n {
+                    for i in 0..m {
+                        let mut total = 0f64;
+                        for b in 0..k / QK {
+                            let (da, _, _) = acts.block(i, b);
+                            let qa = acts.qs_at(i, b);
+                            for v in 0..QK {
+                                // SAFETY: a block of activations is 32 values.
+                                let y = unsafe { *qa.add(v) } as f64 * da as f64;
+                                total += dense[j * k + b * QK + v] as f64 * y;
+                            }
+                        }
+                        want[j * m + i] = total as f32;
+                    }
+                }
+                let scale = want.iter().fold(0f32, |s, v| s.max(v.abs()));
+                let mut first_isa: Option<Vec<f32>> = None;
+                for isa in Isa::all_here() {
+                    let mut out = vec![0f32; n * m];
+                    packed.matmul(isa, Acts::B32(&acts), 0, &mut out);
+                    for (o, w) in out.iter().zip(&want) {
+                        assert!(
+                            (o - w).abs() <= 2e-3 * scale,
+                            "{format:?} {isa:?} m={m}: {o} vs {w}"
+                        );
+                    }
+                    // Every instruction set computes the same integers.
+                    match &first_isa {
+                        Some(first) => assert_eq!(first, &out, "{format:?} {isa:?} m={m}"),
+                        None => first_isa = Some(out),
+                    }
                 }
             }
         }
