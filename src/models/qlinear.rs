@@ -45,38 +45,16 @@ fn for_ranges(count: usize, work: usize, align: usize, f: impl Fn(std::ops::Rang
     });
 }
 
-/// An output buffer that several threads write at disjoint places.
-struct SharedOut(*mut f32);
+/// A buffer that several threads write at disjoint places.
+struct SharedOut<T = f32>(*mut T);
 // SAFETY: every user hands each thread a disjoint part (see the callers).
-unsafe impl Sync for SharedOut {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
 
-impl SharedOut {
+impl<T> SharedOut<T> {
     /// The pointer (a method, so closures capture the `Sync` wrapper).
-    fn ptr(&self) -> *mut f32 {
+    fn ptr(&self) -> *mut T {
         self.0
     }
-}
-
-/// Runs `f(first_row, out)` over blocks of whole weight rows of the
-/// `[n weight rows][m activation rows]` output `out_t` ([`for_ranges`]).
-fn for_row_blocks(
-    n: usize,
-    m: usize,
-    k: usize,
-    out_t: &mut [f32],
-    f: impl Fn(usize, &mut [f32]) + Sync,
-) {
-    let out = SharedOut(out_t.as_mut_ptr());
-    // Multiples of eight rows keep the decoding kernels on their widest
-    // tiles (eight weight rows for the K-quants, four for the others).
-    for_ranges(n, n * m * k, 8, |rows| {
-        // SAFETY: the ranges are disjoint and within `0..n`, so each call
-        // gets its own rows of `out_t` (`n × m` values).
-        let out = unsafe {
-            std::slice::from_raw_parts_mut(out.ptr().add(rows.start * m), rows.len() * m)
-        };
-        f(rows.start, out)
-    });
 }
 
 /// The AVX2 kernels, when this CPU has them (checked once).
@@ -260,47 +238,21 @@ impl Module for QLinear {
     }
 }
 
-/// `[n][m]` as `[m][n]`.
-fn transposed(out_t: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
-    if m == 1 {
-        out_t
-    } else {
-        // Transposed in bands of columns, so that the writes run along
-        // output rows and the band's source columns stay in cache (a
-        // plain scatter with stride n was 6% of a prompt).
-        const BAND: usize = 64;
-        let mut out = vec![0f32; m * n];
-        for j0 in (0..n).step_by(BAND) {
-            let j1 = (j0 + BAND).min(n);
-            for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
-                for (j, o) in (j0..j1).zip(&mut out_row[j0..j1]) {
-                    *o = out_t[j * m + i];
-                }
-            }
-        }
-        out
-    }
-}
-
 fn packed_forward(packed: &packed::Packed, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
     let Some(kernels) = kernels() else {
         candle_core::bail!("native kernels vanished")
     };
     let (n, k) = (packed.out_features(), packed.in_features());
     let (input, m) = rows_of(x, k)?;
-    let mut out_t = vec![0f32; n * m];
+    let mut out = vec![0f32; m * n];
     if packed::is_k_quant(packed.format()) {
         let acts = kernels.quantize_k(&input, m, k);
-        for_row_blocks(n, m, k, &mut out_t, |first, out| {
-            packed.matmul(isa, packed::Acts::K(&acts), first, out)
-        });
+        packed.matmul(isa, packed::Acts::K(&acts), &mut out);
     } else {
         let acts = kernels.quantize(&input, m, k);
-        for_row_blocks(n, m, k, &mut out_t, |first, out| {
-            packed.matmul(isa, packed::Acts::B32(&acts), first, out)
-        });
+        packed.matmul(isa, packed::Acts::B32(&acts), &mut out);
     }
-    shaped_like(transposed(out_t, m, n), x, n)
+    shaped_like(out, x, n)
 }
 
 /// `x`'s rows of `k` features as one f32 buffer, and how many there are.

@@ -5,6 +5,8 @@
 //! skip). The matrix products are in [`super::packed`].
 
 #[cfg(target_arch = "x86_64")]
+use super::SharedOut;
+#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 /// Values per quantization block, in every format here.
@@ -129,8 +131,20 @@ impl Avx2 {
             sums: vec![0; rows * blocks],
             scaled_sums: vec![0.0; rows * blocks],
         };
-        // SAFETY: `self` proves the CPU features.
-        unsafe { quantize_blocks(x, &mut a) };
+        let total = rows * blocks;
+        let out = BlockOut {
+            qs: SharedOut(a.qs.as_mut_ptr()),
+            scales: SharedOut(a.scales.as_mut_ptr()),
+            sums: SharedOut(a.sums.as_mut_ptr()),
+            scaled_sums: SharedOut(a.scaled_sums.as_mut_ptr()),
+        };
+        // A prompt's rows are quantized on every thread.
+        super::for_ranges(total, rows * k * 4, 1, |range| {
+            // SAFETY: `self` proves the CPU features; the ranges are
+            // disjoint and within `0..total`, so each block is written by
+            // one thread, within the buffers.
+            unsafe { quantize_blocks(x, range, &out) }
+        });
         a
     }
 }
@@ -402,13 +416,27 @@ impl Avx2 {
     }
 }
 
-/// The body of [`Avx2::quantize`], compiled for AVX2 so that the rounding
-/// and the max are vector instructions, not libm calls.
+/// Where [`quantize_blocks`] writes, shared by the threads.
+#[cfg(target_arch = "x86_64")]
+struct BlockOut {
+    qs: SharedOut<i8>,
+    scales: SharedOut<f32>,
+    sums: SharedOut<i32>,
+    scaled_sums: SharedOut<f32>,
+}
+
+/// The body of [`Avx2::quantize`] for blocks `range`, compiled for AVX2 so
+/// that the rounding and the max are vector instructions, not libm calls.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `out` holds every block of `range`, and
+/// no other thread writes them.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quantize_blocks(x: &[f32], a: &mut Activations) {
-    let blocks = x.chunks_exact(QK).zip(a.qs.chunks_exact_mut(QK));
-    for (b, (xs, qs)) in blocks.enumerate() {
+unsafe fn quantize_blocks(x: &[f32], range: std::ops::Range<usize>, out: &BlockOut) {
+    for b in range {
+        let xs = &x[b * QK..][..QK];
+        let qs = std::slice::from_raw_parts_mut(out.qs.ptr().add(b * QK), QK);
         let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -417,9 +445,9 @@ unsafe fn quantize_blocks(x: &[f32], a: &mut Activations) {
             *q = (v * id).round_ties_even() as i8;
             sum += *q as i32;
         }
-        a.scales[b] = round_to_f16(d);
-        a.sums[b] = sum;
-        a.scaled_sums[b] = round_to_f16(sum as f32 * d);
+        *out.scales.ptr().add(b) = round_to_f16(d);
+        *out.sums.ptr().add(b) = sum;
+        *out.scaled_sums.ptr().add(b) = round_to_f16(sum as f32 * d);
     }
 }
 

@@ -3,6 +3,7 @@
 //! 16 and each 32 values (what the minimums and Q6_K's offset multiply).
 
 use super::avx2::{Avx2, QK_K};
+use super::SharedOut;
 
 /// Rows of activations quantized as ggml's Q8_K: per 256 values one scale
 /// `d` (value = d × q), the sums of each 16 and of each 32 quantized values.
@@ -83,27 +84,37 @@ impl Avx2 {
     pub fn quantize_k(&self, x: &[f32], rows: usize, k: usize) -> KActivations {
         assert!(k.is_multiple_of(QK_K) && x.len() == rows * k);
         let blocks = k / QK_K;
+        let total = rows * blocks;
         let mut a = KActivations {
             rows,
             blocks,
             qs: vec![0; rows * k],
-            d: vec![0.0; rows * blocks],
-            bsums: vec![0; rows * blocks * 16],
-            sums32: vec![0; rows * blocks * 8],
+            d: vec![0.0; total],
+            bsums: vec![0; total * 16],
+            sums32: vec![0; total * 8],
         };
-        let parts = x
-            .chunks_exact(QK_K)
-            .zip(a.qs.chunks_exact_mut(QK_K))
-            .zip(a.bsums.chunks_exact_mut(16));
-        for (d, ((x, qs), bsums)) in a.d.iter_mut().zip(parts) {
-            // SAFETY: `self` proves the CPU features.
-            *d = unsafe { quantize_super_block(x, qs, bsums) };
-        }
-        for (sums32, bsums) in a.sums32.chunks_exact_mut(8).zip(a.bsums.chunks_exact(16)) {
-            for (s, pair) in sums32.iter_mut().zip(bsums.chunks_exact(2)) {
-                *s = pair[0] + pair[1];
+        let qs = SharedOut(a.qs.as_mut_ptr());
+        let d = SharedOut(a.d.as_mut_ptr());
+        let bsums = SharedOut(a.bsums.as_mut_ptr());
+        let sums32 = SharedOut(a.sums32.as_mut_ptr());
+        // A prompt's rows are quantized on every thread (the products that
+        // follow do not start before all are done).
+        super::for_ranges(total, rows * k * 4, 1, |range| {
+            for idx in range {
+                // SAFETY: the ranges are disjoint, so each super-block's
+                // values, scale and sums are written by one thread, within
+                // the buffers' sizes (`idx < total`); `self` proves the CPU
+                // features.
+                unsafe {
+                    let qs = std::slice::from_raw_parts_mut(qs.ptr().add(idx * QK_K), QK_K);
+                    let bsums = std::slice::from_raw_parts_mut(bsums.ptr().add(idx * 16), 16);
+                    *d.ptr().add(idx) = quantize_super_block(&x[idx * QK_K..][..QK_K], qs, bsums);
+                    for (j, pair) in bsums.chunks_exact(2).enumerate() {
+                        *sums32.ptr().add(idx * 8 + j) = pair[0] + pair[1];
+                    }
+                }
             }
-        }
+        });
         a
     }
 }

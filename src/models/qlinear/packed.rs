@@ -36,6 +36,7 @@
 use super::avx2::{Activations, Format, QK, QK_K};
 use super::int8::Isa;
 use super::kquants::KActivations;
+use super::SharedOut;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -254,52 +255,57 @@ impl Packed {
         self.k
     }
 
-    /// Weight rows `first..first + out.len() / acts.rows()` (`first` a
-    /// multiple of eight) times every activation row; `out` is row-major
-    /// `[weight row][activation row]`.
+    /// `out = acts Wᵀ`, `out` row-major `[activation row][weight row]`;
+    /// threads share the groups of weight rows.
     ///
     /// # Panics
     /// When `acts` is not the kind the format takes ([`is_k_quant`]) or
-    /// not `k` values wide, or the rows lie outside.
-    pub fn matmul(&self, isa: Isa, acts: Acts, first: usize, out: &mut [f32]) {
+    /// not `k` values wide, or `out` is not `rows × n`.
+    pub fn matmul(&self, isa: Isa, acts: Acts, out: &mut [f32]) {
         let m = acts.rows();
-        if m == 0 {
-            return;
-        }
-        let rows = out.len() / m;
         assert!(
-            first.is_multiple_of(GROUP)
-                && out.len() == rows * m
-                && first + rows <= self.n
+            out.len() == m * self.n
                 && acts.values() == self.k
                 && matches!(acts, Acts::K(_)) == is_k_quant(self.format)
         );
+        if m == 0 || self.n == 0 {
+            return;
+        }
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        super::for_ranges(self.n.div_ceil(GROUP), m * self.n * self.k, 1, |groups| {
+            // SAFETY: `isa` was detected on this CPU; each range of groups
+            // writes only its own weight rows' columns of `out` (disjoint
+            // across ranges), which holds m × n values (asserted above).
+            unsafe { self.groups(isa, acts, groups, &out_ptr) }
+        });
+    }
+
+    /// Groups `range` for every activation row, in bands of rows that stay
+    /// in cache.
+    ///
+    /// # Safety
+    /// `isa` runs on this CPU; nobody else writes these columns of `out`.
+    unsafe fn groups(&self, isa: Isa, acts: Acts, range: std::ops::Range<usize>, out: &SharedOut) {
+        let m = acts.rows();
         let band = (BAND_BYTES / self.k.max(1)).max(TILE_ROWS) / TILE_ROWS * TILE_ROWS;
-        let groups = first / GROUP..(first + rows).div_ceil(GROUP);
         for i0 in (0..m).step_by(band) {
             let i1 = (i0 + band).min(m);
-            for g in groups.clone() {
+            for g in range.clone() {
+                // The group's columns of `out` (the last group may be short).
+                let cols = (self.n - GROUP * g).min(GROUP);
                 let mut i = i0;
                 while i < i1 {
                     let tile = (i1 - i).min(TILE_ROWS);
                     let mut res = [[0f32; GROUP]; TILE_ROWS];
-                    // SAFETY: `isa` was detected on this CPU; the group and
-                    // the activation rows exist (asserted above).
-                    unsafe {
-                        match tile {
-                            4 => self.tile::<4>(isa, acts, g, i, &mut res),
-                            3 => self.tile::<3>(isa, acts, g, i, &mut res),
-                            2 => self.tile::<2>(isa, acts, g, i, &mut res),
-                            _ => self.tile::<1>(isa, acts, g, i, &mut res),
-                        }
+                    match tile {
+                        4 => self.tile::<4>(isa, acts, g, i, &mut res),
+                        3 => self.tile::<3>(isa, acts, g, i, &mut res),
+                        2 => self.tile::<2>(isa, acts, g, i, &mut res),
+                        _ => self.tile::<1>(isa, acts, g, i, &mut res),
                     }
-                    for (lane, row) in (GROUP * g..GROUP * (g + 1)).enumerate() {
-                        if row < first || row >= first + rows {
-                            continue;
-                        }
-                        for (r, res) in res.iter().take(tile).enumerate() {
-                            out[(row - first) * m + i + r] = res[lane];
-                        }
+                    for (r, res) in res.iter().take(tile).enumerate() {
+                        let to = out.ptr().add((i + r) * self.n + GROUP * g);
+                        std::ptr::copy_nonoverlapping(res.as_ptr(), to, cols);
                     }
                     i += tile;
                 }
@@ -904,7 +910,7 @@ mod tests {
                     }
                     total += (s.d * da) as f64 * dot as f64 - (s.dmin * da) as f64 * mins as f64;
                 }
-                out[j * a.rows() + i] = total as f32;
+                out[i * n + j] = total as f32;
             }
         }
         out
@@ -934,16 +940,13 @@ mod tests {
                 let want = reference(format, &bytes, n, k, &acts);
                 let scale = want.iter().fold(0f32, |s, v| s.max(v.abs()));
                 for isa in Isa::all_here() {
-                    // Rows 8.. only, as a thread's share would be.
-                    for first in [0, 8] {
-                        let mut out = vec![0f32; (n - first) * m];
-                        packed.matmul(isa, Acts::K(&acts), first, &mut out);
-                        for (o, w) in out.iter().zip(&want[first * m..]) {
-                            assert!(
-                                (o - w).abs() <= 1e-5 * scale,
-                                "{format:?} {isa:?} m={m}: {o} vs {w}"
-                            );
-                        }
+                    let mut out = vec![0f32; m * n];
+                    packed.matmul(isa, Acts::K(&acts), &mut out);
+                    for (o, w) in out.iter().zip(&want) {
+                        assert!(
+                            (o - w).abs() <= 1e-5 * scale,
+                            "{format:?} {isa:?} m={m}: {o} vs {w}"
+                        );
                     }
                 }
             }
@@ -1031,14 +1034,14 @@ mod tests {
                                 total += dense[j * k + b * QK + v] as f64 * y;
                             }
                         }
-                        want[j * m + i] = total as f32;
+                        want[i * n + j] = total as f32;
                     }
                 }
                 let scale = want.iter().fold(0f32, |s, v| s.max(v.abs()));
                 let mut first_isa: Option<Vec<f32>> = None;
                 for isa in Isa::all_here() {
-                    let mut out = vec![0f32; n * m];
-                    packed.matmul(isa, Acts::B32(&acts), 0, &mut out);
+                    let mut out = vec![0f32; m * n];
+                    packed.matmul(isa, Acts::B32(&acts), &mut out);
                     for (o, w) in out.iter().zip(&want) {
                         assert!(
                             (o - w).abs() <= 2e-3 * scale,
