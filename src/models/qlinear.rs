@@ -101,8 +101,8 @@ enum Imp {
     Candle(QMatMul),
     /// Per-feature int8, packed at load ([`int8`]), bias included.
     Int8(Arc<int8::PackedI8>, int8::Isa),
-    /// A GGUF weight repacked at load in eight-row groups ([`packed`]).
-    Packed(Arc<packed::Packed>, int8::Isa),
+    /// A GGUF weight repacked at load in groups of rows ([`packed`]).
+    Packed(Arc<packed::Packed>),
 }
 
 impl QLinear {
@@ -132,9 +132,9 @@ impl QLinear {
     /// A weight repacked for [`packed`]'s kernels (`None` when the memory
     /// for the copy cannot be had, or no kernel runs on this CPU).
     fn packed(format: Format, bytes: &[u8], n: usize, k: usize) -> Option<Imp> {
-        let isa = int8::Isa::detect()?;
-        let packed = packed::Packed::pack(format, bytes, n, k).ok()?;
-        Some(Imp::Packed(Arc::new(packed), isa))
+        let kernel = packed::Kernel::detect()?;
+        let packed = packed::Packed::pack(format, kernel, bytes, n, k).ok()?;
+        Some(Imp::Packed(Arc::new(packed)))
     }
 
     /// Repacks the `[rows, cols]` blocks of `dtype` in `bytes` for tolk's
@@ -233,12 +233,12 @@ impl Module for QLinear {
         match &self.imp {
             Imp::Candle(m) => m.forward(x),
             Imp::Int8(packed, isa) => int8_forward(packed, *isa, x),
-            Imp::Packed(packed, isa) => packed_forward(packed, *isa, x),
+            Imp::Packed(packed) => packed_forward(packed, x),
         }
     }
 }
 
-fn packed_forward(packed: &packed::Packed, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
+fn packed_forward(packed: &packed::Packed, x: &Tensor) -> Result<Tensor> {
     let Some(kernels) = kernels() else {
         candle_core::bail!("native kernels vanished")
     };
@@ -247,10 +247,10 @@ fn packed_forward(packed: &packed::Packed, isa: int8::Isa, x: &Tensor) -> Result
     let mut out = vec![0f32; m * n];
     if packed::is_k_quant(packed.format()) {
         let acts = kernels.quantize_k(&input, m, k);
-        packed.matmul(isa, packed::Acts::K(&acts), &mut out);
+        packed.matmul(packed::Acts::K(&acts), &mut out);
     } else {
         let acts = kernels.quantize(&input, m, k);
-        packed.matmul(isa, packed::Acts::B32(&acts), &mut out);
+        packed.matmul(packed::Acts::B32(&acts), &mut out);
     }
     shaped_like(out, x, n)
 }
