@@ -1,8 +1,9 @@
 //! Quantized weights as model code receives them: a tensor candle read into
-//! memory, or blocks lying in a memory-mapped GGUF file that tolk's kernels
-//! multiply in place (no copy, no load time, pages shared with the page
-//! cache). Model code does no I/O: the pipeline maps the file and hands out
-//! [`MappedBytes`] through [`super::causal_lm::TensorSource::weight`].
+//! memory, or blocks lying in a memory-mapped GGUF file. tolk's kernels
+//! repack mapped blocks at load ([`super::qlinear::packed`]) and then drop
+//! the mapped pages, so one copy is resident; an embedding table reads its
+//! rows from the map. Model code does no I/O: the pipeline maps the file and
+//! hands out [`MappedBytes`] through [`super::causal_lm::TensorSource::weight`].
 
 use super::qlinear::QLinear;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};

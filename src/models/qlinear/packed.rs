@@ -8,6 +8,10 @@
 //! each of the eight rows: no horizontal sums, no per-row activation loads,
 //! and the sub-block scales of eight rows applied by one multiply.
 //!
+//! On AVX-512 VNNI a group is sixteen rows: two eight-row blocks side by
+//! side per super-block, which a 512-bit register loads as one (prompts);
+//! decoding takes each block on 256-bit registers, which measured faster.
+//!
 //! The scales and minimums are decoded at load (ggml packs them in 6 bits),
 //! the super-block scales are stored as f32, and the 5th and 6th bits of
 //! Q5_K/Q6_K values lie in planes of their own, so the inner loop only
@@ -43,6 +47,10 @@ use std::arch::x86_64::*;
 /// (eight for AVX2, sixteen for AVX-512).
 const MAX_GROUP: usize = 16;
 
+/// How many blocks ahead decoding asks for weights.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_BLOCKS: usize = 2;
+
 /// Activation rows a prompt tile runs against one weight group.
 const TILE_ROWS: usize = 4;
 
@@ -51,7 +59,7 @@ const TILE_ROWS: usize = 4;
 const BAND_BYTES: usize = 256 << 10;
 
 /// Bytes per row of one group's block (super-block for the K-quants): the
-/// module docs' layouts, every part `rows` wide.
+/// module docs' eight-row layouts.
 const fn row_share(format: Format) -> usize {
     match format {
         Format::Q4K => 152,
@@ -308,10 +316,12 @@ impl Packed {
                 .enumerate()
                 .for_each(|(g, out)| {
                     for (b, out) in out.chunks_exact_mut(gb).enumerate() {
-                        // Padding rows stay zero (every scale zero).
+                        // Eight-row blocks side by side; padding rows stay
+                        // zero (every scale zero).
                         for r in 0..l.min(n - l * g) {
                             let at = (l * g + r) * row_bytes + b * block_bytes;
-                            write_row(format, &bytes[at..at + block_bytes], r, l, out);
+                            let half = &mut out[(r / 8) * gb / (l / 8)..][..gb / (l / 8)];
+                            write_row(format, &bytes[at..at + block_bytes], r % 8, 8, half);
                         }
                     }
                 });
@@ -471,17 +481,17 @@ impl<A> Clone for Tile<'_, A> {
 #[cfg(target_arch = "x86_64")]
 impl<A> Copy for Tile<'_, A> {}
 
-/// The vector operations of the kernels, on registers of `LANES` 32-bit
+/// The vector operations of the kernels, on registers of 8 (256-bit) or 16 (512-bit) 32-bit
 /// lanes (one weight row each).
 #[cfg(target_arch = "x86_64")]
 trait Simd {
-    const LANES: usize;
     type I: Copy;
     type F: Copy;
     unsafe fn zero() -> Self::I;
     unsafe fn zero_f() -> Self::F;
-    /// One register of bytes from `p`.
-    unsafe fn load(p: *const u8) -> Self::I;
+    /// One register of bytes from `p` (512 bits: half from `p`, half from
+    /// `p + s`, the next eight-row block; every load below likewise).
+    unsafe fn load(p: *const u8, s: usize) -> Self::I;
     unsafe fn splat8(b: i8) -> Self::I;
     /// The four bytes at `p` in every lane.
     unsafe fn word(p: *const u8) -> Self::I;
@@ -497,9 +507,9 @@ trait Simd {
     const SIGNED_BIAS: i32;
     /// [`Simd::dot4`] of signed weight bytes, plus `SIGNED_BIAS` × Σ a.
     unsafe fn dot4_signed(acc: Self::I, w: Self::I, a: Self::I) -> Self::I;
-    /// `LANES` byte pairs at `p` as pairs of 16-bit lanes (sign- or zero-extended).
-    unsafe fn pairs_i8(p: *const u8) -> Self::I;
-    unsafe fn pairs_u8(p: *const u8) -> Self::I;
+    /// A byte pair per lane at `p` as pairs of 16-bit lanes (sign- or zero-extended).
+    unsafe fn pairs_i8(p: *const u8, s: usize) -> Self::I;
+    unsafe fn pairs_u8(p: *const u8, s: usize) -> Self::I;
     /// The first / second of each lane's two 16-bit values, sign-extended.
     unsafe fn first16(v: Self::I) -> Self::I;
     unsafe fn second16(v: Self::I) -> Self::I;
@@ -510,9 +520,9 @@ trait Simd {
     unsafe fn splat32(v: i32) -> Self::I;
     unsafe fn times32(a: Self::I) -> Self::I;
     unsafe fn cvt(a: Self::I) -> Self::F;
-    /// `LANES` f32 / f16 values at `p`.
-    unsafe fn load_f32(p: *const u8) -> Self::F;
-    unsafe fn load_f16(p: *const u8) -> Self::F;
+    /// An f32 / f16 value per lane at `p`.
+    unsafe fn load_f32(p: *const u8, s: usize) -> Self::F;
+    unsafe fn load_f16(p: *const u8, s: usize) -> Self::F;
     unsafe fn fmadd(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
     unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn sub_f(a: Self::F, b: Self::F) -> Self::F;
@@ -536,7 +546,6 @@ struct W256<const DOT: u8>;
 
 #[cfg(target_arch = "x86_64")]
 impl<const DOT: u8> Simd for W256<DOT> {
-    const LANES: usize = 8;
     type I = __m256i;
     type F = __m256;
     #[inline(always)]
@@ -548,7 +557,7 @@ impl<const DOT: u8> Simd for W256<DOT> {
         _mm256_setzero_ps()
     }
     #[inline(always)]
-    unsafe fn load(p: *const u8) -> __m256i {
+    unsafe fn load(p: *const u8, _: usize) -> __m256i {
         _mm256_loadu_si256(p as *const __m256i)
     }
     #[inline(always)]
@@ -600,11 +609,11 @@ impl<const DOT: u8> Simd for W256<DOT> {
         }
     }
     #[inline(always)]
-    unsafe fn pairs_i8(p: *const u8) -> __m256i {
+    unsafe fn pairs_i8(p: *const u8, _: usize) -> __m256i {
         _mm256_cvtepi8_epi16(_mm_loadu_si128(p as *const __m128i))
     }
     #[inline(always)]
-    unsafe fn pairs_u8(p: *const u8) -> __m256i {
+    unsafe fn pairs_u8(p: *const u8, _: usize) -> __m256i {
         _mm256_cvtepu8_epi16(_mm_loadu_si128(p as *const __m128i))
     }
     #[inline(always)]
@@ -644,11 +653,11 @@ impl<const DOT: u8> Simd for W256<DOT> {
         _mm256_cvtepi32_ps(a)
     }
     #[inline(always)]
-    unsafe fn load_f32(p: *const u8) -> __m256 {
+    unsafe fn load_f32(p: *const u8, _: usize) -> __m256 {
         _mm256_loadu_ps(p as *const f32)
     }
     #[inline(always)]
-    unsafe fn load_f16(p: *const u8) -> __m256 {
+    unsafe fn load_f16(p: *const u8, _: usize) -> __m256 {
         _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
     }
     #[inline(always)]
@@ -673,13 +682,21 @@ impl<const DOT: u8> Simd for W256<DOT> {
     }
 }
 
+/// 16 bytes from `p` and 16 from `p + s`, as one 256-bit register.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn halves128(p: *const u8, s: usize) -> __m256i {
+    let lo = _mm_loadu_si128(p as *const __m128i);
+    let hi = _mm_loadu_si128(p.add(s) as *const __m128i);
+    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi)
+}
+
 /// AVX-512 registers with VNNI.
 #[cfg(target_arch = "x86_64")]
 struct W512;
 
 #[cfg(target_arch = "x86_64")]
 impl Simd for W512 {
-    const LANES: usize = 16;
     type I = __m512i;
     type F = __m512;
     #[inline(always)]
@@ -691,8 +708,10 @@ impl Simd for W512 {
         _mm512_setzero_ps()
     }
     #[inline(always)]
-    unsafe fn load(p: *const u8) -> __m512i {
-        _mm512_loadu_si512(p as *const __m512i)
+    unsafe fn load(p: *const u8, s: usize) -> __m512i {
+        let lo = _mm256_loadu_si256(p as *const __m256i);
+        let hi = _mm256_loadu_si256(p.add(s) as *const __m256i);
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
     }
     #[inline(always)]
     unsafe fn splat8(b: i8) -> __m512i {
@@ -728,12 +747,12 @@ impl Simd for W512 {
         Self::dot4(acc, _mm512_xor_si512(w, _mm512_set1_epi8(-128)), a)
     }
     #[inline(always)]
-    unsafe fn pairs_i8(p: *const u8) -> __m512i {
-        _mm512_cvtepi8_epi16(_mm256_loadu_si256(p as *const __m256i))
+    unsafe fn pairs_i8(p: *const u8, s: usize) -> __m512i {
+        _mm512_cvtepi8_epi16(halves128(p, s))
     }
     #[inline(always)]
-    unsafe fn pairs_u8(p: *const u8) -> __m512i {
-        _mm512_cvtepu8_epi16(_mm256_loadu_si256(p as *const __m256i))
+    unsafe fn pairs_u8(p: *const u8, s: usize) -> __m512i {
+        _mm512_cvtepu8_epi16(halves128(p, s))
     }
     #[inline(always)]
     unsafe fn first16(v: __m512i) -> __m512i {
@@ -772,12 +791,14 @@ impl Simd for W512 {
         _mm512_cvtepi32_ps(a)
     }
     #[inline(always)]
-    unsafe fn load_f32(p: *const u8) -> __m512 {
-        _mm512_loadu_ps(p as *const f32)
+    unsafe fn load_f32(p: *const u8, s: usize) -> __m512 {
+        let lo = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(p as *const f32)));
+        let hi = _mm256_castps_pd(_mm256_loadu_ps(p.add(s) as *const f32));
+        _mm512_castpd_ps(_mm512_insertf64x4::<1>(lo, hi))
     }
     #[inline(always)]
-    unsafe fn load_f16(p: *const u8) -> __m512 {
-        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    unsafe fn load_f16(p: *const u8, s: usize) -> __m512 {
+        _mm512_cvtph_ps(halves128(p, s))
     }
     #[inline(always)]
     unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
@@ -806,10 +827,10 @@ impl Simd for W512 {
 trait GroupKernel {
     /// The activations it takes.
     type Acts;
-    /// `L` rows per group in the layout; the registers take rows
-    /// `H × LANES..` of them (a 256-bit kernel decodes a 16-row group in
-    /// halves).
-    unsafe fn run<V: Simd, const R: usize, const L: usize, const H: usize>(
+    /// `G` eight-row blocks per group and super-block (the layout); this
+    /// pass takes block `H` (a 256-bit kernel decodes a 16-row group in
+    /// halves), or every block at once on 512-bit registers.
+    unsafe fn run<V: Simd, const R: usize, const G: usize, const H: usize>(
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R];
 }
@@ -817,13 +838,13 @@ trait GroupKernel {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_avx2<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; MAX_GROUP]; R] {
-    K::run::<W256<PLAIN>, R, 8, 0>(t)
+    K::run::<W256<PLAIN>, R, 1, 0>(t)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 unsafe fn tile_vnni<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; MAX_GROUP]; R] {
-    K::run::<W256<AVX_VNNI>, R, 8, 0>(t)
+    K::run::<W256<AVX_VNNI>, R, 1, 0>(t)
 }
 
 /// Prompts on 512-bit registers; decoding (one activation row) on 256-bit
@@ -833,15 +854,29 @@ unsafe fn tile_vnni<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile_512<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; MAX_GROUP]; R] {
     if R > 1 {
-        return K::run::<W512, R, 16, 0>(t);
+        return K::run::<W512, R, 2, 0>(t);
     }
-    let low = K::run::<W256<VL_VNNI>, R, 16, 0>(t);
-    let high = K::run::<W256<VL_VNNI>, R, 16, 1>(t);
+    let low = K::run::<W256<VL_VNNI>, R, 2, 0>(t);
+    let high = K::run::<W256<VL_VNNI>, R, 2, 1>(t);
     let mut res = low;
     for (res, high) in res.iter_mut().zip(&high) {
         res[8..].copy_from_slice(&high[..8]);
     }
     res
+}
+
+/// When decoding, asks for the weights `PREFETCH_BLOCKS` blocks ahead of
+/// the one at `x` (`gb` bytes each); the half-`h` pass of a 16-row group
+/// (the second reads what the first brought) asks for nothing.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_block<const R: usize>(x: *const u8, gb: usize, h: usize) {
+    if R == 1 && h == 0 {
+        let ahead = x.wrapping_add(PREFETCH_BLOCKS * gb);
+        for line in (0..gb).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+        }
+    }
 }
 
 /// The lanes of `acc` as floats.
@@ -867,7 +902,7 @@ impl<const HIGH: bool> K4<HIGH> {
     /// independent sums per row keep `vpdpbusd`'s latency hidden.
     #[inline(always)]
     unsafe fn pair<V: Simd, const R: usize>(
-        (x, l, o): (*const u8, usize, usize),
+        (x, l, o, s): (*const u8, usize, usize, usize),
         act: &[*const u8; R],
         p: usize,
         sums: &mut [V::I; R],
@@ -878,12 +913,12 @@ impl<const HIGH: bool> K4<HIGH> {
         let mut lo_acc = [V::zero(); R];
         let mut hi_acc = [V::zero(); R];
         for i in 0..8 {
-            let q = V::load(nibbles.add(4 * l * i));
+            let q = V::load(nibbles.add(4 * l * i), s);
             let mut lo = V::and(q, m4);
             let mut hi = V::and(V::shr16(q, 4), m4);
             if HIGH {
                 // Bit 2p of each fifth-bit byte moved to bit 4 (and 2p + 1 to 5).
-                let h = V::load(x.add(152 * l + 4 * l * i + 4 * o));
+                let h = V::load(x.add(152 * l + 4 * l * i + 4 * o), s);
                 let h = if p < 2 {
                     V::shl16(h, 4 - 2 * p as i32)
                 } else {
@@ -898,7 +933,7 @@ impl<const HIGH: bool> K4<HIGH> {
                 hi_acc[r] = V::dot4(hi_acc[r], hi, V::word(y.add(32)));
             }
         }
-        let scales = V::pairs_i8(x.add(8 * l + 2 * l * p + 2 * o));
+        let scales = V::pairs_i8(x.add(8 * l + 2 * l * p + 2 * o), s);
         let (lo_scale, hi_scale) = (V::first16(scales), V::second16(scales));
         for r in 0..R {
             let lo = V::mullo(lo_acc[r], lo_scale);
@@ -913,28 +948,34 @@ impl<const HIGH: bool> GroupKernel for K4<HIGH> {
     type Acts = KActivations;
 
     #[inline(always)]
-    unsafe fn run<V: Simd, const R: usize, const L: usize, const H: usize>(
+    unsafe fn run<V: Simd, const R: usize, const G: usize, const H: usize>(
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
-        let (l, o) = (L, H * V::LANES);
-        let gb = l * row_share(if HIGH { Format::Q5K } else { Format::Q4K });
+        // Eight-row blocks, `G` side by side per group; this pass takes half `H`.
+        let (l, o, s) = (
+            8,
+            0,
+            8 * row_share(if HIGH { Format::Q5K } else { Format::Q4K }),
+        );
+        let gb = G * s;
         // The minimums' share in an accumulator of its own, subtracted at
         // the end: llama.cpp's order of float operations for its repacked
         // Q4_K, so both round alike and greedy decoding parts less often.
         let mut acc = [V::zero_f(); R];
         let mut acc_min = [V::zero_f(); R];
         for b in 0..a.blocks() {
-            let x = t.w.add(b * gb);
+            let x = t.w.add(b * gb + H * s);
+            prefetch_block::<R>(x, gb, H);
             let act: [*const u8; R] = std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
             let mut sums = [V::zero(); R];
             for p in 0..4 {
-                Self::pair::<V, R>((x, l, o), &act, p, &mut sums);
+                Self::pair::<V, R>((x, l, o, s), &act, p, &mut sums);
             }
-            let d = V::load_f32(x.add(4 * o));
-            let dmin = V::load_f32(x.add(4 * l + 4 * o));
+            let d = V::load_f32(x.add(4 * o), s);
+            let dmin = V::load_f32(x.add(4 * l + 4 * o), s);
             let mins: [V::I; 4] =
-                std::array::from_fn(|p| V::pairs_u8(x.add(16 * l + 2 * l * p + 2 * o)));
+                std::array::from_fn(|p| V::pairs_u8(x.add(16 * l + 2 * l * p + 2 * o), s));
             for r in 0..R {
                 let (da, sums32) = a.scale_and_sums32(t.row + r, b);
                 // Σ min_j × (sum of the activations of sub-block j).
@@ -967,19 +1008,19 @@ impl K6 {
     /// row keep `vpdpbusd`'s latency hidden.
     #[inline(always)]
     unsafe fn quarters<V: Simd, const R: usize, const Q: usize>(
-        (x, l, o): (*const u8, usize, usize),
+        (x, l, o, s): (*const u8, usize, usize, usize),
         act: &[*const u8; R],
         sums: &mut [V::I; R],
     ) {
         let m4 = V::splat8(0x0F);
         let m30 = V::splat8(0x30);
         let nibbles = x.add(20 * l + 64 * l * Q + 4 * o);
-        for s in 0..4 {
+        for sb in 0..4 {
             let mut lo_acc = [V::zero(); R];
             let mut hi_acc = [V::zero(); R];
-            for h in 4 * s..4 * s + 4 {
-                let n = V::load(nibbles.add(4 * l * h));
-                let top = V::load(x.add(148 * l + 4 * l * h + 4 * o));
+            for h in 4 * sb..4 * sb + 4 {
+                let n = V::load(nibbles.add(4 * l * h), s);
+                let top = V::load(x.add(148 * l + 4 * l * h + 4 * o), s);
                 // Quarter Q's top bits are bits 2Q, 2Q + 1; quarter Q + 2's 2Q + 4, 2Q + 5.
                 let (top_lo, top_hi) = if Q == 0 {
                     (V::shl16(top, 4), top)
@@ -994,10 +1035,10 @@ impl K6 {
                     hi_acc[r] = V::dot4(hi_acc[r], hi, V::word(y.add(128)));
                 }
             }
-            // Sub-blocks 4Q + s and 4(Q + 2) + s.
-            let (lo_sub, hi_sub) = (4 * Q + s, 4 * (Q + 2) + s);
+            // Sub-blocks 4Q + sb and 4(Q + 2) + sb.
+            let (lo_sub, hi_sub) = (4 * Q + sb, 4 * (Q + 2) + sb);
             let scale = |sub: usize| {
-                let pairs = V::pairs_i8(x.add(4 * l + 2 * l * (sub / 2) + 2 * o));
+                let pairs = V::pairs_i8(x.add(4 * l + 2 * l * (sub / 2) + 2 * o), s);
                 if sub % 2 == 1 {
                     V::second16(pairs)
                 } else {
@@ -1019,22 +1060,23 @@ impl GroupKernel for K6 {
     type Acts = KActivations;
 
     #[inline(always)]
-    unsafe fn run<V: Simd, const R: usize, const L: usize, const H: usize>(
+    unsafe fn run<V: Simd, const R: usize, const G: usize, const H: usize>(
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
-        let (l, o) = (L, H * V::LANES);
-        let gb = l * row_share(Format::Q6K);
+        let (l, o, s) = (8, 0, 8 * row_share(Format::Q6K));
+        let gb = G * s;
         let mut acc = [V::zero_f(); R];
         for b in 0..a.blocks() {
-            let x = t.w.add(b * gb);
+            let x = t.w.add(b * gb + H * s);
+            prefetch_block::<R>(x, gb, H);
             let act: [*const u8; R] = std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
             let mut sums = [V::zero(); R];
-            Self::quarters::<V, R, 0>((x, l, o), &act, &mut sums);
-            Self::quarters::<V, R, 1>((x, l, o), &act, &mut sums);
-            let d = V::load_f32(x.add(4 * o));
+            Self::quarters::<V, R, 0>((x, l, o, s), &act, &mut sums);
+            Self::quarters::<V, R, 1>((x, l, o, s), &act, &mut sums);
+            let d = V::load_f32(x.add(4 * o), s);
             let scales: [V::I; 8] =
-                std::array::from_fn(|q| V::pairs_i8(x.add(4 * l + 2 * l * q + 2 * o)));
+                std::array::from_fn(|q| V::pairs_i8(x.add(4 * l + 2 * l * q + 2 * o), s));
             for r in 0..R {
                 let (da, bsums) = a.scale_and_sums16(t.row + r, b);
                 // The −32 of every value: 32 × Σ scale_s × (sum of sub-block s).
@@ -1108,17 +1150,18 @@ impl<F: Block32> GroupKernel for B32<F> {
     type Acts = Activations;
 
     #[inline(always)]
-    unsafe fn run<V: Simd, const R: usize, const L: usize, const H: usize>(
+    unsafe fn run<V: Simd, const R: usize, const G: usize, const H: usize>(
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
-        let (l, o) = (L, H * V::LANES);
-        let gb = l * row_share(F::FORMAT);
+        let (l, o, s) = (8, 0, 8 * row_share(F::FORMAT));
+        let gb = G * s;
         let m4 = V::splat8(0x0F);
         let m16 = V::splat8(0x10);
         let mut acc = [V::zero_f(); R];
         for b in 0..a.blocks() {
-            let x = t.w.add(b * gb);
+            let x = t.w.add(b * gb + H * s);
+            prefetch_block::<R>(x, gb, H);
             let act: [*const u8; R] = std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
             // Two independent sums per row: words 0..4 and 4..8.
             let mut lo_acc = [V::zero(); R];
@@ -1126,12 +1169,12 @@ impl<F: Block32> GroupKernel for B32<F> {
             if F::NIBBLES {
                 let nibbles = x.add(if F::MIN { 4 * l } else { 2 * l } + 4 * o);
                 let bits = if F::FIFTH_BIT {
-                    V::load(x.add(18 * l + 4 * o))
+                    V::load(x.add(18 * l + 4 * o), s)
                 } else {
                     V::zero()
                 };
                 for i in 0..4 {
-                    let q = V::load(nibbles.add(4 * l * i));
+                    let q = V::load(nibbles.add(4 * l * i), s);
                     let mut lo = V::and(q, m4);
                     let mut hi = V::and(V::shr16(q, 4), m4);
                     if F::FIFTH_BIT {
@@ -1149,8 +1192,8 @@ impl<F: Block32> GroupKernel for B32<F> {
                 }
             } else {
                 for i in 0..4 {
-                    let lo = V::load(x.add(2 * l + 4 * l * i + 4 * o));
-                    let hi = V::load(x.add(2 * l + 4 * l * (i + 4) + 4 * o));
+                    let lo = V::load(x.add(2 * l + 4 * l * i + 4 * o), s);
+                    let hi = V::load(x.add(2 * l + 4 * l * (i + 4) + 4 * o), s);
                     for r in 0..R {
                         let y = act[r].add(4 * i);
                         lo_acc[r] = V::dot4_signed(lo_acc[r], lo, V::word(y));
@@ -1158,7 +1201,7 @@ impl<F: Block32> GroupKernel for B32<F> {
                     }
                 }
             }
-            let d = V::load_f16(x.add(2 * o));
+            let d = V::load_f16(x.add(2 * o), s);
             let offset = if F::NIBBLES { F::ZERO } else { V::SIGNED_BIAS };
             for r in 0..R {
                 let (da, sum, scaled_sum) = a.block(t.row + r, b);
@@ -1168,7 +1211,7 @@ impl<F: Block32> GroupKernel for B32<F> {
                 }
                 acc[r] = V::fmadd(V::cvt(dot), V::mul(d, V::splat_f(da)), acc[r]);
                 if F::MIN {
-                    let m = V::load_f16(x.add(2 * l + 2 * o));
+                    let m = V::load_f16(x.add(2 * l + 2 * o), s);
                     acc[r] = V::fmadd(m, V::splat_f(scaled_sum), acc[r]);
                 }
             }

@@ -220,7 +220,7 @@ impl<'a> GgufSource<'a> {
         device: &'a Device,
         mode: Conversion,
     ) -> Self {
-        // Only CPU weights in their own format can be used in place.
+        // Only CPU weights in their own format are repacked from the map.
         let mappable = device.is_cpu() && !matches!(mode, Conversion::Dequantize);
         // SAFETY: the map is read-only; like llama.cpp, tolk assumes the
         // model file is not truncated or rewritten while it runs.
