@@ -827,10 +827,10 @@ impl Simd for W512 {
 trait GroupKernel {
     /// The activations it takes.
     type Acts;
-    /// `G` eight-row blocks per group and super-block (the layout); this
-    /// pass takes block `H` (a 256-bit kernel decodes a 16-row group in
-    /// halves), or every block at once on 512-bit registers.
-    unsafe fn run<V: Simd, const R: usize, const G: usize, const H: usize>(
+    /// `G` eight-row blocks per group and super-block (the layout); `HS`
+    /// of them in turn on each super-block (a 256-bit kernel decoding a
+    /// 16-row group), or 1 (every block in one register).
+    unsafe fn run<V: Simd, const R: usize, const G: usize, const HS: usize>(
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R];
 }
@@ -838,40 +838,34 @@ trait GroupKernel {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_avx2<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; MAX_GROUP]; R] {
-    K::run::<W256<PLAIN>, R, 1, 0>(t)
+    K::run::<W256<PLAIN>, R, 1, 1>(t)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 unsafe fn tile_vnni<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; MAX_GROUP]; R] {
-    K::run::<W256<AVX_VNNI>, R, 1, 0>(t)
+    K::run::<W256<AVX_VNNI>, R, 1, 1>(t)
 }
 
 /// Prompts on 512-bit registers; decoding (one activation row) on 256-bit
-/// ones, each half of the 16-row group in turn: measured on Zen 5, 512-bit
-/// decoding was 20% slower, 512-bit prompts 40% faster.
+/// ones, both halves of the 16-row group in one pass: measured on Zen 5,
+/// 512-bit decoding was slower, 512-bit prompts 40% faster.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile_512<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; MAX_GROUP]; R] {
     if R > 1 {
-        return K::run::<W512, R, 2, 0>(t);
+        K::run::<W512, R, 2, 1>(t)
+    } else {
+        K::run::<W256<VL_VNNI>, R, 2, 2>(t)
     }
-    let low = K::run::<W256<VL_VNNI>, R, 2, 0>(t);
-    let high = K::run::<W256<VL_VNNI>, R, 2, 1>(t);
-    let mut res = low;
-    for (res, high) in res.iter_mut().zip(&high) {
-        res[8..].copy_from_slice(&high[..8]);
-    }
-    res
 }
 
 /// When decoding, asks for the weights `PREFETCH_BLOCKS` blocks ahead of
-/// the one at `x` (`gb` bytes each); the half-`h` pass of a 16-row group
-/// (the second reads what the first brought) asks for nothing.
+/// the one at `x` (`gb` bytes each).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn prefetch_block<const R: usize>(x: *const u8, gb: usize, h: usize) {
-    if R == 1 && h == 0 {
+unsafe fn prefetch_block<const R: usize>(x: *const u8, gb: usize) {
+    if R == 1 {
         let ahead = x.wrapping_add(PREFETCH_BLOCKS * gb);
         for line in (0..gb).step_by(64) {
             _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
@@ -879,13 +873,19 @@ unsafe fn prefetch_block<const R: usize>(x: *const u8, gb: usize, h: usize) {
     }
 }
 
-/// The lanes of `acc` as floats.
+/// The lanes of `acc` as floats: each half's registers in turn (eight
+/// lanes each on 256-bit registers decoding a 16-row group).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn lanes<V: Simd, const R: usize>(acc: [V::F; R]) -> [[f32; MAX_GROUP]; R] {
+unsafe fn lanes<V: Simd, const R: usize, const HS: usize>(
+    acc: [[V::F; R]; HS],
+) -> [[f32; MAX_GROUP]; R] {
     let mut res = [[0f32; MAX_GROUP]; R];
-    for (res, acc) in res.iter_mut().zip(acc) {
-        V::store_f(res.as_mut_ptr(), acc);
+    for (h, acc) in acc.iter().enumerate() {
+        for (res, acc) in res.iter_mut().zip(acc) {
+            // SAFETY (caller): 8 × HS ≤ 16 lanes.
+            V::store_f(res.as_mut_ptr().add(8 * h), *acc);
+        }
     }
     res
 }
@@ -948,11 +948,11 @@ impl<const HIGH: bool> GroupKernel for K4<HIGH> {
     type Acts = KActivations;
 
     #[inline(always)]
-    unsafe fn run<V: Simd, const R: usize, const G: usize, const H: usize>(
+    unsafe fn run<V: Simd, const R: usize, const G: usize, const HS: usize>(
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
-        // Eight-row blocks, `G` side by side per group; this pass takes half `H`.
+        // Eight-row blocks, `G` side by side per group.
         let (l, o, s) = (
             8,
             0,
@@ -962,37 +962,42 @@ impl<const HIGH: bool> GroupKernel for K4<HIGH> {
         // The minimums' share in an accumulator of its own, subtracted at
         // the end: llama.cpp's order of float operations for its repacked
         // Q4_K, so both round alike and greedy decoding parts less often.
-        let mut acc = [V::zero_f(); R];
-        let mut acc_min = [V::zero_f(); R];
+        let mut acc = [[V::zero_f(); R]; HS];
+        let mut acc_min = [[V::zero_f(); R]; HS];
         for b in 0..a.blocks() {
-            let x = t.w.add(b * gb + H * s);
-            prefetch_block::<R>(x, gb, H);
-            let act: [*const u8; R] = std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
-            let mut sums = [V::zero(); R];
-            for p in 0..4 {
-                Self::pair::<V, R>((x, l, o, s), &act, p, &mut sums);
-            }
-            let d = V::load_f32(x.add(4 * o), s);
-            let dmin = V::load_f32(x.add(4 * l + 4 * o), s);
-            let mins: [V::I; 4] =
-                std::array::from_fn(|p| V::pairs_u8(x.add(16 * l + 2 * l * p + 2 * o), s));
-            for r in 0..R {
-                let (da, sums32) = a.scale_and_sums32(t.row + r, b);
-                // Σ min_j × (sum of the activations of sub-block j).
-                let mut m = V::zero();
-                for (p, mins) in mins.iter().enumerate() {
-                    let pair = V::word(sums32.add(2 * p) as *const u8);
-                    m = V::add(m, V::madd16(*mins, pair));
+            prefetch_block::<R>(t.w.add(b * gb), gb);
+            for h in 0..HS {
+                let x = t.w.add(b * gb + h * s);
+                let act: [*const u8; R] =
+                    std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
+                let mut sums = [V::zero(); R];
+                for p in 0..4 {
+                    Self::pair::<V, R>((x, l, o, s), &act, p, &mut sums);
                 }
-                let da = V::splat_f(da);
-                acc[r] = V::fmadd(V::cvt(sums[r]), V::mul(d, da), acc[r]);
-                acc_min[r] = V::fmadd(V::cvt(m), V::mul(dmin, da), acc_min[r]);
+                let d = V::load_f32(x.add(4 * o), s);
+                let dmin = V::load_f32(x.add(4 * l + 4 * o), s);
+                let mins: [V::I; 4] =
+                    std::array::from_fn(|p| V::pairs_u8(x.add(16 * l + 2 * l * p + 2 * o), s));
+                for r in 0..R {
+                    let (da, sums32) = a.scale_and_sums32(t.row + r, b);
+                    // Σ min_j × (sum of the activations of sub-block j).
+                    let mut m = V::zero();
+                    for (p, mins) in mins.iter().enumerate() {
+                        let pair = V::word(sums32.add(2 * p) as *const u8);
+                        m = V::add(m, V::madd16(*mins, pair));
+                    }
+                    let da = V::splat_f(da);
+                    acc[h][r] = V::fmadd(V::cvt(sums[r]), V::mul(d, da), acc[h][r]);
+                    acc_min[h][r] = V::fmadd(V::cvt(m), V::mul(dmin, da), acc_min[h][r]);
+                }
             }
         }
-        for r in 0..R {
-            acc[r] = V::sub_f(acc[r], acc_min[r]);
+        for (acc, acc_min) in acc.iter_mut().zip(&acc_min) {
+            for r in 0..R {
+                acc[r] = V::sub_f(acc[r], acc_min[r]);
+            }
         }
-        lanes::<V, R>(acc)
+        lanes::<V, R, HS>(acc)
     }
 }
 
@@ -1060,36 +1065,39 @@ impl GroupKernel for K6 {
     type Acts = KActivations;
 
     #[inline(always)]
-    unsafe fn run<V: Simd, const R: usize, const G: usize, const H: usize>(
+    unsafe fn run<V: Simd, const R: usize, const G: usize, const HS: usize>(
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
         let (l, o, s) = (8, 0, 8 * row_share(Format::Q6K));
         let gb = G * s;
-        let mut acc = [V::zero_f(); R];
+        let mut acc = [[V::zero_f(); R]; HS];
         for b in 0..a.blocks() {
-            let x = t.w.add(b * gb + H * s);
-            prefetch_block::<R>(x, gb, H);
-            let act: [*const u8; R] = std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
-            let mut sums = [V::zero(); R];
-            Self::quarters::<V, R, 0>((x, l, o, s), &act, &mut sums);
-            Self::quarters::<V, R, 1>((x, l, o, s), &act, &mut sums);
-            let d = V::load_f32(x.add(4 * o), s);
-            let scales: [V::I; 8] =
-                std::array::from_fn(|q| V::pairs_i8(x.add(4 * l + 2 * l * q + 2 * o), s));
-            for r in 0..R {
-                let (da, bsums) = a.scale_and_sums16(t.row + r, b);
-                // The −32 of every value: 32 × Σ scale_s × (sum of sub-block s).
-                let mut offset = V::zero();
-                for (q, scales) in scales.iter().enumerate() {
-                    let pair = V::word(bsums.add(2 * q) as *const u8);
-                    offset = V::add(offset, V::madd16(*scales, pair));
+            prefetch_block::<R>(t.w.add(b * gb), gb);
+            for (h, acc) in acc.iter_mut().enumerate() {
+                let x = t.w.add(b * gb + h * s);
+                let act: [*const u8; R] =
+                    std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
+                let mut sums = [V::zero(); R];
+                Self::quarters::<V, R, 0>((x, l, o, s), &act, &mut sums);
+                Self::quarters::<V, R, 1>((x, l, o, s), &act, &mut sums);
+                let d = V::load_f32(x.add(4 * o), s);
+                let scales: [V::I; 8] =
+                    std::array::from_fn(|q| V::pairs_i8(x.add(4 * l + 2 * l * q + 2 * o), s));
+                for r in 0..R {
+                    let (da, bsums) = a.scale_and_sums16(t.row + r, b);
+                    // The −32 of every value: 32 × Σ scale_s × (sum of sub-block s).
+                    let mut offset = V::zero();
+                    for (q, scales) in scales.iter().enumerate() {
+                        let pair = V::word(bsums.add(2 * q) as *const u8);
+                        offset = V::add(offset, V::madd16(*scales, pair));
+                    }
+                    let total = V::sub(sums[r], V::times32(offset));
+                    acc[r] = V::fmadd(V::cvt(total), V::mul(d, V::splat_f(da)), acc[r]);
                 }
-                let total = V::sub(sums[r], V::times32(offset));
-                acc[r] = V::fmadd(V::cvt(total), V::mul(d, V::splat_f(da)), acc[r]);
             }
         }
-        lanes::<V, R>(acc)
+        lanes::<V, R, HS>(acc)
     }
 }
 
@@ -1150,7 +1158,7 @@ impl<F: Block32> GroupKernel for B32<F> {
     type Acts = Activations;
 
     #[inline(always)]
-    unsafe fn run<V: Simd, const R: usize, const G: usize, const H: usize>(
+    unsafe fn run<V: Simd, const R: usize, const G: usize, const HS: usize>(
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
@@ -1158,65 +1166,68 @@ impl<F: Block32> GroupKernel for B32<F> {
         let gb = G * s;
         let m4 = V::splat8(0x0F);
         let m16 = V::splat8(0x10);
-        let mut acc = [V::zero_f(); R];
+        let mut acc = [[V::zero_f(); R]; HS];
         for b in 0..a.blocks() {
-            let x = t.w.add(b * gb + H * s);
-            prefetch_block::<R>(x, gb, H);
-            let act: [*const u8; R] = std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
-            // Two independent sums per row: words 0..4 and 4..8.
-            let mut lo_acc = [V::zero(); R];
-            let mut hi_acc = [V::zero(); R];
-            if F::NIBBLES {
-                let nibbles = x.add(if F::MIN { 4 * l } else { 2 * l } + 4 * o);
-                let bits = if F::FIFTH_BIT {
-                    V::load(x.add(18 * l + 4 * o), s)
+            prefetch_block::<R>(t.w.add(b * gb), gb);
+            for (h, acc) in acc.iter_mut().enumerate() {
+                let x = t.w.add(b * gb + h * s);
+                let act: [*const u8; R] =
+                    std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
+                // Two independent sums per row: words 0..4 and 4..8.
+                let mut lo_acc = [V::zero(); R];
+                let mut hi_acc = [V::zero(); R];
+                if F::NIBBLES {
+                    let nibbles = x.add(if F::MIN { 4 * l } else { 2 * l } + 4 * o);
+                    let bits = if F::FIFTH_BIT {
+                        V::load(x.add(18 * l + 4 * o), s)
+                    } else {
+                        V::zero()
+                    };
+                    for i in 0..4 {
+                        let q = V::load(nibbles.add(4 * l * i), s);
+                        let mut lo = V::and(q, m4);
+                        let mut hi = V::and(V::shr16(q, 4), m4);
+                        if F::FIFTH_BIT {
+                            // Bits i (word i) and 4 + i (word 4 + i) moved to bit 4.
+                            let lo_bit = V::shl16(bits, 4 - i as i32);
+                            let hi_bit = V::shr16(bits, i as i32);
+                            lo = V::or(lo, V::and(lo_bit, m16));
+                            hi = V::or(hi, V::and(hi_bit, m16));
+                        }
+                        for r in 0..R {
+                            let y = act[r].add(4 * i);
+                            lo_acc[r] = V::dot4(lo_acc[r], lo, V::word(y));
+                            hi_acc[r] = V::dot4(hi_acc[r], hi, V::word(y.add(16)));
+                        }
+                    }
                 } else {
-                    V::zero()
-                };
-                for i in 0..4 {
-                    let q = V::load(nibbles.add(4 * l * i), s);
-                    let mut lo = V::and(q, m4);
-                    let mut hi = V::and(V::shr16(q, 4), m4);
-                    if F::FIFTH_BIT {
-                        // Bits i (word i) and 4 + i (word 4 + i) moved to bit 4.
-                        let lo_bit = V::shl16(bits, 4 - i as i32);
-                        let hi_bit = V::shr16(bits, i as i32);
-                        lo = V::or(lo, V::and(lo_bit, m16));
-                        hi = V::or(hi, V::and(hi_bit, m16));
-                    }
-                    for r in 0..R {
-                        let y = act[r].add(4 * i);
-                        lo_acc[r] = V::dot4(lo_acc[r], lo, V::word(y));
-                        hi_acc[r] = V::dot4(hi_acc[r], hi, V::word(y.add(16)));
+                    for i in 0..4 {
+                        let lo = V::load(x.add(2 * l + 4 * l * i + 4 * o), s);
+                        let hi = V::load(x.add(2 * l + 4 * l * (i + 4) + 4 * o), s);
+                        for r in 0..R {
+                            let y = act[r].add(4 * i);
+                            lo_acc[r] = V::dot4_signed(lo_acc[r], lo, V::word(y));
+                            hi_acc[r] = V::dot4_signed(hi_acc[r], hi, V::word(y.add(16)));
+                        }
                     }
                 }
-            } else {
-                for i in 0..4 {
-                    let lo = V::load(x.add(2 * l + 4 * l * i + 4 * o), s);
-                    let hi = V::load(x.add(2 * l + 4 * l * (i + 4) + 4 * o), s);
-                    for r in 0..R {
-                        let y = act[r].add(4 * i);
-                        lo_acc[r] = V::dot4_signed(lo_acc[r], lo, V::word(y));
-                        hi_acc[r] = V::dot4_signed(hi_acc[r], hi, V::word(y.add(16)));
+                let d = V::load_f16(x.add(2 * o), s);
+                let offset = if F::NIBBLES { F::ZERO } else { V::SIGNED_BIAS };
+                for r in 0..R {
+                    let (da, sum, scaled_sum) = a.block(t.row + r, b);
+                    let mut dot = V::add(lo_acc[r], hi_acc[r]);
+                    if offset != 0 {
+                        dot = V::sub(dot, V::splat32(offset * sum));
                     }
-                }
-            }
-            let d = V::load_f16(x.add(2 * o), s);
-            let offset = if F::NIBBLES { F::ZERO } else { V::SIGNED_BIAS };
-            for r in 0..R {
-                let (da, sum, scaled_sum) = a.block(t.row + r, b);
-                let mut dot = V::add(lo_acc[r], hi_acc[r]);
-                if offset != 0 {
-                    dot = V::sub(dot, V::splat32(offset * sum));
-                }
-                acc[r] = V::fmadd(V::cvt(dot), V::mul(d, V::splat_f(da)), acc[r]);
-                if F::MIN {
-                    let m = V::load_f16(x.add(2 * l + 2 * o), s);
-                    acc[r] = V::fmadd(m, V::splat_f(scaled_sum), acc[r]);
+                    acc[r] = V::fmadd(V::cvt(dot), V::mul(d, V::splat_f(da)), acc[r]);
+                    if F::MIN {
+                        let m = V::load_f16(x.add(2 * l + 2 * o), s);
+                        acc[r] = V::fmadd(m, V::splat_f(scaled_sum), acc[r]);
+                    }
                 }
             }
         }
-        lanes::<V, R>(acc)
+        lanes::<V, R, HS>(acc)
     }
 }
 
