@@ -18,6 +18,7 @@
 //! products saturates); chosen at run time. The output is row-major, bias
 //! added: no transpose afterwards.
 
+use super::packed::Kernel;
 use super::SharedOut;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -43,7 +44,8 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best kernel this CPU runs (`None` off x86_64 or without AVX2).
+    /// The best kernel this CPU runs (`None` off x86_64 or without AVX2,
+    /// FMA and F16C).
     /// `TOLK_INT8_ISA=avx2` forces the AVX2 kernel (benchmarks, tests).
     pub fn detect() -> Option<Self> {
         let all = Self::all_here();
@@ -53,19 +55,17 @@ impl Isa {
         all.last().copied()
     }
 
-    /// Every kernel this CPU runs, the plainest first.
+    /// Every kernel this CPU runs, the plainest first: the 256-bit ones of
+    /// [`Kernel::all_here`] (this kernel has no 512-bit form).
     pub fn all_here() -> Vec<Self> {
-        let mut all = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                all.push(Self::Avx2);
-                if is_x86_feature_detected!("avxvnni") {
-                    all.push(Self::AvxVnni);
-                }
-            }
-        }
-        all
+        Kernel::all_here()
+            .into_iter()
+            .filter_map(|k| match k {
+                Kernel::Avx2 => Some(Self::Avx2),
+                Kernel::AvxVnni => Some(Self::AvxVnni),
+                Kernel::Avx512Vnni => None,
+            })
+            .collect()
     }
 }
 

@@ -1,8 +1,8 @@
 //! GGUF weights (Q4_1, Q5_0, Q8_0 and the K-quants Q4_K, Q5_K, Q6_K)
 //! repacked at load for a GEMM of tolk's own, after llama.cpp's `q4_K_8x8`
-//! repacking: eight weight rows are
-//! interleaved so that each 32-bit lane of an AVX2 register holds four
-//! consecutive values of one row. One weight register then meets one
+//! repacking: eight weight rows are interleaved so that each 32-bit lane of
+//! an AVX2 register holds four consecutive values of one row. One weight
+//! register then meets one
 //! activation word broadcast to every lane, and a single `vpdpbusd`
 //! (AVX-VNNI; `vpmaddubsw` + `vpmaddwd` on plain AVX2) adds four products to
 //! each of the eight rows: no horizontal sums, no per-row activation loads,
@@ -43,9 +43,12 @@ use super::SharedOut;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// Weight rows per group: one per 32-bit lane of the kernel's registers
-/// (eight for AVX2, sixteen for AVX-512).
-const MAX_GROUP: usize = 16;
+/// Rows of an interleaved block: one per 32-bit lane of a 256-bit register.
+/// A group is one block (AVX2, AVX-VNNI) or two side by side (AVX-512).
+const BLOCK_ROWS: usize = 8;
+
+/// Weight rows of the widest group.
+const MAX_GROUP: usize = 2 * BLOCK_ROWS;
 
 /// How many blocks ahead decoding asks for weights.
 #[cfg(target_arch = "x86_64")]
@@ -77,7 +80,7 @@ pub fn is_k_quant(format: Format) -> bool {
     matches!(format, Format::Q4K | Format::Q5K | Format::Q6K)
 }
 
-/// The instruction set the kernels run on, detected once.
+/// The instruction set the kernels run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     /// AVX2 `vpmaddubsw`/`vpmaddwd`, eight rows per register.
@@ -90,17 +93,20 @@ pub enum Kernel {
 
 impl Kernel {
     /// The best kernel this CPU runs (`None` off x86_64 or without AVX2,
-    /// FMA and F16C). `TOLK_INT8_ISA=avx2` (or `avxvnni`) caps it
-    /// (benchmarks, tests).
+    /// FMA and F16C), checked once. `TOLK_INT8_ISA=avx2` (or `avxvnni`)
+    /// caps it (benchmarks, tests).
     pub fn detect() -> Option<Self> {
-        let all = Self::all_here();
-        let cap = match std::env::var("TOLK_INT8_ISA").as_deref() {
-            Ok("avx2") => Some(Self::Avx2),
-            Ok("avxvnni") => Some(Self::AvxVnni),
-            _ => None,
-        };
-        all.into_iter()
-            .rfind(|k| cap.is_none_or(|cap| *k == cap || *k == Self::Avx2))
+        static KERNEL: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
+        *KERNEL.get_or_init(|| {
+            let cap = match std::env::var("TOLK_INT8_ISA").as_deref() {
+                Ok("avx2") => Some(Self::Avx2),
+                Ok("avxvnni") => Some(Self::AvxVnni),
+                _ => None,
+            };
+            Self::all_here()
+                .into_iter()
+                .rfind(|k| cap.is_none_or(|cap| *k == cap || *k == Self::Avx2))
+        })
     }
 
     /// Every kernel this CPU runs, the plainest first.
@@ -108,23 +114,19 @@ impl Kernel {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            let has = |f: &str| match f {
-                "avx2" => is_x86_feature_detected!("avx2"),
-                "fma" => is_x86_feature_detected!("fma"),
-                "f16c" => is_x86_feature_detected!("f16c"),
-                "avxvnni" => is_x86_feature_detected!("avxvnni"),
-                "avx512f" => is_x86_feature_detected!("avx512f"),
-                "avx512bw" => is_x86_feature_detected!("avx512bw"),
-                "avx512vl" => is_x86_feature_detected!("avx512vl"),
-                "avx512vnni" => is_x86_feature_detected!("avx512vnni"),
-                _ => false,
-            };
-            if has("avx2") && has("fma") && has("f16c") {
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+            {
                 all.push(Self::Avx2);
-                if has("avxvnni") {
+                if is_x86_feature_detected!("avxvnni") {
                     all.push(Self::AvxVnni);
                 }
-                if has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512vnni") {
+                if is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+                {
                     all.push(Self::Avx512Vnni);
                 }
             }
@@ -177,9 +179,10 @@ pub struct Packed {
     data: memmap2::MmapMut,
 }
 
-/// Writes row `r` of a group's block (module docs; `l` rows per group) from
-/// ggml's block `x`: mostly 4-byte words moved as they are.
-fn write_row(format: Format, x: &[u8], r: usize, l: usize, out: &mut [u8]) {
+/// Writes row `r` of an eight-row block (module docs) from ggml's block
+/// `x`: mostly 4-byte words moved as they are.
+fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
+    let l = BLOCK_ROWS;
     let f16 = |i: usize| half::f16::from_le_bytes([x[i], x[i + 1]]).to_f32();
     // Fixed-size moves (a slice of run-time length would be a memcpy call
     // per word: most of the load time).
@@ -305,10 +308,11 @@ impl Packed {
         let block_values = format.block_values();
         assert!(k.is_multiple_of(block_values) && bytes.len() == n * row_bytes);
         let l = kernel.rows();
+        let block8 = row_share(format) * BLOCK_ROWS;
         let (blocks, block_bytes, gb) = (
             k / block_values,
             format.block_bytes(),
-            row_share(format) * l,
+            block8 * (l / BLOCK_ROWS),
         );
         let mut data = zeroed(n.div_ceil(l) * blocks * gb)?;
         if blocks > 0 {
@@ -320,8 +324,8 @@ impl Packed {
                         // zero (every scale zero).
                         for r in 0..l.min(n - l * g) {
                             let at = (l * g + r) * row_bytes + b * block_bytes;
-                            let half = &mut out[(r / 8) * gb / (l / 8)..][..gb / (l / 8)];
-                            write_row(format, &bytes[at..at + block_bytes], r % 8, 8, half);
+                            let block = &mut out[(r / BLOCK_ROWS) * block8..][..block8];
+                            write_row(format, &bytes[at..at + block_bytes], r % BLOCK_ROWS, block);
                         }
                     }
                 });
@@ -902,14 +906,15 @@ impl<const HIGH: bool> K4<HIGH> {
     /// independent sums per row keep `vpdpbusd`'s latency hidden.
     #[inline(always)]
     unsafe fn pair<V: Simd, const R: usize>(
-        (x, l, o, s): (*const u8, usize, usize, usize),
+        (x, s): (*const u8, usize),
         act: &[*const u8; R],
         p: usize,
         sums: &mut [V::I; R],
     ) {
+        let l = BLOCK_ROWS;
         let m4 = V::splat8(0x0F);
         let m16 = V::splat8(0x10);
-        let nibbles = x.add(24 * l + 32 * l * p + 4 * o);
+        let nibbles = x.add(24 * l + 32 * l * p);
         let mut lo_acc = [V::zero(); R];
         let mut hi_acc = [V::zero(); R];
         for i in 0..8 {
@@ -918,7 +923,7 @@ impl<const HIGH: bool> K4<HIGH> {
             let mut hi = V::and(V::shr16(q, 4), m4);
             if HIGH {
                 // Bit 2p of each fifth-bit byte moved to bit 4 (and 2p + 1 to 5).
-                let h = V::load(x.add(152 * l + 4 * l * i + 4 * o), s);
+                let h = V::load(x.add(152 * l + 4 * l * i), s);
                 let h = if p < 2 {
                     V::shl16(h, 4 - 2 * p as i32)
                 } else {
@@ -933,7 +938,7 @@ impl<const HIGH: bool> K4<HIGH> {
                 hi_acc[r] = V::dot4(hi_acc[r], hi, V::word(y.add(32)));
             }
         }
-        let scales = V::pairs_i8(x.add(8 * l + 2 * l * p + 2 * o), s);
+        let scales = V::pairs_i8(x.add(8 * l + 2 * l * p), s);
         let (lo_scale, hi_scale) = (V::first16(scales), V::second16(scales));
         for r in 0..R {
             let lo = V::mullo(lo_acc[r], lo_scale);
@@ -952,12 +957,9 @@ impl<const HIGH: bool> GroupKernel for K4<HIGH> {
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
-        // Eight-row blocks, `G` side by side per group.
-        let (l, o, s) = (
-            8,
-            0,
-            8 * row_share(if HIGH { Format::Q5K } else { Format::Q4K }),
-        );
+        // Eight-row blocks (`s` bytes), `G` side by side per group.
+        let l = BLOCK_ROWS;
+        let s = l * row_share(if HIGH { Format::Q5K } else { Format::Q4K });
         let gb = G * s;
         // The minimums' share in an accumulator of its own, subtracted at
         // the end: llama.cpp's order of float operations for its repacked
@@ -972,12 +974,12 @@ impl<const HIGH: bool> GroupKernel for K4<HIGH> {
                     std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
                 let mut sums = [V::zero(); R];
                 for p in 0..4 {
-                    Self::pair::<V, R>((x, l, o, s), &act, p, &mut sums);
+                    Self::pair::<V, R>((x, s), &act, p, &mut sums);
                 }
-                let d = V::load_f32(x.add(4 * o), s);
-                let dmin = V::load_f32(x.add(4 * l + 4 * o), s);
+                let d = V::load_f32(x, s);
+                let dmin = V::load_f32(x.add(4 * l), s);
                 let mins: [V::I; 4] =
-                    std::array::from_fn(|p| V::pairs_u8(x.add(16 * l + 2 * l * p + 2 * o), s));
+                    std::array::from_fn(|p| V::pairs_u8(x.add(16 * l + 2 * l * p), s));
                 for r in 0..R {
                     let (da, sums32) = a.scale_and_sums32(t.row + r, b);
                     // Σ min_j × (sum of the activations of sub-block j).
@@ -1013,19 +1015,20 @@ impl K6 {
     /// row keep `vpdpbusd`'s latency hidden.
     #[inline(always)]
     unsafe fn quarters<V: Simd, const R: usize, const Q: usize>(
-        (x, l, o, s): (*const u8, usize, usize, usize),
+        (x, s): (*const u8, usize),
         act: &[*const u8; R],
         sums: &mut [V::I; R],
     ) {
+        let l = BLOCK_ROWS;
         let m4 = V::splat8(0x0F);
         let m30 = V::splat8(0x30);
-        let nibbles = x.add(20 * l + 64 * l * Q + 4 * o);
+        let nibbles = x.add(20 * l + 64 * l * Q);
         for sb in 0..4 {
             let mut lo_acc = [V::zero(); R];
             let mut hi_acc = [V::zero(); R];
             for h in 4 * sb..4 * sb + 4 {
                 let n = V::load(nibbles.add(4 * l * h), s);
-                let top = V::load(x.add(148 * l + 4 * l * h + 4 * o), s);
+                let top = V::load(x.add(148 * l + 4 * l * h), s);
                 // Quarter Q's top bits are bits 2Q, 2Q + 1; quarter Q + 2's 2Q + 4, 2Q + 5.
                 let (top_lo, top_hi) = if Q == 0 {
                     (V::shl16(top, 4), top)
@@ -1043,7 +1046,7 @@ impl K6 {
             // Sub-blocks 4Q + sb and 4(Q + 2) + sb.
             let (lo_sub, hi_sub) = (4 * Q + sb, 4 * (Q + 2) + sb);
             let scale = |sub: usize| {
-                let pairs = V::pairs_i8(x.add(4 * l + 2 * l * (sub / 2) + 2 * o), s);
+                let pairs = V::pairs_i8(x.add(4 * l + 2 * l * (sub / 2)), s);
                 if sub % 2 == 1 {
                     V::second16(pairs)
                 } else {
@@ -1069,7 +1072,8 @@ impl GroupKernel for K6 {
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
-        let (l, o, s) = (8, 0, 8 * row_share(Format::Q6K));
+        let l = BLOCK_ROWS;
+        let s = l * row_share(Format::Q6K);
         let gb = G * s;
         let mut acc = [[V::zero_f(); R]; HS];
         for b in 0..a.blocks() {
@@ -1079,11 +1083,11 @@ impl GroupKernel for K6 {
                 let act: [*const u8; R] =
                     std::array::from_fn(|r| a.qs_at(t.row + r, b) as *const u8);
                 let mut sums = [V::zero(); R];
-                Self::quarters::<V, R, 0>((x, l, o, s), &act, &mut sums);
-                Self::quarters::<V, R, 1>((x, l, o, s), &act, &mut sums);
-                let d = V::load_f32(x.add(4 * o), s);
+                Self::quarters::<V, R, 0>((x, s), &act, &mut sums);
+                Self::quarters::<V, R, 1>((x, s), &act, &mut sums);
+                let d = V::load_f32(x, s);
                 let scales: [V::I; 8] =
-                    std::array::from_fn(|q| V::pairs_i8(x.add(4 * l + 2 * l * q + 2 * o), s));
+                    std::array::from_fn(|q| V::pairs_i8(x.add(4 * l + 2 * l * q), s));
                 for r in 0..R {
                     let (da, bsums) = a.scale_and_sums16(t.row + r, b);
                     // The −32 of every value: 32 × Σ scale_s × (sum of sub-block s).
@@ -1162,7 +1166,8 @@ impl<F: Block32> GroupKernel for B32<F> {
         t: Tile<Self::Acts>,
     ) -> [[f32; MAX_GROUP]; R] {
         let a = t.acts;
-        let (l, o, s) = (8, 0, 8 * row_share(F::FORMAT));
+        let l = BLOCK_ROWS;
+        let s = l * row_share(F::FORMAT);
         let gb = G * s;
         let m4 = V::splat8(0x0F);
         let m16 = V::splat8(0x10);
@@ -1177,9 +1182,9 @@ impl<F: Block32> GroupKernel for B32<F> {
                 let mut lo_acc = [V::zero(); R];
                 let mut hi_acc = [V::zero(); R];
                 if F::NIBBLES {
-                    let nibbles = x.add(if F::MIN { 4 * l } else { 2 * l } + 4 * o);
+                    let nibbles = x.add(if F::MIN { 4 * l } else { 2 * l });
                     let bits = if F::FIFTH_BIT {
-                        V::load(x.add(18 * l + 4 * o), s)
+                        V::load(x.add(18 * l), s)
                     } else {
                         V::zero()
                     };
@@ -1202,8 +1207,8 @@ impl<F: Block32> GroupKernel for B32<F> {
                     }
                 } else {
                     for i in 0..4 {
-                        let lo = V::load(x.add(2 * l + 4 * l * i + 4 * o), s);
-                        let hi = V::load(x.add(2 * l + 4 * l * (i + 4) + 4 * o), s);
+                        let lo = V::load(x.add(2 * l + 4 * l * i), s);
+                        let hi = V::load(x.add(2 * l + 4 * l * (i + 4)), s);
                         for r in 0..R {
                             let y = act[r].add(4 * i);
                             lo_acc[r] = V::dot4_signed(lo_acc[r], lo, V::word(y));
@@ -1211,7 +1216,7 @@ impl<F: Block32> GroupKernel for B32<F> {
                         }
                     }
                 }
-                let d = V::load_f16(x.add(2 * o), s);
+                let d = V::load_f16(x, s);
                 let offset = if F::NIBBLES { F::ZERO } else { V::SIGNED_BIAS };
                 for r in 0..R {
                     let (da, sum, scaled_sum) = a.block(t.row + r, b);
@@ -1221,7 +1226,7 @@ impl<F: Block32> GroupKernel for B32<F> {
                     }
                     acc[r] = V::fmadd(V::cvt(dot), V::mul(d, V::splat_f(da)), acc[r]);
                     if F::MIN {
-                        let m = V::load_f16(x.add(2 * l + 2 * o), s);
+                        let m = V::load_f16(x.add(2 * l), s);
                         acc[r] = V::fmadd(m, V::splat_f(scaled_sum), acc[r]);
                     }
                 }
