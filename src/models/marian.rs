@@ -489,10 +489,29 @@ impl DecoderState {
             candle_core::bail!("select_rows: row {bad} of {old_rows}");
         }
         let device = self.cross_mask.device().clone();
-        // Self-attention: per row; nothing to do when the rows stay put.
-        let identity =
-            rows.len() == old_rows && rows.iter().enumerate().all(|(i, &r)| i == r as usize);
-        if !identity {
+        // Self-attention: per row. Re-ranking beams keeps the row count and
+        // most rows in place: only the rows that change are gathered (before
+        // any is overwritten) and written into the buffers in place.
+        if rows.len() == old_rows {
+            let moved: Vec<(usize, u32)> = rows
+                .iter()
+                .enumerate()
+                .filter(|&(i, &r)| i != r as usize)
+                .map(|(i, &r)| (i, r))
+                .collect();
+            if !moved.is_empty() {
+                let from: Vec<u32> = moved.iter().map(|&(_, r)| r).collect();
+                let idx = Tensor::new(from.as_slice(), &device)?;
+                for layer in self.layers.iter_mut() {
+                    for buf in [&layer.self_k, &layer.self_v] {
+                        let picked = buf.index_select(&idx, 0)?;
+                        for (j, &(i, _)) in moved.iter().enumerate() {
+                            buf.slice_set(&picked.narrow(0, j, 1)?, 0, i)?;
+                        }
+                    }
+                }
+            }
+        } else {
             let idx = Tensor::new(rows, &device)?;
             for layer in self.layers.iter_mut() {
                 layer.self_k = layer.self_k.index_select(&idx, 0)?;

@@ -280,8 +280,10 @@ fn shaped_like(out: Vec<f32>, x: &Tensor, n: usize) -> Result<Tensor> {
 fn int8_forward(packed: &int8::PackedI8, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
     let (n, k) = (packed.out_features(), packed.in_features());
     let (input, m) = rows_of(x, k)?;
-    let mut out = vec![0f32; m * n];
-    packed.matmul(isa, &input, m, &mut out);
+    let mut out = Vec::with_capacity(m * n);
+    packed.matmul_uninit(isa, &input, m, &mut out.spare_capacity_mut()[..m * n]);
+    // SAFETY: `matmul_uninit` wrote all m × n values.
+    unsafe { out.set_len(m * n) };
     shaped_like(out, x, n)
 }
 

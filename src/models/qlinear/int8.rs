@@ -7,21 +7,26 @@
 //! of eight features. Activations are quantized per row at each product
 //! (one scale per row). Products accumulate in 32-bit integers over the
 //! whole row and are scaled once per output, where the Q8_0 kernels of
-//! [`super::avx2`] convert and scale every 32 values; and each tile of
-//! 4 activation rows × 16 features reads its weights once for four rows and
-//! its activations once for sixteen features, which is what many-row
-//! products (batches, beams, encoder inputs) need.
+//! [`super::avx2`] convert and scale every 32 values; and each register
+//! tile (4 activation rows × 16 features on 256 bits, 8 rows × 32 features
+//! on 512) reads its weights once for all its rows and its activations once
+//! for all its features, which is what many-row products (batches, beams,
+//! encoder inputs) need. The next block's weights are prefetched while a
+//! tile runs.
 //!
-//! The inner product is AVX-VNNI's `vpdpbusd` (unsigned × signed bytes into
-//! 32-bit sums, one instruction) where the CPU has it, else AVX2's
-//! `vpmaddubsw` + `vpmaddwd` (with ggml's sign trick, so no pair of
-//! products saturates); chosen at run time. The output is row-major, bias
-//! added: no transpose afterwards.
+//! The inner product is `vpdpbusd` (unsigned × signed bytes into 32-bit
+//! sums, one instruction) where the CPU has it — on 512-bit registers with
+//! AVX-512 VNNI (a whole block of 16 features × 4 inputs per instruction),
+//! else on 256-bit ones with AVX-VNNI — and AVX2's `vpmaddubsw` +
+//! `vpmaddwd` elsewhere (with ggml's sign trick, so no pair of products
+//! saturates); chosen at run time. The output is row-major, bias added: no
+//! transpose afterwards.
 
 use super::packed::Kernel;
 use super::SharedOut;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Output features per packed block: two vectors of eight 32-bit sums.
 pub const COLS: usize = 16;
@@ -29,6 +34,11 @@ pub const COLS: usize = 16;
 /// Activation rows per register tile: 4 × 2 accumulators, 2 weight vectors
 /// and a broadcast fit AVX2's sixteen registers.
 const ROWS: usize = 4;
+
+/// Activation rows per register tile of the 512-bit kernel: one
+/// accumulator per row holds the whole block, so eight rows read each
+/// weight vector (AVX-512 has 32 registers; more rows measured no faster).
+const ROWS_512: usize = 8;
 
 /// Bytes of quantized activations walked per band: the band's rows stay in
 /// the L2 cache while every weight block of a thread passes over them.
@@ -41,31 +51,45 @@ pub enum Isa {
     Avx2,
     /// AVX-VNNI `vpdpbusd`: one instruction per 32 products.
     AvxVnni,
+    /// AVX-512 VNNI `vpdpbusd` on 512-bit registers: one instruction per
+    /// 64 products.
+    Avx512Vnni,
 }
 
 impl Isa {
     /// The best kernel this CPU runs (`None` off x86_64 or without AVX2,
-    /// FMA and F16C).
-    /// `TOLK_INT8_ISA=avx2` forces the AVX2 kernel (benchmarks, tests).
+    /// FMA and F16C): the one [`Kernel::detect`] picks for the GGUF
+    /// kernels, so `TOLK_INT8_ISA=avx2|avxvnni` caps both (benchmarks, tests).
     pub fn detect() -> Option<Self> {
-        let all = Self::all_here();
-        if std::env::var("TOLK_INT8_ISA").is_ok_and(|v| v == "avx2") {
-            return all.first().copied();
-        }
-        all.last().copied()
+        Kernel::detect().map(Self::of)
     }
 
-    /// Every kernel this CPU runs, the plainest first: the 256-bit ones of
-    /// [`Kernel::all_here`] (this kernel has no 512-bit form).
+    /// Every kernel this CPU runs, the plainest first (those of
+    /// [`Kernel::all_here`]).
     pub fn all_here() -> Vec<Self> {
-        Kernel::all_here()
-            .into_iter()
-            .filter_map(|k| match k {
-                Kernel::Avx2 => Some(Self::Avx2),
-                Kernel::AvxVnni => Some(Self::AvxVnni),
-                Kernel::Avx512Vnni => None,
-            })
-            .collect()
+        Kernel::all_here().into_iter().map(Self::of).collect()
+    }
+
+    fn of(kernel: Kernel) -> Self {
+        match kernel {
+            Kernel::Avx2 => Self::Avx2,
+            Kernel::AvxVnni => Self::AvxVnni,
+            Kernel::Avx512Vnni => Self::Avx512Vnni,
+        }
+    }
+
+    /// Whether a tile takes two blocks of features side by side (only the
+    /// 512-bit kernel has the registers for it).
+    fn pairs(self) -> bool {
+        self == Self::Avx512Vnni
+    }
+
+    /// Activation rows per register tile.
+    fn rows(self) -> usize {
+        match self {
+            Self::Avx512Vnni => ROWS_512,
+            _ => ROWS,
+        }
     }
 }
 
@@ -159,20 +183,34 @@ impl PackedI8 {
     /// `out = x Wᵀ + bias` for `m` rows of `x` (`[m, k]`, row-major), `out`
     /// `[m, n]`; threads share the blocks of output features.
     pub fn matmul(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+        // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `matmul_uninit`
+        // only writes initialized values.
+        let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+        self.matmul_uninit(isa, x, m, out)
+    }
+
+    /// [`Self::matmul`] into memory not yet initialized (a fresh `Vec`'s
+    /// spare capacity: no zeroing pass over a buffer that every output
+    /// overwrites); every one of the `m × n` values is written.
+    pub fn matmul_uninit(&self, isa: Isa, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) {
         assert!(x.len() == m * self.k && out.len() == m * self.n, "shapes");
         if m == 0 || self.n == 0 {
             return;
         }
         if self.k == 0 {
             for row in out.chunks_exact_mut(self.n) {
-                row.copy_from_slice(&self.bias[..self.n]);
+                for (o, &b) in row.iter_mut().zip(&self.bias) {
+                    o.write(b);
+                }
             }
             return;
         }
         let acts = quantize_rows(isa, x, m, self.k);
         let blocks = self.n.div_ceil(COLS);
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        super::for_ranges(blocks, m * self.n * self.k, 1, |range| {
+        let out_ptr = SharedOut(out.as_mut_ptr().cast::<f32>());
+        // Ranges of whole pairs of blocks where a tile takes two.
+        let align = if isa.pairs() { 2 } else { 1 };
+        super::for_ranges(blocks, m * self.n * self.k, align, |range| {
             // SAFETY: `isa` was detected on this CPU; each range of blocks
             // writes only its own output features (disjoint across ranges),
             // and `out` holds m × n values (asserted above).
@@ -186,29 +224,57 @@ impl PackedI8 {
     /// # Safety
     /// `isa` runs on this CPU; nobody else writes these features of `out`.
     unsafe fn blocks(&self, isa: Isa, acts: &Rows, range: std::ops::Range<usize>, out: &SharedOut) {
-        let band = (BAND_BYTES / self.k.max(1)).max(ROWS) / ROWS * ROWS;
+        let rows = isa.rows();
+        let band = (BAND_BYTES / self.k.max(1)).max(rows) / rows * rows;
         for first in (0..acts.m).step_by(band) {
             let last = (first + band).min(acts.m);
-            for block in range.clone() {
+            let mut block = range.start;
+            while block < range.end {
+                let pair = isa.pairs() && block + 1 < range.end;
                 let mut row = first;
                 while row < last {
-                    let tile = (last - row).min(ROWS);
-                    match tile {
-                        4 => self.tile::<4>(isa, acts, block, row, out),
-                        3 => self.tile::<3>(isa, acts, block, row, out),
-                        2 => self.tile::<2>(isa, acts, block, row, out),
-                        _ => self.tile::<1>(isa, acts, block, row, out),
+                    let tile = (last - row).min(rows);
+                    if pair {
+                        self.tiles::<2>(isa, acts, block, row, tile, out);
+                    } else {
+                        self.tiles::<1>(isa, acts, block, row, tile, out);
                     }
                     row += tile;
                 }
+                block += if pair { 2 } else { 1 };
             }
         }
     }
 
-    /// One register tile: activation rows `row..row + R` × the features of `block`.
+    /// A tile of `rows` activation rows × `B` blocks from `block` on.
+    #[inline]
+    unsafe fn tiles<const B: usize>(
+        &self,
+        isa: Isa,
+        acts: &Rows,
+        block: usize,
+        row: usize,
+        rows: usize,
+        out: &SharedOut,
+    ) {
+        match rows {
+            8 => self.tile::<8, B>(isa, acts, block, row, out),
+            7 => self.tile::<7, B>(isa, acts, block, row, out),
+            6 => self.tile::<6, B>(isa, acts, block, row, out),
+            5 => self.tile::<5, B>(isa, acts, block, row, out),
+            4 => self.tile::<4, B>(isa, acts, block, row, out),
+            3 => self.tile::<3, B>(isa, acts, block, row, out),
+            2 => self.tile::<2, B>(isa, acts, block, row, out),
+            _ => self.tile::<1, B>(isa, acts, block, row, out),
+        }
+    }
+
+    /// One register tile: activation rows `row..row + R` × the features of
+    /// blocks `block..block + B` (the 256-bit kernels take the blocks one
+    /// after the other).
     #[cfg(target_arch = "x86_64")]
     #[inline]
-    unsafe fn tile<const R: usize>(
+    unsafe fn tile<const R: usize, const B: usize>(
         &self,
         isa: Isa,
         acts: &Rows,
@@ -217,31 +283,37 @@ impl PackedI8 {
         out: &SharedOut,
     ) {
         let w = self.packed.as_ptr().add(block * COLS * self.k);
+        let stride = COLS * self.k;
         let a: [*const u8; R] = std::array::from_fn(|r| acts.q.as_ptr().add((row + r) * self.k));
         let steps = self.k / 4;
-        let sums = match isa {
-            Isa::AvxVnni => dot_vnni::<R>(w, a, steps),
-            Isa::Avx2 => dot_avx2::<R>(w, a, steps),
-        };
-        let col = block * COLS;
-        let width = (self.n - col).min(COLS);
         let row_scales: [f32; R] = std::array::from_fn(|r| acts.scales[row + r]);
-        store::<R>(
-            sums,
+        let to: [StoreTo; B] = std::array::from_fn(|b| {
+            let col = (block + b) * COLS;
             StoreTo {
                 out: out.ptr().add(row * self.n + col),
                 stride: self.n,
-                width,
+                width: (self.n - col).min(COLS),
                 scales: self.scales.as_ptr().add(col),
-                offsets: (isa == Isa::AvxVnni).then(|| self.offsets.as_ptr().add(col)),
+                offsets: (isa != Isa::Avx2).then(|| self.offsets.as_ptr().add(col)),
                 bias: self.bias.as_ptr().add(col),
-            },
-            row_scales,
-        );
+            }
+        });
+        match isa {
+            Isa::Avx512Vnni => tile_512::<R, B>(w, stride, a, steps, to, row_scales),
+            Isa::AvxVnni => tile_vnni::<R, B>(w, stride, a, steps, to, row_scales),
+            Isa::Avx2 => tile_avx2::<R, B>(w, stride, a, steps, to, row_scales),
+        }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    unsafe fn tile<const R: usize>(&self, _: Isa, _: &Rows, _: usize, _: usize, _: &SharedOut) {
+    unsafe fn tile<const R: usize, const B: usize>(
+        &self,
+        _: Isa,
+        _: &Rows,
+        _: usize,
+        _: usize,
+        _: &SharedOut,
+    ) {
         unreachable!("Isa is never detected off x86_64")
     }
 }
@@ -275,7 +347,7 @@ fn quantize_rows(isa: Isa, x: &[f32], m: usize, k: usize) -> Rows {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn quantize_rows_avx2(isa: Isa, x: &[f32], k: usize, rows: &mut Rows) {
-    let flip = if isa == Isa::AvxVnni { 0x80u8 } else { 0 };
+    let flip = if isa == Isa::Avx2 { 0 } else { 0x80u8 };
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
@@ -337,12 +409,14 @@ fn to_i8(x: f32) -> i8 {
 }
 
 /// 32-bit sums of `R` activation rows with the 16 features of a block,
-/// `steps` groups of four inputs, with `vpdpbusd`.
+/// `steps` groups of four inputs, with `vpdpbusd`, prefetching the block
+/// `stride` bytes on.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avxvnni")]
 #[inline]
 unsafe fn dot_vnni<const R: usize>(
     w: *const i8,
+    stride: usize,
     a: [*const u8; R],
     steps: usize,
 ) -> [[__m256i; 2]; R] {
@@ -350,6 +424,7 @@ unsafe fn dot_vnni<const R: usize>(
     for s in 0..steps {
         let w0 = _mm256_loadu_si256(w.add(s * 64) as *const __m256i);
         let w1 = _mm256_loadu_si256(w.add(s * 64 + 32) as *const __m256i);
+        prefetch(w.wrapping_add(stride + s * 64));
         for r in 0..R {
             let x = _mm256_set1_epi32(std::ptr::read_unaligned(a[r].add(4 * s) as *const i32));
             acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], x, w0);
@@ -357,6 +432,82 @@ unsafe fn dot_vnni<const R: usize>(
         }
     }
     acc
+}
+
+/// A 512-bit tile: [`dot_vnni`] over `B` blocks `stride` bytes apart, on
+/// 512-bit registers — one vector holds a whole block's four inputs of
+/// sixteen features, so each row needs one `vpdpbusd` per block and step,
+/// and each broadcast activation word serves `B` blocks — then stored.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_512<const R: usize, const B: usize>(
+    w: *const i8,
+    stride: usize,
+    a: [*const u8; R],
+    steps: usize,
+    to: [StoreTo; B],
+    row_scales: [f32; R],
+) {
+    let mut acc = [[_mm512_setzero_si512(); R]; B];
+    for s in 0..steps {
+        let wv: [__m512i; B] = std::array::from_fn(|b| {
+            _mm512_loadu_si512(w.add(b * stride + s * 64) as *const __m512i)
+        });
+        for b in 0..B {
+            prefetch(w.wrapping_add((B + b) * stride + s * 64));
+        }
+        for r in 0..R {
+            let x = _mm512_set1_epi32(std::ptr::read_unaligned(a[r].add(4 * s) as *const i32));
+            for b in 0..B {
+                acc[b][r] = _mm512_dpbusd_epi32(acc[b][r], x, wv[b]);
+            }
+        }
+    }
+    for (block, to) in acc.into_iter().zip(to) {
+        let sums = block.map(|v| [_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v)]);
+        store::<R>(sums, to, row_scales);
+    }
+}
+
+/// A 256-bit tile: [`dot_vnni`] of each block, stored; one function with
+/// the kernel inlined, so the sums stay in registers on their way out.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+unsafe fn tile_vnni<const R: usize, const B: usize>(
+    w: *const i8,
+    stride: usize,
+    a: [*const u8; R],
+    steps: usize,
+    to: [StoreTo; B],
+    row_scales: [f32; R],
+) {
+    for (b, to) in to.into_iter().enumerate() {
+        store::<R>(
+            dot_vnni::<R>(w.add(b * stride), stride, a, steps),
+            to,
+            row_scales,
+        );
+    }
+}
+
+/// [`tile_vnni`] with [`dot_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize, const B: usize>(
+    w: *const i8,
+    stride: usize,
+    a: [*const u8; R],
+    steps: usize,
+    to: [StoreTo; B],
+    row_scales: [f32; R],
+) {
+    for (b, to) in to.into_iter().enumerate() {
+        store::<R>(
+            dot_avx2::<R>(w.add(b * stride), stride, a, steps),
+            to,
+            row_scales,
+        );
+    }
 }
 
 /// [`dot_vnni`] with AVX2: `|w|` times the activation with `w`'s sign, so
@@ -367,6 +518,7 @@ unsafe fn dot_vnni<const R: usize>(
 #[inline]
 unsafe fn dot_avx2<const R: usize>(
     w: *const i8,
+    stride: usize,
     a: [*const u8; R],
     steps: usize,
 ) -> [[__m256i; 2]; R] {
@@ -375,6 +527,7 @@ unsafe fn dot_avx2<const R: usize>(
     for s in 0..steps {
         let w0 = _mm256_loadu_si256(w.add(s * 64) as *const __m256i);
         let w1 = _mm256_loadu_si256(w.add(s * 64 + 32) as *const __m256i);
+        prefetch(w.wrapping_add(stride + s * 64));
         let u0 = _mm256_sign_epi8(w0, w0);
         let u1 = _mm256_sign_epi8(w1, w1);
         for r in 0..R {
@@ -386,6 +539,17 @@ unsafe fn dot_avx2<const R: usize>(
         }
     }
     acc
+}
+
+/// Asks for the cache line at `p` (the same step of the next block of
+/// weights, read by the next tile): the blocks of a large layer (the output
+/// projection's 30 MB) come from memory, and the hardware prefetcher alone
+/// left the kernel waiting on them (2× slower at 16 rows). `p` may lie past
+/// the weights: a prefetch never faults.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch(p: *const i8) {
+    _mm_prefetch::<_MM_HINT_T0>(p);
 }
 
 /// Where a tile's results go: `width` (≤ 16) features from `out` on, rows
@@ -498,13 +662,16 @@ mod tests {
             eprintln!("SKIPPED: no AVX2/FMA on this CPU");
             return;
         }
-        // Tiles of 4, 3, 2 and 1 rows; partial feature blocks; a band split.
+        // Tiles of every height (1-4 rows on 256 bits, 1-8 on 512);
+        // partial feature blocks; a band split.
         for (m, n, k) in [
             (1, 16, 4),
             (3, 17, 64),
             (4, 33, 128),
             (7, 40, 96),
             (10, 5, 512),
+            (13, 48, 32),
+            (22, 16, 8),
         ] {
             check(m, n, k);
         }
