@@ -312,6 +312,102 @@ impl Attention {
         self.output(&Self::weigh(&self.query(xs)?, k, v, mask)?)
     }
 
+    /// One new position per row, `xs` (rows, 1, dim), attending keys/values
+    /// (kv_rows, heads, capacity, head_dim) where row `r` reads kv row
+    /// `r / group` and its first `lens[r / group]` positions: the CPU kernel
+    /// of the LLM decoders ([`super::qlinear::Avx2::attend`]) run per kv row
+    /// and head, one pass over the cache for the group's queries, in place
+    /// of candle's seven tensor ops and its GEMM set-up per tiny product.
+    /// `None` where it does not apply (no AVX2, not f32 on the CPU, a strided
+    /// cache, an empty row): the caller takes the tensor path.
+    fn attend_step_cpu(
+        &self,
+        xs: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        group: usize,
+        lens: &[usize],
+    ) -> Result<Option<Tensor>> {
+        use super::qlinear::avx2::CacheRows;
+        use candle_core::Storage;
+        let Some(simd) = super::qlinear::kernels() else {
+            return Ok(None);
+        };
+        if !xs.device().is_cpu() || [xs, k, v].iter().any(|t| t.dtype() != DType::F32) {
+            return Ok(None);
+        }
+        let (rows, t, dim) = xs.dims3()?;
+        let (kv_rows, heads, capacity, d) = k.dims4()?;
+        if t != 1
+            || v.dims4()? != (kv_rows, heads, capacity, d)
+            || heads * d != dim
+            || group == 0
+            || kv_rows * group != rows
+            || lens.len() != kv_rows
+            || lens.iter().any(|&n| n == 0 || n > capacity)
+            || !d.is_multiple_of(8)
+        {
+            return Ok(None);
+        }
+        let q = self.q_proj.forward(xs)?;
+        let (k_store, k_layout) = k.storage_and_layout();
+        let (v_store, v_layout) = v.storage_and_layout();
+        let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_store, &*v_store) else {
+            return Ok(None);
+        };
+        let (keys, values) = (k_cpu.as_slice::<f32>()?, v_cpu.as_slice::<f32>()?);
+        let (ks, vs) = (k_layout.stride(), v_layout.stride());
+        if ks[3] != 1 || vs[3] != 1 {
+            return Ok(None);
+        }
+        let query: Vec<f32> = q.flatten_all()?.to_vec1()?;
+        let mut out = vec![0f32; rows * dim];
+        let out_ptr = super::qlinear::SharedOut(out.as_mut_ptr());
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let work = rows * dim * longest * 2;
+        let scale = self.scaling as f32;
+        super::qlinear::for_ranges(kv_rows * heads, work, 1, |range| {
+            let mut qs = vec![0f32; group * d];
+            let mut os = vec![0f32; group * d];
+            let mut scores = vec![0f32; group * longest];
+            for item in range {
+                let (g, h) = (item / heads, item % heads);
+                for (j, qd) in qs.chunks_exact_mut(d).enumerate() {
+                    let at = (g * group + j) * dim + h * d;
+                    qd.copy_from_slice(&query[at..at + d]);
+                }
+                let cache = |data, start: usize, stride: &[usize]| CacheRows {
+                    data,
+                    start: start + g * stride[0] + h * stride[1],
+                    stride: stride[2],
+                };
+                simd.attend(
+                    &qs,
+                    d,
+                    cache(keys, k_layout.start_offset(), ks),
+                    cache(values, v_layout.start_offset(), vs),
+                    lens[g],
+                    scale,
+                    &mut scores,
+                    &mut os,
+                );
+                for (j, od) in os.chunks_exact(d).enumerate() {
+                    // SAFETY: (kv row, head) items are disjoint across the
+                    // ranges, so each writes its own head of its own rows,
+                    // all within `out` (rows × dim).
+                    unsafe {
+                        let at = (g * group + j) * dim + h * d;
+                        std::ptr::copy_nonoverlapping(od.as_ptr(), out_ptr.ptr().add(at), d);
+                    }
+                }
+            }
+        });
+        drop((k_store, v_store));
+        Tensor::from_vec(out, (rows, 1, dim), xs.device())?
+            .apply(&self.out_proj)
+            .map(Some)
+    }
+
     /// Attends one position per row, `xs` (rows, 1, dim), where each run of
     /// `group` consecutive rows shares its keys/values (groups, heads, s,
     /// head_dim) and mask (groups, 1, 1, s): the beams of one sentence. The
@@ -556,6 +652,25 @@ impl DecoderState {
         Ok(())
     }
 
+    /// The real source tokens of each group when the mask is a run of
+    /// zeros followed by padding only (how `encode` builds it), else `None`.
+    fn source_lengths(&self) -> Result<Option<Vec<usize>>> {
+        if self.cross_mask.dtype() != DType::F32 || !self.cross_mask.device().is_cpu() {
+            return Ok(None);
+        }
+        let src_len = self.cross_mask.dim(3)?;
+        let mask: Vec<f32> = self.cross_mask.flatten_all()?.to_vec1()?;
+        let mut lens = Vec::with_capacity(self.group_source.len());
+        for row in mask.chunks_exact(src_len.max(1)) {
+            let len = row.iter().take_while(|&&m| m == 0.0).count();
+            if row[len..].iter().any(|&m| m != MASKED) {
+                return Ok(None);
+            }
+            lens.push(len);
+        }
+        Ok(Some(lens))
+    }
+
     /// Makes room for one more position in the self-attention buffers.
     fn reserve_position(&mut self, max_positions: usize) -> Result<()> {
         if self.position < self.capacity {
@@ -798,6 +913,8 @@ impl MarianModel {
         let ids = Tensor::from_slice(tokens, (tokens.len(), 1), self.device())?;
         let mut xs = self.embed(&self.decoder_embed, &ids, state.position)?;
         let pos = state.position;
+        let self_lens = vec![pos + 1; tokens.len()];
+        let cross_lens = state.source_lengths()?;
         for (layer, cache) in self.decoder_layers.iter().zip(state.layers.iter_mut()) {
             // Self-attention over all previous target positions: no mask is
             // needed when decoding one position at a time. The new key/value
@@ -805,17 +922,41 @@ impl MarianModel {
             let (k, v) = layer.self_attn.project_kv(&xs)?;
             cache.self_k.slice_set(&k, 2, pos)?;
             cache.self_v.slice_set(&v, 2, pos)?;
-            let k = cache.self_k.narrow(2, 0, pos + 1)?;
-            let v = cache.self_v.narrow(2, 0, pos + 1)?;
-            let attn = layer.self_attn.attend(&xs, &k, &v, None)?;
-            xs = (attn + &xs)?.apply(&layer.self_attn_layer_norm)?;
-            let cross = layer.encoder_attn.attend_grouped(
+            let attn = match layer.self_attn.attend_step_cpu(
                 &xs,
-                &cache.cross_k,
-                &cache.cross_v,
-                &state.cross_mask,
-                state.group,
-            )?;
+                &cache.self_k,
+                &cache.self_v,
+                1,
+                &self_lens,
+            )? {
+                Some(attn) => attn,
+                None => {
+                    let k = cache.self_k.narrow(2, 0, pos + 1)?;
+                    let v = cache.self_v.narrow(2, 0, pos + 1)?;
+                    layer.self_attn.attend(&xs, &k, &v, None)?
+                }
+            };
+            xs = (attn + &xs)?.apply(&layer.self_attn_layer_norm)?;
+            let fast = match &cross_lens {
+                Some(lens) => layer.encoder_attn.attend_step_cpu(
+                    &xs,
+                    &cache.cross_k,
+                    &cache.cross_v,
+                    state.group,
+                    lens,
+                )?,
+                None => None,
+            };
+            let cross = match fast {
+                Some(cross) => cross,
+                None => layer.encoder_attn.attend_grouped(
+                    &xs,
+                    &cache.cross_k,
+                    &cache.cross_v,
+                    &state.cross_mask,
+                    state.group,
+                )?,
+            };
             xs = (cross + &xs)?.apply(&layer.encoder_attn_layer_norm)?;
             xs = (layer.ffn.forward(&xs)? + &xs)?.apply(&layer.final_layer_norm)?;
         }

@@ -25,7 +25,12 @@ const SERIAL_WORK: usize = 1 << 18;
 /// ~200 products of a decoding step; handing each product to a sleeping
 /// rayon thread instead costs two context switches a time. Ranges are
 /// multiples of `align` long (but the last).
-fn for_ranges(count: usize, work: usize, align: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+pub(crate) fn for_ranges(
+    count: usize,
+    work: usize,
+    align: usize,
+    f: impl Fn(std::ops::Range<usize>) + Sync,
+) {
     let pool = candle_core::utils::barrier_pool();
     let threads = pool.n_workers() + 1;
     if threads == 1 || work < SERIAL_WORK {
@@ -46,13 +51,13 @@ fn for_ranges(count: usize, work: usize, align: usize, f: impl Fn(std::ops::Rang
 }
 
 /// A buffer that several threads write at disjoint places.
-struct SharedOut<T = f32>(*mut T);
+pub(crate) struct SharedOut<T = f32>(pub(crate) *mut T);
 // SAFETY: every user hands each thread a disjoint part (see the callers).
 unsafe impl<T: Send> Sync for SharedOut<T> {}
 
 impl<T> SharedOut<T> {
     /// The pointer (a method, so closures capture the `Sync` wrapper).
-    fn ptr(&self) -> *mut T {
+    pub(crate) fn ptr(&self) -> *mut T {
         self.0
     }
 }

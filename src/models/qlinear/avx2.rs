@@ -214,15 +214,34 @@ unsafe fn attend_avx2(
 ) {
     let heads = queries.len() / dim;
     let q = queries.as_ptr();
-    for t in 0..rows {
-        let k = keys.data.as_ptr().add(keys.start + t * keys.stride);
-        for h in 0..heads {
-            let qh = q.add(h * dim);
+    let key = |t: usize| keys.data.as_ptr().add(keys.start + t * keys.stride);
+    let vscale = _mm256_set1_ps(scale);
+    // Scores, eight keys at a time: eight independent sums (one chain of
+    // FMAs each, not one chain per key waiting on the last), reduced
+    // together in `hsum8`, which adds in `hsum`'s order.
+    for h in 0..heads {
+        let qh = q.add(h * dim);
+        let s = scores.as_mut_ptr().add(h * rows);
+        let mut t = 0;
+        while t + 8 <= rows {
+            let ks: [*const f32; 8] = std::array::from_fn(|j| key(t + j));
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for i in (0..dim).step_by(8) {
+                let qv = _mm256_loadu_ps(qh.add(i));
+                for (a, k) in acc.iter_mut().zip(ks) {
+                    *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k.add(i)), *a);
+                }
+            }
+            _mm256_storeu_ps(s.add(t), _mm256_mul_ps(hsum8(acc), vscale));
+            t += 8;
+        }
+        for t in t..rows {
+            let k = key(t);
             let mut acc = _mm256_setzero_ps();
             for i in (0..dim).step_by(8) {
                 acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh.add(i)), _mm256_loadu_ps(k.add(i)), acc);
             }
-            *scores.get_unchecked_mut(h * rows + t) = hsum(acc) * scale;
+            *s.add(t) = hsum(acc) * scale;
         }
     }
     for h in 0..heads {
@@ -238,21 +257,65 @@ unsafe fn attend_avx2(
             *v *= inv;
         }
     }
-    out.fill(0.0);
+    // Weighted values: each 64 (then 8) output values of a head stay in
+    // registers over all the rows, eight independent FMA chains; the same
+    // FMAs in the same order as accumulating into `out` row by row.
+    let value = |t: usize| values.data.as_ptr().add(values.start + t * values.stride);
     let o = out.as_mut_ptr();
-    for t in 0..rows {
-        let v = values.data.as_ptr().add(values.start + t * values.stride);
-        for h in 0..heads {
-            let p = _mm256_set1_ps(*scores.get_unchecked(h * rows + t));
-            let oh = o.add(h * dim);
-            for i in (0..dim).step_by(8) {
-                _mm256_storeu_ps(
-                    oh.add(i),
-                    _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(i)), _mm256_loadu_ps(oh.add(i))),
-                );
+    for h in 0..heads {
+        let (oh, sh) = (o.add(h * dim), scores.as_ptr().add(h * rows));
+        let mut i = 0;
+        while i + 64 <= dim {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for t in 0..rows {
+                let (p, v) = (_mm256_set1_ps(*sh.add(t)), value(t).add(i));
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * c)), *a);
+                }
             }
+            for (c, a) in acc.into_iter().enumerate() {
+                _mm256_storeu_ps(oh.add(i + 8 * c), a);
+            }
+            i += 64;
+        }
+        while i < dim {
+            let mut acc = _mm256_setzero_ps();
+            for t in 0..rows {
+                let p = _mm256_set1_ps(*sh.add(t));
+                acc = _mm256_fmadd_ps(p, _mm256_loadu_ps(value(t).add(i)), acc);
+            }
+            _mm256_storeu_ps(oh.add(i), acc);
+            i += 8;
         }
     }
+}
+
+/// The sums of eight vectors, one per lane, each added in [`hsum`]'s order
+/// (halves, then pairs two apart, then neighbours), so that a score does
+/// not depend on whether its key came in a group of eight.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hsum8(x: [__m256; 8]) -> __m256 {
+    // w[j]: the four half-sums of key j (low lane) and key j + 4 (high).
+    let w: [__m256; 4] = std::array::from_fn(|j| {
+        let half = |v: __m256| _mm_add_ps(_mm256_extractf128_ps::<1>(v), _mm256_castps256_ps128(v));
+        _mm256_set_m128(half(x[j + 4]), half(x[j]))
+    });
+    // 4 × 4 transpose within each lane: c[m] holds half-sum m of every key.
+    let (t0, t1) = (
+        _mm256_unpacklo_ps(w[0], w[1]),
+        _mm256_unpackhi_ps(w[0], w[1]),
+    );
+    let (t2, t3) = (
+        _mm256_unpacklo_ps(w[2], w[3]),
+        _mm256_unpackhi_ps(w[2], w[3]),
+    );
+    let c0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let c1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let c2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let c3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    _mm256_add_ps(_mm256_add_ps(c0, c2), _mm256_add_ps(c1, c3))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -467,4 +530,89 @@ unsafe fn hsum(x: __m256) -> f32 {
     let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     let r = _mm_add_ss(r, _mm_movehdup_ps(r));
     _mm_cvtss_f32(r)
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::super::tests::values;
+    use super::*;
+
+    /// `attend` in scalar code with the kernel's float order: per key, eight
+    /// lanes of FMAs over the dimensions, added as `hsum` adds them; softmax;
+    /// then each output value accumulated row after row. The kernel must
+    /// give exactly these bits, whether a key came in a group of eight or not.
+    fn reference(q: &[f32], dim: usize, k: &[f32], v: &[f32], rows: usize, scale: f32) -> Vec<f32> {
+        let heads = q.len() / dim;
+        let mut out = vec![0f32; q.len()];
+        for h in 0..heads {
+            let qh = &q[h * dim..(h + 1) * dim];
+            let mut s: Vec<f32> = (0..rows)
+                .map(|t| {
+                    let mut lane = [0f32; 8];
+                    for i in (0..dim).step_by(8) {
+                        for (l, acc) in lane.iter_mut().enumerate() {
+                            *acc = qh[i + l].mul_add(k[t * dim + i + l], *acc);
+                        }
+                    }
+                    let c: [f32; 4] = std::array::from_fn(|m| lane[m + 4] + lane[m]);
+                    ((c[0] + c[2]) + (c[1] + c[3])) * scale
+                })
+                .collect();
+            let max = s.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+            let mut total = 0f32;
+            for x in s.iter_mut() {
+                *x = (*x - max).exp();
+                total += *x;
+            }
+            let inv = 1.0 / total;
+            for x in s.iter_mut() {
+                *x *= inv;
+            }
+            for (i, o) in out[h * dim..(h + 1) * dim].iter_mut().enumerate() {
+                for (t, p) in s.iter().enumerate() {
+                    *o = p.mul_add(v[t * dim + i], *o);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attend_matches_its_scalar_order_bit_for_bit() {
+        let Some(simd) = Avx2::detect() else {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        };
+        // Groups of eight keys and leftovers; 64-value and 8-value output
+        // chunks; one and several query heads sharing the cache.
+        for (heads, dim, rows) in [(1, 8, 1), (1, 64, 8), (3, 64, 17), (2, 136, 40), (4, 40, 9)] {
+            let q = values(heads * dim, 5);
+            let (k, v) = (values(rows * dim, 6), values(rows * dim, 7));
+            let cache = |data| CacheRows {
+                data,
+                start: 0,
+                stride: dim,
+            };
+            let mut scores = vec![0f32; heads * rows];
+            let mut out = vec![f32::NAN; heads * dim];
+            simd.attend(
+                &q,
+                dim,
+                cache(&k),
+                cache(&v),
+                rows,
+                0.125,
+                &mut scores,
+                &mut out,
+            );
+            let want = reference(&q, dim, &k, &v, rows, 0.125);
+            for (i, (o, w)) in out.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    o.to_bits(),
+                    w.to_bits(),
+                    "heads={heads} dim={dim} rows={rows} at {i}"
+                );
+            }
+        }
+    }
 }
