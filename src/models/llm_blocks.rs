@@ -2,6 +2,7 @@
 //! grows in place, lazily grown RoPE tables, causal (optionally sliding)
 //! masks, and grouped-query attention without copying keys per head.
 
+use super::qlinear::avx2::CacheRows;
 use candle_core::{DType, Device, Result, Tensor};
 
 /// Keys and values of one attention layer, stored as `(1, kv_heads, capacity, head_dim)`
@@ -298,51 +299,94 @@ fn decode_attention_cpu(
     scale: f64,
     groups: usize,
 ) -> Result<Option<Tensor>> {
-    use super::qlinear::avx2::CacheRows;
-    use candle_core::Storage;
     let Some(simd) = super::qlinear::kernels() else {
         return Ok(None);
     };
-    if !q.device().is_cpu() || [q, k, v].iter().any(|t| t.dtype() != DType::F32) {
+    if !q.device().is_cpu() || q.dtype() != DType::F32 {
         return Ok(None);
     }
     let (_, n_head, _, d) = q.dims4()?;
     let (_, _, kv_len, _) = k.dims4()?;
+    if !d.is_multiple_of(8) {
+        return Ok(None);
+    }
     let query: Vec<f32> = q.flatten_all()?.to_vec1()?;
+    let out = with_cpu_caches(k, v, |keys, values| {
+        let mut out = vec![0f32; n_head * d];
+        let mut scores = vec![0f32; groups * kv_len];
+        for (g, (queries, out)) in query
+            .chunks_exact(groups * d)
+            .zip(out.chunks_exact_mut(groups * d))
+            .enumerate()
+        {
+            simd.attend(
+                queries,
+                d,
+                keys.rows(0, g),
+                values.rows(0, g),
+                kv_len,
+                scale as f32,
+                &mut scores,
+                out,
+            );
+        }
+        out
+    })?;
+    out.map(|out| Tensor::from_vec(out, (1, 1, n_head * d), q.device()))
+        .transpose()
+}
+
+/// A rank-4 f32 cache tensor (rows, heads, positions, head_dim) in CPU
+/// memory with packed rows: what the CPU attention kernel reads.
+pub struct CpuCache<'a> {
+    data: &'a [f32],
+    start: usize,
+    stride: [usize; 3],
+}
+
+impl CpuCache<'_> {
+    /// The positions of row `row`, head `head`.
+    pub fn rows(&self, row: usize, head: usize) -> CacheRows<'_> {
+        CacheRows {
+            data: self.data,
+            start: self.start + row * self.stride[0] + head * self.stride[1],
+            stride: self.stride[2],
+        }
+    }
+}
+
+/// Runs `f` over the data of the key and value caches `k` and `v` when
+/// both are rank-4 f32 tensors in CPU memory with packed rows (the last
+/// dimension contiguous); `None` (use the tensor path) otherwise.
+pub fn with_cpu_caches<R>(
+    k: &Tensor,
+    v: &Tensor,
+    f: impl FnOnce(CpuCache, CpuCache) -> R,
+) -> Result<Option<R>> {
+    use candle_core::{CpuStorage, Layout, Storage};
+    if [k, v]
+        .iter()
+        .any(|t| t.dtype() != DType::F32 || t.rank() != 4)
+    {
+        return Ok(None);
+    }
     let (k_store, k_layout) = k.storage_and_layout();
     let (v_store, v_layout) = v.storage_and_layout();
     let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_store, &*v_store) else {
         return Ok(None);
     };
-    let (keys, values) = (k_cpu.as_slice::<f32>()?, v_cpu.as_slice::<f32>()?);
-    let (ks, vs) = (k_layout.stride(), v_layout.stride());
-    if ks[3] != 1 || vs[3] != 1 || !d.is_multiple_of(8) {
+    fn cache<'a>(cpu: &'a CpuStorage, layout: &Layout) -> Result<Option<CpuCache<'a>>> {
+        let s = layout.stride();
+        Ok((s[3] == 1).then_some(CpuCache {
+            data: cpu.as_slice::<f32>()?,
+            start: layout.start_offset(),
+            stride: [s[0], s[1], s[2]],
+        }))
+    }
+    let (Some(keys), Some(values)) = (cache(k_cpu, k_layout)?, cache(v_cpu, v_layout)?) else {
         return Ok(None);
-    }
-    let mut out = vec![0f32; n_head * d];
-    let mut scores = vec![0f32; groups * kv_len];
-    for (g, (queries, out)) in query
-        .chunks_exact(groups * d)
-        .zip(out.chunks_exact_mut(groups * d))
-        .enumerate()
-    {
-        let rows = |data, start: usize, stride: &[usize]| CacheRows {
-            data,
-            start: start + g * stride[1],
-            stride: stride[2],
-        };
-        simd.attend(
-            queries,
-            d,
-            rows(keys, k_layout.start_offset(), ks),
-            rows(values, v_layout.start_offset(), vs),
-            kv_len,
-            scale as f32,
-            &mut scores,
-            out,
-        );
-    }
-    Tensor::from_vec(out, (1, 1, n_head * d), q.device()).map(Some)
+    };
+    Ok(Some(f(keys, values)))
 }
 
 /// Projects the normed hidden states `h` (1, seq, hidden) through `w` and

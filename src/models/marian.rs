@@ -328,8 +328,6 @@ impl Attention {
         group: usize,
         lens: &[usize],
     ) -> Result<Option<Tensor>> {
-        use super::qlinear::avx2::CacheRows;
-        use candle_core::Storage;
         let Some(simd) = super::qlinear::kernels() else {
             return Ok(None);
         };
@@ -349,60 +347,48 @@ impl Attention {
         {
             return Ok(None);
         }
-        let q = self.q_proj.forward(xs)?;
-        let (k_store, k_layout) = k.storage_and_layout();
-        let (v_store, v_layout) = v.storage_and_layout();
-        let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_store, &*v_store) else {
-            return Ok(None);
-        };
-        let (keys, values) = (k_cpu.as_slice::<f32>()?, v_cpu.as_slice::<f32>()?);
-        let (ks, vs) = (k_layout.stride(), v_layout.stride());
-        if ks[3] != 1 || vs[3] != 1 {
-            return Ok(None);
-        }
-        let query: Vec<f32> = q.flatten_all()?.to_vec1()?;
+        let query: Vec<f32> = self.q_proj.forward(xs)?.flatten_all()?.to_vec1()?;
         let mut out = vec![0f32; rows * dim];
         let out_ptr = super::qlinear::SharedOut(out.as_mut_ptr());
         let longest = lens.iter().copied().max().unwrap_or(0);
         let work = rows * dim * longest * 2;
         let scale = self.scaling as f32;
-        super::qlinear::for_ranges(kv_rows * heads, work, 1, |range| {
-            let mut qs = vec![0f32; group * d];
-            let mut os = vec![0f32; group * d];
-            let mut scores = vec![0f32; group * longest];
-            for item in range {
-                let (g, h) = (item / heads, item % heads);
-                for (j, qd) in qs.chunks_exact_mut(d).enumerate() {
-                    let at = (g * group + j) * dim + h * d;
-                    qd.copy_from_slice(&query[at..at + d]);
-                }
-                let cache = |data, start: usize, stride: &[usize]| CacheRows {
-                    data,
-                    start: start + g * stride[0] + h * stride[1],
-                    stride: stride[2],
-                };
-                simd.attend(
-                    &qs,
-                    d,
-                    cache(keys, k_layout.start_offset(), ks),
-                    cache(values, v_layout.start_offset(), vs),
-                    lens[g],
-                    scale,
-                    &mut scores,
-                    &mut os,
-                );
-                for (j, od) in os.chunks_exact(d).enumerate() {
-                    // SAFETY: (kv row, head) items are disjoint across the
-                    // ranges, so each writes its own head of its own rows,
-                    // all within `out` (rows × dim).
-                    unsafe {
+        let done = super::llm_blocks::with_cpu_caches(k, v, |keys, values| {
+            super::qlinear::for_ranges(kv_rows * heads, work, 1, |range| {
+                let mut qs = vec![0f32; group * d];
+                let mut os = vec![0f32; group * d];
+                let mut scores = vec![0f32; group * longest];
+                for item in range {
+                    let (g, h) = (item / heads, item % heads);
+                    for (j, qd) in qs.chunks_exact_mut(d).enumerate() {
                         let at = (g * group + j) * dim + h * d;
-                        std::ptr::copy_nonoverlapping(od.as_ptr(), out_ptr.ptr().add(at), d);
+                        qd.copy_from_slice(&query[at..at + d]);
+                    }
+                    simd.attend(
+                        &qs,
+                        d,
+                        keys.rows(g, h),
+                        values.rows(g, h),
+                        lens[g],
+                        scale,
+                        &mut scores,
+                        &mut os,
+                    );
+                    for (j, od) in os.chunks_exact(d).enumerate() {
+                        // SAFETY: (kv row, head) items are disjoint across the
+                        // ranges, so each writes its own head of its own rows,
+                        // all within `out` (rows × dim).
+                        unsafe {
+                            let at = (g * group + j) * dim + h * d;
+                            std::ptr::copy_nonoverlapping(od.as_ptr(), out_ptr.ptr().add(at), d);
+                        }
                     }
                 }
-            }
-        });
-        drop((k_store, v_store));
+            });
+        })?;
+        if done.is_none() {
+            return Ok(None);
+        }
         Tensor::from_vec(out, (rows, 1, dim), xs.device())?
             .apply(&self.out_proj)
             .map(Some)
