@@ -218,13 +218,14 @@ unsafe fn attend_avx2(
     let vscale = _mm256_set1_ps(scale);
     // Scores, eight keys at a time: eight independent sums (one chain of
     // FMAs each, not one chain per key waiting on the last), reduced
-    // together in `hsum8`, which adds in `hsum`'s order.
-    for h in 0..heads {
-        let qh = q.add(h * dim);
-        let s = scores.as_mut_ptr().add(h * rows);
-        let mut t = 0;
-        while t + 8 <= rows {
-            let ks: [*const f32; 8] = std::array::from_fn(|j| key(t + j));
+    // together in `hsum8`, which adds in `hsum`'s order. The heads take
+    // the eight keys in turn while they are in the L1 cache.
+    let s = scores.as_mut_ptr();
+    let mut t = 0;
+    while t + 8 <= rows {
+        let ks: [*const f32; 8] = std::array::from_fn(|j| key(t + j));
+        for h in 0..heads {
+            let qh = q.add(h * dim);
             let mut acc = [_mm256_setzero_ps(); 8];
             for i in (0..dim).step_by(8) {
                 let qv = _mm256_loadu_ps(qh.add(i));
@@ -232,16 +233,19 @@ unsafe fn attend_avx2(
                     *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k.add(i)), *a);
                 }
             }
-            _mm256_storeu_ps(s.add(t), _mm256_mul_ps(hsum8(acc), vscale));
-            t += 8;
+            _mm256_storeu_ps(s.add(h * rows + t), _mm256_mul_ps(hsum8(acc), vscale));
         }
-        for t in t..rows {
-            let k = key(t);
+        t += 8;
+    }
+    for t in t..rows {
+        let k = key(t);
+        for h in 0..heads {
+            let qh = q.add(h * dim);
             let mut acc = _mm256_setzero_ps();
             for i in (0..dim).step_by(8) {
                 acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh.add(i)), _mm256_loadu_ps(k.add(i)), acc);
             }
-            *s.add(t) = hsum(acc) * scale;
+            *s.add(h * rows + t) = hsum(acc) * scale;
         }
     }
     for h in 0..heads {
@@ -258,35 +262,69 @@ unsafe fn attend_avx2(
         }
     }
     // Weighted values: each 64 (then 8) output values of a head stay in
-    // registers over all the rows, eight independent FMA chains; the same
-    // FMAs in the same order as accumulating into `out` row by row.
+    // registers over a band of rows, eight independent FMA chains; the same
+    // FMAs in the same order as accumulating into `out` row by row. The
+    // heads take each band of value rows in turn while it is in the L1 cache.
     let value = |t: usize| values.data.as_ptr().add(values.start + t * values.stride);
     let o = out.as_mut_ptr();
-    for h in 0..heads {
-        let (oh, sh) = (o.add(h * dim), scores.as_ptr().add(h * rows));
-        let mut i = 0;
-        while i + 64 <= dim {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for t in 0..rows {
-                let (p, v) = (_mm256_set1_ps(*sh.add(t)), value(t).add(i));
-                for (c, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * c)), *a);
-                }
-            }
-            for (c, a) in acc.into_iter().enumerate() {
-                _mm256_storeu_ps(oh.add(i + 8 * c), a);
-            }
-            i += 64;
+    const BAND: usize = 32;
+    for first in (0..rows).step_by(BAND) {
+        let band = first..(first + BAND).min(rows);
+        for h in 0..heads {
+            attend_values(
+                o.add(h * dim),
+                scores.as_ptr().add(h * rows),
+                dim,
+                band.clone(),
+                first == 0,
+                value,
+            );
         }
-        while i < dim {
-            let mut acc = _mm256_setzero_ps();
-            for t in 0..rows {
-                let p = _mm256_set1_ps(*sh.add(t));
-                acc = _mm256_fmadd_ps(p, _mm256_loadu_ps(value(t).add(i)), acc);
-            }
-            _mm256_storeu_ps(oh.add(i), acc);
-            i += 8;
+    }
+}
+
+/// Adds the value rows `band`, weighted by `scores`, to the `dim` outputs at
+/// `oh` (which start from zero when `fresh`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn attend_values(
+    oh: *mut f32,
+    sh: *const f32,
+    dim: usize,
+    band: std::ops::Range<usize>,
+    fresh: bool,
+    value: impl Fn(usize) -> *const f32,
+) {
+    let start = |at: usize| {
+        if fresh {
+            _mm256_setzero_ps()
+        } else {
+            _mm256_loadu_ps(oh.add(at))
         }
+    };
+    let mut i = 0;
+    while i + 64 <= dim {
+        let mut acc: [__m256; 8] = std::array::from_fn(|c| start(i + 8 * c));
+        for t in band.clone() {
+            let (p, v) = (_mm256_set1_ps(*sh.add(t)), value(t).add(i));
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * c)), *a);
+            }
+        }
+        for (c, a) in acc.into_iter().enumerate() {
+            _mm256_storeu_ps(oh.add(i + 8 * c), a);
+        }
+        i += 64;
+    }
+    while i < dim {
+        let mut acc = start(i);
+        for t in band.clone() {
+            let p = _mm256_set1_ps(*sh.add(t));
+            acc = _mm256_fmadd_ps(p, _mm256_loadu_ps(value(t).add(i)), acc);
+        }
+        _mm256_storeu_ps(oh.add(i), acc);
+        i += 8;
     }
 }
 
