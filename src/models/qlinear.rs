@@ -105,7 +105,7 @@ pub struct QLinear {
 enum Imp {
     Candle(QMatMul),
     /// Per-feature int8, packed at load ([`int8`]), bias included.
-    Int8(Arc<int8::PackedI8>, int8::Isa),
+    Int8(Arc<int8::PackedI8>, packed::Kernel),
     /// A GGUF weight repacked at load in groups of rows ([`packed`]).
     Packed(Arc<packed::Packed>),
 }
@@ -166,7 +166,7 @@ impl QLinear {
     /// (AVX2) and `in` is a multiple of 4; else `None`. The result adds the
     /// bias itself.
     pub fn int8(weight: &Tensor, bias: Option<&Tensor>) -> Result<Option<Self>> {
-        let isa = match int8::Isa::detect() {
+        let isa = match packed::Kernel::detect() {
             Some(isa) if kernels().is_some() && weight.device().is_cpu() => isa,
             _ => return Ok(None),
         };
@@ -282,7 +282,7 @@ fn shaped_like(out: Vec<f32>, x: &Tensor, n: usize) -> Result<Tensor> {
 }
 
 /// `x Wᵀ + b` through [`int8::PackedI8::matmul`], in `x`'s shape and dtype.
-fn int8_forward(packed: &int8::PackedI8, isa: int8::Isa, x: &Tensor) -> Result<Tensor> {
+fn int8_forward(packed: &int8::PackedI8, isa: packed::Kernel, x: &Tensor) -> Result<Tensor> {
     let (n, k) = (packed.out_features(), packed.in_features());
     let (input, m) = rows_of(x, k)?;
     let mut out = Vec::with_capacity(m * n);

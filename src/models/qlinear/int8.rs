@@ -19,8 +19,9 @@
 //! AVX-512 VNNI (a whole block of 16 features × 4 inputs per instruction),
 //! else on 256-bit ones with AVX-VNNI — and AVX2's `vpmaddubsw` +
 //! `vpmaddwd` elsewhere (with ggml's sign trick, so no pair of products
-//! saturates); chosen at run time. The output is row-major, bias added: no
-//! transpose afterwards.
+//! saturates); chosen at run time: the [`Kernel`] that `Kernel::detect`
+//! picks for the GGUF kernels too (`TOLK_INT8_ISA=avx2|avxvnni` caps both).
+//! The output is row-major, bias added: no transpose afterwards.
 
 use super::packed::Kernel;
 use super::SharedOut;
@@ -44,52 +45,17 @@ const ROWS_512: usize = 8;
 /// the L2 cache while every weight block of a thread passes over them.
 const BAND_BYTES: usize = 256 << 10;
 
-/// The instruction set the kernel runs on, detected once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
-    /// AVX2 `vpmaddubsw`/`vpmaddwd`: four instructions per 32 products.
-    Avx2,
-    /// AVX-VNNI `vpdpbusd`: one instruction per 32 products.
-    AvxVnni,
-    /// AVX-512 VNNI `vpdpbusd` on 512-bit registers: one instruction per
-    /// 64 products.
-    Avx512Vnni,
+/// Whether a tile takes two blocks of features side by side (only the
+/// 512-bit kernel has the registers for it).
+fn pairs(isa: Kernel) -> bool {
+    isa == Kernel::Avx512Vnni
 }
 
-impl Isa {
-    /// The best kernel this CPU runs (`None` off x86_64 or without AVX2,
-    /// FMA and F16C): the one [`Kernel::detect`] picks for the GGUF
-    /// kernels, so `TOLK_INT8_ISA=avx2|avxvnni` caps both (benchmarks, tests).
-    pub fn detect() -> Option<Self> {
-        Kernel::detect().map(Self::of)
-    }
-
-    /// Every kernel this CPU runs, the plainest first (those of
-    /// [`Kernel::all_here`]).
-    pub fn all_here() -> Vec<Self> {
-        Kernel::all_here().into_iter().map(Self::of).collect()
-    }
-
-    fn of(kernel: Kernel) -> Self {
-        match kernel {
-            Kernel::Avx2 => Self::Avx2,
-            Kernel::AvxVnni => Self::AvxVnni,
-            Kernel::Avx512Vnni => Self::Avx512Vnni,
-        }
-    }
-
-    /// Whether a tile takes two blocks of features side by side (only the
-    /// 512-bit kernel has the registers for it).
-    fn pairs(self) -> bool {
-        self == Self::Avx512Vnni
-    }
-
-    /// Activation rows per register tile.
-    fn rows(self) -> usize {
-        match self {
-            Self::Avx512Vnni => ROWS_512,
-            _ => ROWS,
-        }
+/// Activation rows per register tile.
+fn tile_rows(isa: Kernel) -> usize {
+    match isa {
+        Kernel::Avx512Vnni => ROWS_512,
+        _ => ROWS,
     }
 }
 
@@ -182,7 +148,7 @@ impl PackedI8 {
 
     /// `out = x Wᵀ + bias` for `m` rows of `x` (`[m, k]`, row-major), `out`
     /// `[m, n]`; threads share the blocks of output features.
-    pub fn matmul(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+    pub fn matmul(&self, isa: Kernel, x: &[f32], m: usize, out: &mut [f32]) {
         // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `matmul_uninit`
         // only writes initialized values.
         let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
@@ -192,7 +158,7 @@ impl PackedI8 {
     /// [`Self::matmul`] into memory not yet initialized (a fresh `Vec`'s
     /// spare capacity: no zeroing pass over a buffer that every output
     /// overwrites); every one of the `m × n` values is written.
-    pub fn matmul_uninit(&self, isa: Isa, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) {
+    pub fn matmul_uninit(&self, isa: Kernel, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) {
         assert!(x.len() == m * self.k && out.len() == m * self.n, "shapes");
         if m == 0 || self.n == 0 {
             return;
@@ -209,7 +175,7 @@ impl PackedI8 {
         let blocks = self.n.div_ceil(COLS);
         let out_ptr = SharedOut(out.as_mut_ptr().cast::<f32>());
         // Ranges of whole pairs of blocks where a tile takes two.
-        let align = if isa.pairs() { 2 } else { 1 };
+        let align = if pairs(isa) { 2 } else { 1 };
         super::for_ranges(blocks, m * self.n * self.k, align, |range| {
             // SAFETY: `isa` was detected on this CPU; each range of blocks
             // writes only its own output features (disjoint across ranges),
@@ -223,14 +189,20 @@ impl PackedI8 {
     ///
     /// # Safety
     /// `isa` runs on this CPU; nobody else writes these features of `out`.
-    unsafe fn blocks(&self, isa: Isa, acts: &Rows, range: std::ops::Range<usize>, out: &SharedOut) {
-        let rows = isa.rows();
+    unsafe fn blocks(
+        &self,
+        isa: Kernel,
+        acts: &Rows,
+        range: std::ops::Range<usize>,
+        out: &SharedOut,
+    ) {
+        let rows = tile_rows(isa);
         let band = (BAND_BYTES / self.k.max(1)).max(rows) / rows * rows;
         for first in (0..acts.m).step_by(band) {
             let last = (first + band).min(acts.m);
             let mut block = range.start;
             while block < range.end {
-                let pair = isa.pairs() && block + 1 < range.end;
+                let pair = pairs(isa) && block + 1 < range.end;
                 let mut row = first;
                 while row < last {
                     let tile = (last - row).min(rows);
@@ -250,7 +222,7 @@ impl PackedI8 {
     #[inline]
     unsafe fn tiles<const B: usize>(
         &self,
-        isa: Isa,
+        isa: Kernel,
         acts: &Rows,
         block: usize,
         row: usize,
@@ -276,7 +248,7 @@ impl PackedI8 {
     #[inline]
     unsafe fn tile<const R: usize, const B: usize>(
         &self,
-        isa: Isa,
+        isa: Kernel,
         acts: &Rows,
         block: usize,
         row: usize,
@@ -294,27 +266,27 @@ impl PackedI8 {
                 stride: self.n,
                 width: (self.n - col).min(COLS),
                 scales: self.scales.as_ptr().add(col),
-                offsets: (isa != Isa::Avx2).then(|| self.offsets.as_ptr().add(col)),
+                offsets: (isa != Kernel::Avx2).then(|| self.offsets.as_ptr().add(col)),
                 bias: self.bias.as_ptr().add(col),
             }
         });
         match isa {
-            Isa::Avx512Vnni => tile_512::<R, B>(w, stride, a, steps, to, row_scales),
-            Isa::AvxVnni => tile_vnni::<R, B>(w, stride, a, steps, to, row_scales),
-            Isa::Avx2 => tile_avx2::<R, B>(w, stride, a, steps, to, row_scales),
+            Kernel::Avx512Vnni => tile_512::<R, B>(w, stride, a, steps, to, row_scales),
+            Kernel::AvxVnni => tile_vnni::<R, B>(w, stride, a, steps, to, row_scales),
+            Kernel::Avx2 => tile_avx2::<R, B>(w, stride, a, steps, to, row_scales),
         }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
     unsafe fn tile<const R: usize, const B: usize>(
         &self,
-        _: Isa,
+        _: Kernel,
         _: &Rows,
         _: usize,
         _: usize,
         _: &SharedOut,
     ) {
-        unreachable!("Isa is never detected off x86_64")
+        unreachable!("no Kernel is detected off x86_64")
     }
 }
 
@@ -326,7 +298,7 @@ struct Rows {
     scales: Vec<f32>,
 }
 
-fn quantize_rows(isa: Isa, x: &[f32], m: usize, k: usize) -> Rows {
+fn quantize_rows(isa: Kernel, x: &[f32], m: usize, k: usize) -> Rows {
     let mut rows = Rows {
         m,
         q: vec![0; m * k],
@@ -346,8 +318,8 @@ fn quantize_rows(isa: Isa, x: &[f32], m: usize, k: usize) -> Rows {
 /// at a time, 32 bytes written at a time (ggml's `quantize_row_q8_0` way).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_rows_avx2(isa: Isa, x: &[f32], k: usize, rows: &mut Rows) {
-    let flip = if isa == Isa::Avx2 { 0 } else { 0x80u8 };
+unsafe fn quantize_rows_avx2(isa: Kernel, x: &[f32], k: usize, rows: &mut Rows) {
+    let flip = if isa == Kernel::Avx2 { 0 } else { 0x80u8 };
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
@@ -635,7 +607,7 @@ mod tests {
         let p = PackedI8::pack(&w, n, k, Some(&bias));
         let exact = reference(&p, &x, m);
         let scale = exact.iter().fold(0f32, |a, v| a.max(v.abs()));
-        for isa in Isa::all_here() {
+        for isa in Kernel::all_here() {
             let mut out = vec![f32::NAN; m * n];
             p.matmul(isa, &x, m, &mut out);
             for (idx, (o, e)) in out.iter().zip(&exact).enumerate() {
@@ -658,7 +630,7 @@ mod tests {
 
     #[test]
     fn every_kernel_matches_the_integer_reference() {
-        if Isa::all_here().is_empty() {
+        if Kernel::all_here().is_empty() {
             eprintln!("SKIPPED: no AVX2/FMA on this CPU");
             return;
         }
@@ -701,7 +673,7 @@ mod tests {
         let n = 20;
         let bias: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let p = PackedI8::pack(&vec![0.0; n * 8], n, 8, Some(&bias));
-        for isa in Isa::all_here() {
+        for isa in Kernel::all_here() {
             let mut out = vec![f32::NAN; 2 * n];
             p.matmul(isa, &[0.0; 16], 2, &mut out);
             assert_eq!(&out[..n], &bias[..]);

@@ -80,7 +80,8 @@ pub fn is_k_quant(format: Format) -> bool {
     matches!(format, Format::Q4K | Format::Q5K | Format::Q6K)
 }
 
-/// The instruction set the kernels run on.
+/// The instruction set the kernels run on: these and Marian's int8 GEMM
+/// ([`super::int8`]; the rows per register below are this module's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     /// AVX2 `vpmaddubsw`/`vpmaddwd`, eight rows per register.
