@@ -147,13 +147,14 @@ impl Activation {
     }
 }
 
-/// A linear layer: dense, or with weights quantized (`--quantize q8`), which
-/// reads a quarter of the bytes per row ([`QLinear`]: tolk's AVX2 kernel, or
-/// candle's quantized matmul elsewhere).
+/// A linear layer: candle's dense one, or a [`QLinear`]: on a CPU with
+/// AVX2, weights packed for tolk's own GEMMs (f32, or int8 per feature with
+/// `--quantize q8`, a quarter of the bytes), elsewhere quantized for
+/// candle's matmul.
 #[derive(Debug, Clone)]
 enum Proj {
     Dense(Linear),
-    Quantized {
+    Packed {
         weight: QLinear,
         bias: Option<Tensor>,
     },
@@ -161,16 +162,23 @@ enum Proj {
 
 impl Proj {
     fn new(dense: Linear, quantize: Option<GgmlDType>) -> Result<Self> {
+        if quantize.is_none() {
+            // f32 on a CPU with AVX2/FMA: tolk's GEMM on weights packed
+            // once (candle's packs them again at every product).
+            if let Some(weight) = QLinear::f32(dense.weight(), dense.bias())? {
+                return Ok(Self::Packed { weight, bias: None });
+            }
+        }
         if quantize == Some(GgmlDType::Q8_0) {
             // 8 bits on a CPU with AVX2: per-feature int8 and tolk's GEMM,
             // which adds the bias itself.
             if let Some(weight) = QLinear::int8(dense.weight(), dense.bias())? {
-                return Ok(Self::Quantized { weight, bias: None });
+                return Ok(Self::Packed { weight, bias: None });
             }
         }
         Ok(match quantize {
             None => Self::Dense(dense),
-            Some(dtype) => Self::Quantized {
+            Some(dtype) => Self::Packed {
                 weight: QLinear::from_qtensor(QTensor::quantize(dense.weight(), dtype)?)?,
                 bias: dense.bias().cloned(),
             },
@@ -212,7 +220,7 @@ impl Module for Proj {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(linear) => dense_forward(linear, xs),
-            Self::Quantized { weight, bias } => {
+            Self::Packed { weight, bias } => {
                 let ys = weight.forward(&xs.contiguous()?)?;
                 match bias {
                     Some(bias) => ys.broadcast_add(bias),
@@ -680,19 +688,19 @@ impl DecoderState {
     }
 }
 
-/// An embedding table: the checkpoint's, or rows of the int8 output
-/// projection it is tied to (`--quantize q8` on a CPU).
+/// An embedding table: the checkpoint's, or rows of the packed (int8 or
+/// f32) output projection it is tied to.
 #[derive(Debug, Clone)]
 enum Table {
     Dense(Embedding),
-    Int8(QLinear),
+    Packed(QLinear),
 }
 
 impl Module for Table {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(table) => table.forward(ids),
-            Self::Int8(weight) => weight.embed(ids),
+            Self::Packed(weight) => weight.embed(ids),
         }
     }
 }
@@ -773,14 +781,18 @@ impl MarianModel {
             && encoder_embed.embeddings().id() == shared_id;
         let lm_head = Proj::new(Linear::new(lm_head_weight, Some(final_logits_bias)), q)?;
         // One vocabulary table for everything, and the output projection
-        // holds it in int8: look the embeddings up there too and drop the
-        // f32 table (119 MB of opus-mt's 300).
+        // holds it packed: look the embeddings up there too and drop the
+        // checkpoint's table (119 MB of opus-mt's 300).
+        // (Dropped before the layers load, so the table and the packed copy
+        // are not both in memory while they do.)
         let (encoder_embed, decoder_embed) = match &lm_head {
-            Proj::Quantized { weight, .. } if tied && weight.is_int8() => {
-                (Table::Int8(weight.clone()), Table::Int8(weight.clone()))
+            Proj::Packed { weight, .. } if tied && weight.can_embed() => {
+                drop((encoder_embed, decoder_embed));
+                (Table::Packed(weight.clone()), Table::Packed(weight.clone()))
             }
             _ => (Table::Dense(encoder_embed), Table::Dense(decoder_embed)),
         };
+        drop(shared);
         let positions = if root.contains_tensor("encoder.embed_positions.weight") {
             root.get(
                 (cfg.max_position_embeddings, d),

@@ -3,6 +3,7 @@
 //! every other case (other formats, other CPUs, GPUs) to candle's `QMatMul`.
 
 pub mod avx2;
+pub mod dense;
 pub mod int8;
 pub mod kquants;
 pub mod packed;
@@ -106,6 +107,8 @@ enum Imp {
     Candle(QMatMul),
     /// Per-feature int8, packed at load ([`int8`]), bias included.
     Int8(Arc<int8::PackedI8>, packed::Kernel),
+    /// Dense f32, packed at load ([`dense`]), bias included.
+    F32(Arc<dense::PackedF32>, packed::Kernel),
     /// A GGUF weight repacked at load in groups of rows ([`packed`]).
     Packed(Arc<packed::Packed>),
 }
@@ -166,12 +169,40 @@ impl QLinear {
     /// (AVX2) and `in` is a multiple of 4; else `None`. The result adds the
     /// bias itself.
     pub fn int8(weight: &Tensor, bias: Option<&Tensor>) -> Result<Option<Self>> {
+        let packed = Self::pack_dense(weight, bias, 4, int8::PackedI8::pack)?;
+        Ok(packed.map(|(p, isa)| Self {
+            imp: Imp::Int8(Arc::new(p), isa),
+        }))
+    }
+
+    /// The dense f32 CPU weight `[out, in]` (and bias) packed for
+    /// [`dense`]'s GEMM, when this CPU runs it (AVX2/FMA); else `None`.
+    /// Same products in another float order than candle's; adds the bias
+    /// itself.
+    pub fn f32(weight: &Tensor, bias: Option<&Tensor>) -> Result<Option<Self>> {
+        if weight.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        let packed = Self::pack_dense(weight, bias, 1, dense::PackedF32::pack)?;
+        Ok(packed.map(|(p, isa)| Self {
+            imp: Imp::F32(Arc::new(p), isa),
+        }))
+    }
+
+    /// `pack(w, n, k, bias)` of a dense CPU weight `[n, k]` with `k` a
+    /// multiple of `k_align`, when a kernel runs on this CPU.
+    fn pack_dense<P>(
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        k_align: usize,
+        pack: impl Fn(&[f32], usize, usize, Option<&[f32]>) -> P,
+    ) -> Result<Option<(P, packed::Kernel)>> {
         let isa = match packed::Kernel::detect() {
             Some(isa) if kernels().is_some() && weight.device().is_cpu() => isa,
             _ => return Ok(None),
         };
         let (n, k) = weight.dims2()?;
-        if k == 0 || !k.is_multiple_of(4) {
+        if k == 0 || !k.is_multiple_of(k_align) {
             return Ok(None);
         }
         let bias: Option<Vec<f32>> = bias
@@ -185,9 +216,9 @@ impl QLinear {
         let in_place = {
             let (storage, layout) = weight.storage_and_layout();
             match (&*storage, layout.contiguous_offsets()) {
-                (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Some(
-                    int8::PackedI8::pack(&data[start..end], n, k, bias.as_deref()),
-                ),
+                (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => {
+                    Some(pack(&data[start..end], n, k, bias.as_deref()))
+                }
                 _ => None,
             }
         };
@@ -195,41 +226,40 @@ impl QLinear {
             Some(packed) => packed,
             None => {
                 let w: Vec<f32> = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                int8::PackedI8::pack(&w, n, k, bias.as_deref())
+                pack(&w, n, k, bias.as_deref())
             }
         };
-        Ok(Some(Self {
-            imp: Imp::Int8(Arc::new(packed), isa),
-        }))
+        Ok(Some((packed, isa)))
     }
 
-    /// Whether this is an int8 weight of [`QLinear::int8`].
-    pub fn is_int8(&self) -> bool {
-        matches!(self.imp, Imp::Int8(..))
+    /// Whether this weight can also serve as an embedding table
+    /// ([`QLinear::embed`]): an int8 or packed f32 one.
+    pub fn can_embed(&self) -> bool {
+        matches!(self.imp, Imp::Int8(..) | Imp::F32(..))
     }
 
-    /// The rows `ids` of an int8 weight, dequantized, shaped `ids` × `in`:
-    /// an embedding table tied to this output projection, looked up without
-    /// an f32 copy. An error for other weights and for ids out of range.
+    /// The rows `ids` of an int8 weight (dequantized) or of a packed f32
+    /// one (exact), shaped `ids` × `in`: an embedding table tied to this
+    /// output projection, looked up without an f32 copy of the table. An
+    /// error for other weights and for ids out of range.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        let Imp::Int8(packed, _) = &self.imp else {
-            candle_core::bail!("embedding lookup in a weight that is not int8")
-        };
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
-        let Some(rows) = packed.rows(&flat) else {
-            candle_core::bail!(
-                "token id out of range for a vocabulary of {}",
-                packed.out_features()
-            )
+        let (rows, n, k) = match &self.imp {
+            Imp::Int8(p, _) => (p.rows(&flat), p.out_features(), p.in_features()),
+            Imp::F32(p, _) => (p.rows(&flat), p.out_features(), p.in_features()),
+            _ => candle_core::bail!("embedding lookup in a weight that is not packed"),
+        };
+        let Some(rows) = rows else {
+            candle_core::bail!("token id out of range for a vocabulary of {n}")
         };
         let mut dims = ids.dims().to_vec();
-        dims.push(packed.in_features());
+        dims.push(k);
         Tensor::from_vec(rows, dims, ids.device())
     }
 
     /// Whether tolk's own kernel multiplies this weight.
     pub fn is_native(&self) -> bool {
-        matches!(self.imp, Imp::Int8(..) | Imp::Packed(..))
+        matches!(self.imp, Imp::Int8(..) | Imp::F32(..) | Imp::Packed(..))
     }
 }
 
@@ -237,7 +267,18 @@ impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.imp {
             Imp::Candle(m) => m.forward(x),
-            Imp::Int8(packed, isa) => int8_forward(packed, *isa, x),
+            Imp::Int8(packed, isa) => dense_out(
+                x,
+                packed.in_features(),
+                packed.out_features(),
+                |input, m, out| packed.matmul_uninit(*isa, input, m, out),
+            ),
+            Imp::F32(packed, isa) => dense_out(
+                x,
+                packed.in_features(),
+                packed.out_features(),
+                |input, m, out| packed.matmul_uninit(*isa, input, m, out),
+            ),
             Imp::Packed(packed) => packed_forward(packed, x),
         }
     }
@@ -281,13 +322,18 @@ fn shaped_like(out: Vec<f32>, x: &Tensor, n: usize) -> Result<Tensor> {
     Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype())
 }
 
-/// `x Wᵀ + b` through [`int8::PackedI8::matmul`], in `x`'s shape and dtype.
-fn int8_forward(packed: &int8::PackedI8, isa: packed::Kernel, x: &Tensor) -> Result<Tensor> {
-    let (n, k) = (packed.out_features(), packed.in_features());
+/// `x Wᵀ + b` of a packed dense weight (`k` in, `n` out), in `x`'s shape
+/// and dtype: `matmul(input, m, out)` writes all `m × n` values of `out`.
+fn dense_out(
+    x: &Tensor,
+    k: usize,
+    n: usize,
+    matmul: impl FnOnce(&[f32], usize, &mut [std::mem::MaybeUninit<f32>]),
+) -> Result<Tensor> {
     let (input, m) = rows_of(x, k)?;
     let mut out = Vec::with_capacity(m * n);
-    packed.matmul_uninit(isa, &input, m, &mut out.spare_capacity_mut()[..m * n]);
-    // SAFETY: `matmul_uninit` wrote all m × n values.
+    matmul(&input, m, &mut out.spare_capacity_mut()[..m * n]);
+    // SAFETY: `matmul` wrote all m × n values.
     unsafe { out.set_len(m * n) };
     shaped_like(out, x, n)
 }
