@@ -18,6 +18,7 @@
 
 use super::packed::Kernel;
 use super::SharedOut;
+use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -55,36 +56,20 @@ impl PackedF32 {
         assert!(w.len() == n * k, "weights are not [n, k]");
         assert!(bias.is_none_or(|b| b.len() == n), "bias is not [n]");
         let padded = n.next_multiple_of(COLS);
-        // Block by block, written in order into memory not zeroed first;
-        // threads share the blocks (most of the time is the kernel handing
-        // out fresh pages: 287 MB for opus-mt).
-        let mut packed = Vec::with_capacity(padded * k);
-        let dst = SharedOut(packed.spare_capacity_mut().as_mut_ptr());
-        let zeros = vec![0f32; k];
-        super::for_ranges(padded / COLS, padded * k, 1, |blocks| {
-            for block in blocks {
-                // SAFETY: block `block` owns the COLS × k values from
-                // `block × COLS × k` on, inside the capacity.
-                let out: &mut [MaybeUninit<f32>] = unsafe {
-                    std::slice::from_raw_parts_mut(dst.ptr().add(block * COLS * k), COLS * k)
-                };
-                let rows: [&[f32]; COLS] = std::array::from_fn(|c| {
-                    let j = block * COLS + c;
-                    if j < n {
-                        &w[j * k..(j + 1) * k]
-                    } else {
-                        &zeros
-                    }
-                });
-                for (c, row) in rows.iter().enumerate() {
-                    for (v, line) in row.iter().zip(out.chunks_exact_mut(COLS)) {
-                        line[c].write(*v);
+        // Blocks in parallel on rayon's pool, as `packed.rs` repacks GGUF
+        // weights (most of the time is the kernel handing out fresh pages:
+        // 287 MB for opus-mt); padding features stay zero.
+        let mut packed = vec![0f32; padded * k];
+        packed
+            .par_chunks_mut(COLS * k.max(1))
+            .enumerate()
+            .for_each(|(block, out)| {
+                for (c, j) in (block * COLS..n.min((block + 1) * COLS)).enumerate() {
+                    for (&v, line) in w[j * k..(j + 1) * k].iter().zip(out.chunks_exact_mut(COLS)) {
+                        line[c] = v;
                     }
                 }
-            }
-        });
-        // SAFETY: the blocks above wrote all padded × k values.
-        unsafe { packed.set_len(padded * k) };
+            });
         let mut bias_out = vec![0f32; padded];
         if let Some(b) = bias {
             bias_out[..n].copy_from_slice(b);
