@@ -13,7 +13,7 @@
 //! blocks, scaled embeddings, non-interleaved sinusoidal positions, tied
 //! output projection plus `final_logits_bias`).
 
-use super::qlinear::QLinear;
+use super::qlinear::{Epilogue, QLinear};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
@@ -216,18 +216,24 @@ fn dense_forward(linear: &Linear, xs: &Tensor) -> Result<Tensor> {
     ys.reshape(out_dims)
 }
 
+impl Proj {
+    /// The layer's output with `then` applied: fused into tolk's GEMMs
+    /// (bias included), a tensor op after the others.
+    fn forward_then(&self, xs: &Tensor, then: Epilogue) -> Result<Tensor> {
+        match self {
+            Self::Dense(linear) => then.apply(dense_forward(linear, xs)?),
+            Self::Packed { weight, bias: None } => weight.forward_then(&xs.contiguous()?, then),
+            Self::Packed {
+                weight,
+                bias: Some(bias),
+            } => then.apply(weight.forward(&xs.contiguous()?)?.broadcast_add(bias)?),
+        }
+    }
+}
+
 impl Module for Proj {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Dense(linear) => dense_forward(linear, xs),
-            Self::Packed { weight, bias } => {
-                let ys = weight.forward(&xs.contiguous()?)?;
-                match bias {
-                    Some(bias) => ys.broadcast_add(bias),
-                    None => Ok(ys),
-                }
-            }
-        }
+        self.forward_then(xs, Epilogue::None)
     }
 }
 
@@ -455,9 +461,12 @@ impl FeedForward {
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.activation
-            .apply(&self.fc1.forward(xs)?)?
-            .apply(&self.fc2)
+        let hidden = match self.activation {
+            // Swish (opus-mt's) on the way out of fc1's kernel.
+            Activation::Silu => self.fc1.forward_then(xs, Epilogue::Silu)?,
+            other => other.apply(&self.fc1.forward(xs)?)?,
+        };
+        hidden.apply(&self.fc2)
     }
 }
 

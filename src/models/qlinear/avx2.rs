@@ -457,7 +457,7 @@ unsafe fn log_sum_exp_avx2(row: &[f32]) -> Option<(f32, f32)> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn exp_ps(x: __m256) -> __m256 {
+pub(super) unsafe fn exp_ps(x: __m256) -> __m256 {
     let x = _mm256_min_ps(x, _mm256_set1_ps(88.0));
     let x = _mm256_max_ps(x, _mm256_set1_ps(-87.336_55));
     // x = n ln 2 + r, |r| <= ln 2 / 2, n rounded to nearest.
@@ -488,6 +488,17 @@ unsafe fn exp_ps(x: __m256) -> __m256 {
         _mm256_set1_epi32(127),
     ));
     _mm256_mul_ps(p, _mm256_castsi256_ps(pow2))
+}
+
+/// `silu(x) = x / (1 + exp(-x))` of eight values, candle's formula with
+/// [`exp_ps`] in place of libm's `expf` (within a few ulp of it; large
+/// negative inputs give a tiny negative value or -0 where libm gives 0).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) unsafe fn silu_ps(x: __m256) -> __m256 {
+    let e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e))
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -17,7 +17,7 @@
 //! `mul_add` loop gives them too (the unit tests hold all three to it).
 
 use super::packed::Kernel;
-use super::SharedOut;
+use super::{Epilogue, SharedOut};
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -107,10 +107,17 @@ impl PackedF32 {
         Some(out)
     }
 
-    /// `out = x Wᵀ + bias` for `m` rows of `x` (`[m, k]`, row-major) into
-    /// `out` (`[m, n]`, not yet initialized: every value is written);
+    /// `out = then(x Wᵀ + bias)` for `m` rows of `x` (`[m, k]`, row-major)
+    /// into `out` (`[m, n]`, not yet initialized: every value is written);
     /// threads share the blocks of output features.
-    pub fn matmul_uninit(&self, isa: Kernel, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) {
+    pub fn matmul_uninit(
+        &self,
+        isa: Kernel,
+        x: &[f32],
+        m: usize,
+        out: &mut [MaybeUninit<f32>],
+        then: Epilogue,
+    ) {
         assert!(x.len() == m * self.k && out.len() == m * self.n, "shapes");
         if m == 0 || self.n == 0 {
             return;
@@ -126,7 +133,7 @@ impl PackedF32 {
                 // SAFETY: `isa` was detected on this CPU; each range of blocks
                 // writes only its own output features (disjoint across ranges),
                 // `x` holds m × k values and `out` m × n (asserted above).
-                unsafe { self.blocks(wide, x, m, range, &out_ptr) }
+                unsafe { self.blocks(wide, x, m, range, &out_ptr, then) }
             },
         );
     }
@@ -136,7 +143,7 @@ impl PackedF32 {
         // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `matmul_uninit`
         // only writes initialized values.
         let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
-        self.matmul_uninit(isa, x, m, out)
+        self.matmul_uninit(isa, x, m, out, Epilogue::None)
     }
 
     /// Output features of blocks `range` for every row of `x`, in bands of
@@ -152,6 +159,7 @@ impl PackedF32 {
         m: usize,
         range: std::ops::Range<usize>,
         out: &SharedOut,
+        then: Epilogue,
     ) {
         let rows = if wide { ROWS_512 } else { ROWS_256 };
         let band = (BAND_BYTES / (4 * self.k).max(1)).max(rows) / rows * rows;
@@ -164,9 +172,11 @@ impl PackedF32 {
                 while row < last {
                     let tile = (last - row).min(rows);
                     match (wide, pair) {
-                        (true, true) => self.tiles::<2>(true, x, block, row, tile, out),
-                        (true, false) => self.tiles::<1>(true, x, block, row, tile, out),
-                        _ => self.tiles::<1>(false, x, block, row, tile, out),
+                        (true, true) => self.tiles::<2>(true, x, block, row..row + tile, out, then),
+                        (true, false) => {
+                            self.tiles::<1>(true, x, block, row..row + tile, out, then)
+                        }
+                        _ => self.tiles::<1>(false, x, block, row..row + tile, out, then),
                     }
                     row += tile;
                 }
@@ -175,26 +185,27 @@ impl PackedF32 {
         }
     }
 
-    /// A tile of `rows` activation rows × `B` blocks from `block` on.
+    /// A tile of activation rows `rows` × `B` blocks from `block` on.
     #[inline]
     unsafe fn tiles<const B: usize>(
         &self,
         wide: bool,
         x: &[f32],
         block: usize,
-        row: usize,
-        rows: usize,
+        rows: std::ops::Range<usize>,
         out: &SharedOut,
+        then: Epilogue,
     ) {
-        match rows {
-            8 => self.tile::<8, B>(wide, x, block, row, out),
-            7 => self.tile::<7, B>(wide, x, block, row, out),
-            6 => self.tile::<6, B>(wide, x, block, row, out),
-            5 => self.tile::<5, B>(wide, x, block, row, out),
-            4 => self.tile::<4, B>(wide, x, block, row, out),
-            3 => self.tile::<3, B>(wide, x, block, row, out),
-            2 => self.tile::<2, B>(wide, x, block, row, out),
-            _ => self.tile::<1, B>(wide, x, block, row, out),
+        let row = rows.start;
+        match rows.len() {
+            8 => self.tile::<8, B>(wide, x, block, row, out, then),
+            7 => self.tile::<7, B>(wide, x, block, row, out, then),
+            6 => self.tile::<6, B>(wide, x, block, row, out, then),
+            5 => self.tile::<5, B>(wide, x, block, row, out, then),
+            4 => self.tile::<4, B>(wide, x, block, row, out, then),
+            3 => self.tile::<3, B>(wide, x, block, row, out, then),
+            2 => self.tile::<2, B>(wide, x, block, row, out, then),
+            _ => self.tile::<1, B>(wide, x, block, row, out, then),
         }
     }
 
@@ -209,6 +220,7 @@ impl PackedF32 {
         block: usize,
         row: usize,
         out: &SharedOut,
+        then: Epilogue,
     ) {
         let k = self.k;
         let w = self.packed.as_ptr().add(block * COLS * k);
@@ -220,6 +232,7 @@ impl PackedF32 {
                 stride: self.n,
                 width: (self.n - col).min(COLS),
                 bias: self.bias.as_ptr().add(col),
+                silu: then == Epilogue::Silu,
             }
         });
         if wide {
@@ -239,19 +252,37 @@ impl PackedF32 {
         _: usize,
         _: usize,
         _: &SharedOut,
+        _: Epilogue,
     ) {
         unreachable!("no Kernel is detected off x86_64")
     }
 }
 
 /// Where a tile's results go: `width` (≤ 16) features from `out` on, rows
-/// `stride` apart, and their bias.
+/// `stride` apart, their bias, and whether each value goes out through
+/// [`super::avx2::silu_ps`].
 #[cfg(target_arch = "x86_64")]
 struct StoreTo {
     out: *mut f32,
     stride: usize,
     width: usize,
     bias: *const f32,
+    silu: bool,
+}
+
+impl StoreTo {
+    /// `sum + bias`, through SiLU where asked.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn finish(&self, sum: __m256, bias: __m256) -> __m256 {
+        let v = _mm256_add_ps(sum, bias);
+        if self.silu {
+            super::avx2::silu_ps(v)
+        } else {
+            v
+        }
+    }
 }
 
 /// `R` rows × `B` blocks (`stride` floats apart) on 512-bit registers: one
@@ -287,7 +318,19 @@ unsafe fn tile_512<const R: usize, const B: usize>(
             (1u16 << to.width) - 1
         };
         for (r, &sum) in sums.iter().enumerate() {
-            _mm512_mask_storeu_ps(to.out.add(r * to.stride), mask, _mm512_add_ps(sum, bias));
+            let mut v = _mm512_add_ps(sum, bias);
+            if to.silu {
+                // The 256-bit SiLU on each half: the same bits as there.
+                let lo = super::avx2::silu_ps(_mm512_castps512_ps256(v));
+                let hi = super::avx2::silu_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                    _mm512_castps_pd(v),
+                )));
+                v = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                    _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                    _mm256_castps_pd(hi),
+                ));
+            }
+            _mm512_mask_storeu_ps(to.out.add(r * to.stride), mask, v);
         }
     }
 }
@@ -323,8 +366,8 @@ unsafe fn tile_256<const R: usize>(
         } else {
             line.as_mut_ptr()
         };
-        _mm256_storeu_ps(at, _mm256_add_ps(sums[0], bias[0]));
-        _mm256_storeu_ps(at.add(8), _mm256_add_ps(sums[1], bias[1]));
+        _mm256_storeu_ps(at, to.finish(sums[0], bias[0]));
+        _mm256_storeu_ps(at.add(8), to.finish(sums[1], bias[1]));
         if to.width < COLS {
             std::ptr::copy_nonoverlapping(line.as_ptr(), dst, to.width);
         }

@@ -24,7 +24,7 @@
 //! The output is row-major, bias added: no transpose afterwards.
 
 use super::packed::Kernel;
-use super::SharedOut;
+use super::{Epilogue, SharedOut};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -152,13 +152,21 @@ impl PackedI8 {
         // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `matmul_uninit`
         // only writes initialized values.
         let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
-        self.matmul_uninit(isa, x, m, out)
+        self.matmul_uninit(isa, x, m, out, Epilogue::None)
     }
 
     /// [`Self::matmul`] into memory not yet initialized (a fresh `Vec`'s
     /// spare capacity: no zeroing pass over a buffer that every output
-    /// overwrites); every one of the `m × n` values is written.
-    pub fn matmul_uninit(&self, isa: Kernel, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) {
+    /// overwrites), `then` applied to each output; every one of the
+    /// `m × n` values is written.
+    pub fn matmul_uninit(
+        &self,
+        isa: Kernel,
+        x: &[f32],
+        m: usize,
+        out: &mut [MaybeUninit<f32>],
+        then: Epilogue,
+    ) {
         assert!(x.len() == m * self.k && out.len() == m * self.n, "shapes");
         if m == 0 || self.n == 0 {
             return;
@@ -166,7 +174,10 @@ impl PackedI8 {
         if self.k == 0 {
             for row in out.chunks_exact_mut(self.n) {
                 for (o, &b) in row.iter_mut().zip(&self.bias) {
-                    o.write(b);
+                    o.write(match then {
+                        Epilogue::None => b,
+                        Epilogue::Silu => b / (1.0 + (-b).exp()),
+                    });
                 }
             }
             return;
@@ -180,7 +191,7 @@ impl PackedI8 {
             // SAFETY: `isa` was detected on this CPU; each range of blocks
             // writes only its own output features (disjoint across ranges),
             // and `out` holds m × n values (asserted above).
-            unsafe { self.blocks(isa, &acts, range, &out_ptr) }
+            unsafe { self.blocks(isa, &acts, range, &out_ptr, then) }
         });
     }
 
@@ -195,6 +206,7 @@ impl PackedI8 {
         acts: &Rows,
         range: std::ops::Range<usize>,
         out: &SharedOut,
+        then: Epilogue,
     ) {
         let rows = tile_rows(isa);
         let band = (BAND_BYTES / self.k.max(1)).max(rows) / rows * rows;
@@ -207,9 +219,9 @@ impl PackedI8 {
                 while row < last {
                     let tile = (last - row).min(rows);
                     if pair {
-                        self.tiles::<2>(isa, acts, block, row, tile, out);
+                        self.tiles::<2>(isa, acts, block, row..row + tile, out, then);
                     } else {
-                        self.tiles::<1>(isa, acts, block, row, tile, out);
+                        self.tiles::<1>(isa, acts, block, row..row + tile, out, then);
                     }
                     row += tile;
                 }
@@ -218,26 +230,27 @@ impl PackedI8 {
         }
     }
 
-    /// A tile of `rows` activation rows × `B` blocks from `block` on.
+    /// A tile of activation rows `rows` × `B` blocks from `block` on.
     #[inline]
     unsafe fn tiles<const B: usize>(
         &self,
         isa: Kernel,
         acts: &Rows,
         block: usize,
-        row: usize,
-        rows: usize,
+        rows: std::ops::Range<usize>,
         out: &SharedOut,
+        then: Epilogue,
     ) {
-        match rows {
-            8 => self.tile::<8, B>(isa, acts, block, row, out),
-            7 => self.tile::<7, B>(isa, acts, block, row, out),
-            6 => self.tile::<6, B>(isa, acts, block, row, out),
-            5 => self.tile::<5, B>(isa, acts, block, row, out),
-            4 => self.tile::<4, B>(isa, acts, block, row, out),
-            3 => self.tile::<3, B>(isa, acts, block, row, out),
-            2 => self.tile::<2, B>(isa, acts, block, row, out),
-            _ => self.tile::<1, B>(isa, acts, block, row, out),
+        let row = rows.start;
+        match rows.len() {
+            8 => self.tile::<8, B>(isa, acts, block, row, out, then),
+            7 => self.tile::<7, B>(isa, acts, block, row, out, then),
+            6 => self.tile::<6, B>(isa, acts, block, row, out, then),
+            5 => self.tile::<5, B>(isa, acts, block, row, out, then),
+            4 => self.tile::<4, B>(isa, acts, block, row, out, then),
+            3 => self.tile::<3, B>(isa, acts, block, row, out, then),
+            2 => self.tile::<2, B>(isa, acts, block, row, out, then),
+            _ => self.tile::<1, B>(isa, acts, block, row, out, then),
         }
     }
 
@@ -253,6 +266,7 @@ impl PackedI8 {
         block: usize,
         row: usize,
         out: &SharedOut,
+        then: Epilogue,
     ) {
         let w = self.packed.as_ptr().add(block * COLS * self.k);
         let stride = COLS * self.k;
@@ -268,6 +282,7 @@ impl PackedI8 {
                 scales: self.scales.as_ptr().add(col),
                 offsets: (isa != Kernel::Avx2).then(|| self.offsets.as_ptr().add(col)),
                 bias: self.bias.as_ptr().add(col),
+                silu: then == Epilogue::Silu,
             }
         });
         match isa {
@@ -285,6 +300,7 @@ impl PackedI8 {
         _: usize,
         _: usize,
         _: &SharedOut,
+        _: Epilogue,
     ) {
         unreachable!("no Kernel is detected off x86_64")
     }
@@ -534,9 +550,12 @@ struct StoreTo {
     scales: *const f32,
     offsets: Option<*const i32>,
     bias: *const f32,
+    /// Whether each value goes out through [`super::avx2::silu_ps`].
+    silu: bool,
 }
 
-/// `(sum - offset) × feature scale × row scale + bias`, written to the rows.
+/// `(sum - offset) × feature scale × row scale + bias` (through SiLU where
+/// asked), written to the rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -561,6 +580,7 @@ unsafe fn store<const R: usize>(sums: [[__m256i; 2]; R], to: StoreTo, row_scales
                 scale,
                 _mm256_loadu_ps(to.bias.add(8 * h)),
             );
+            let v = if to.silu { super::avx2::silu_ps(v) } else { v };
             let at = if full { dst } else { line.as_mut_ptr() };
             _mm256_storeu_ps(at.add(8 * h), v);
         }
