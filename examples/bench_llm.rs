@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tolk::device::on_compute_pool;
 use tolk::pipeline::summarize::llm::generate::argmax;
-use tolk::pipeline::summarize::llm::loader::{load_causal_lm, LoadOptions, Requantize};
-use tolk::pipeline::summarize::llm::tokens::PromptTokenizer;
+use tolk::pipeline::summarize::llm::load_with_tokenizer;
+use tolk::pipeline::summarize::llm::loader::{LoadOptions, Requantize};
 use tolk::pipeline::summarize::llm::LlmOptions;
 
 #[derive(Parser)]
@@ -77,8 +77,8 @@ fn main() -> Result<()> {
     };
 
     let t0 = Instant::now();
-    let mut loaded = load_causal_lm(&args.model, &device, load_opts)?;
-    let tokenizer = PromptTokenizer::load(&args.model, &loaded.metadata)?;
+    // As `tolk summarize` loads: the tokenizer first (see load_with_tokenizer).
+    let (mut loaded, tokenizer) = load_with_tokenizer(&args.model, &device, load_opts)?;
     let load_s = t0.elapsed().as_secs_f64();
 
     let text = std::fs::read_to_string(&args.text)

@@ -185,6 +185,18 @@ fn configure_threads(threads: Option<usize>) {
     }
 }
 
+/// Gives the heap's free pages back to the system (glibc's `malloc_trim`;
+/// nothing elsewhere): after a build that freed many small allocations
+/// (a large tokenizer's), they would otherwise stay resident and count in
+/// the peak memory of everything loaded after.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory that malloc holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Runs `f` on a thread of tolk's compute pool and returns its result.
 ///
 /// candle's CPU ops (softmax, norms, gemm) split their work with rayon; called

@@ -169,9 +169,17 @@ impl QLinear {
         if bytes.bytes().len() != format.row_bytes(cols) * rows {
             return None;
         }
-        let imp = Self::packed(format, bytes.bytes(), rows, cols)?;
+        let kernel = packed::Kernel::detect()?;
+        // Each slab's source pages go as soon as it is packed.
+        let packed =
+            packed::Packed::pack_releasing(format, kernel, bytes.bytes(), rows, cols, |r| {
+                bytes.release_part(r)
+            })
+            .ok()?;
         bytes.release();
-        Some(Self { imp })
+        Some(Self {
+            imp: Imp::Packed(Arc::new(packed)),
+        })
     }
 
     /// The dense CPU weight `[out, in]` (and bias) quantized to int8 per

@@ -57,15 +57,31 @@ impl MappedBytes {
     /// a file map (a weight copied elsewhere at load): they stay in the page
     /// cache, and a later read faults them back in. Does nothing otherwise.
     pub fn release(&self) {
+        self.release_part(0..self.len)
+    }
+
+    /// [`Self::release`] of `range` (offsets into these bytes; the pages
+    /// it touches, so a neighbour's first or last page may be read again).
+    pub fn release_part(&self, range: std::ops::Range<usize>) {
         #[cfg(unix)]
         if let Some(map) = &self.map {
+            let (from, to) = (range.start.min(self.len), range.end.min(self.len));
+            if from >= to {
+                return;
+            }
             // SAFETY: the map is read-only and file-backed, so dropping its
             // pages changes no byte anyone reads; an error only leaves the
             // pages resident.
             let _ = unsafe {
-                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.start, self.len)
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.start + from,
+                    to - from,
+                )
             };
         }
+        #[cfg(not(unix))]
+        let _ = range;
     }
 
     pub fn bytes(&self) -> &[u8] {

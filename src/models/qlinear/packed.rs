@@ -282,6 +282,11 @@ fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
     }
 }
 
+/// Source bytes packed between two calls of [`Packed::pack_releasing`]'s
+/// `done`: small beside the weights that matter (tens to hundreds of MB),
+/// large enough that every thread has many groups to pack.
+const SLAB_BYTES: usize = 16 << 20;
+
 /// `len` zero bytes of anonymous memory, or an error when there is not as
 /// much. Not asked for in 2 MiB pages: where the kernel compacts memory to
 /// find them (transparent huge pages on `madvise`), loading the 1.5 B model
@@ -304,6 +309,33 @@ impl Packed {
         n: usize,
         k: usize,
     ) -> std::io::Result<Self> {
+        Self::pack_releasing(format, kernel, bytes, n, k, |_| {})
+    }
+
+    /// [`Self::pack`] in slabs of about [`SLAB_BYTES`] of `bytes`, telling
+    /// `done` each byte range it has finished with: a mapped source can
+    /// drop those pages while the rest is packed, so that a large weight
+    /// (a 262k-token embedding) is not resident twice at the peak of a load.
+    pub fn pack_releasing(
+        format: Format,
+        kernel: Kernel,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+        done: impl Fn(std::ops::Range<usize>),
+    ) -> std::io::Result<Self> {
+        Self::pack_in_slabs(format, kernel, bytes, n, k, SLAB_BYTES, done)
+    }
+
+    fn pack_in_slabs(
+        format: Format,
+        kernel: Kernel,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+        slab_bytes: usize,
+        done: impl Fn(std::ops::Range<usize>),
+    ) -> std::io::Result<Self> {
         use rayon::prelude::*;
         let row_bytes = format.row_bytes(k);
         let block_values = format.block_values();
@@ -317,19 +349,31 @@ impl Packed {
         );
         let mut data = zeroed(n.div_ceil(l) * blocks * gb)?;
         if blocks > 0 {
-            data.par_chunks_mut(blocks * gb)
-                .enumerate()
-                .for_each(|(g, out)| {
-                    for (b, out) in out.chunks_exact_mut(gb).enumerate() {
-                        // Eight-row blocks side by side; padding rows stay
-                        // zero (every scale zero).
-                        for r in 0..l.min(n - l * g) {
-                            let at = (l * g + r) * row_bytes + b * block_bytes;
-                            let block = &mut out[(r / BLOCK_ROWS) * block8..][..block8];
-                            write_row(format, &bytes[at..at + block_bytes], r % BLOCK_ROWS, block);
+            // Groups of `l` rows; a slab is whole groups.
+            let slab = (slab_bytes / (l * row_bytes).max(1)).max(1);
+            for (s, outs) in data.chunks_mut(slab * blocks * gb).enumerate() {
+                outs.par_chunks_mut(blocks * gb)
+                    .enumerate()
+                    .for_each(|(i, out)| {
+                        let g = s * slab + i;
+                        for (b, out) in out.chunks_exact_mut(gb).enumerate() {
+                            // Eight-row blocks side by side; padding rows
+                            // stay zero (every scale zero).
+                            for r in 0..l.min(n - l * g) {
+                                let at = (l * g + r) * row_bytes + b * block_bytes;
+                                let block = &mut out[(r / BLOCK_ROWS) * block8..][..block8];
+                                write_row(
+                                    format,
+                                    &bytes[at..at + block_bytes],
+                                    r % BLOCK_ROWS,
+                                    block,
+                                );
+                            }
                         }
-                    }
-                });
+                    });
+                let rows = (s * slab * l).min(n)..((s + 1) * slab * l).min(n);
+                done(rows.start * row_bytes..rows.end * row_bytes);
+            }
         }
         Ok(Self {
             format,
@@ -1386,6 +1430,44 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Packing in slabs gives the same bytes as in one go, and reports
+    /// every source byte once, in order, slab after slab.
+    #[test]
+    fn slabs_pack_the_same_and_report_every_byte() {
+        let dev = Device::Cpu;
+        let (n, k) = (45, 256);
+        let w = Tensor::from_vec(values(n * k, 21), (n, k), &dev).unwrap();
+        for (dtype, format) in [
+            (GgmlDType::Q8_0, Format::Q8_0),
+            (GgmlDType::Q4K, Format::Q4K),
+        ] {
+            let bytes = QTensor::quantize(&w, dtype)
+                .unwrap()
+                .data()
+                .unwrap()
+                .into_owned();
+            for kernel in Kernel::all_here() {
+                let whole = Packed::pack(format, kernel, &bytes, n, k).unwrap();
+                let seen = std::cell::RefCell::new(Vec::new());
+                let row = format.row_bytes(k);
+                let slabs = Packed::pack_in_slabs(format, kernel, &bytes, n, k, 3 * row, |r| {
+                    seen.borrow_mut().push(r)
+                })
+                .unwrap();
+                assert_eq!(&whole.data[..], &slabs.data[..], "{format:?} {kernel:?}");
+                let seen = seen.into_inner();
+                assert!(seen.len() > 2, "{format:?} {kernel:?}: {seen:?}");
+                let mut at = 0;
+                for r in &seen {
+                    assert_eq!(r.start, at, "{seen:?}");
+                    assert!(r.end > r.start, "{seen:?}");
+                    at = r.end;
+                }
+                assert_eq!(at, bytes.len(), "{seen:?}");
             }
         }
     }

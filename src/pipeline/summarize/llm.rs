@@ -80,6 +80,25 @@ fn file_label(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// The model in `gguf_path` on `device` and its tokenizer, the tokenizer
+/// built first: building it from a 262k-token vocabulary passes through
+/// about 100 MB of strings, which are given back to the system before the
+/// weights come in, so they do not add to the peak of the load.
+pub fn load_with_tokenizer(
+    gguf_path: &Path,
+    device: &Device,
+    opts: loader::LoadOptions,
+) -> Result<(loader::LoadedModel, PromptTokenizer)> {
+    let (content, reader) = loader::read_header(gguf_path)?;
+    let tokenizer = PromptTokenizer::load(gguf_path, &content.metadata)?;
+    crate::device::trim_heap();
+    let mut loaded = loader::load_from_header(gguf_path, content, reader, device, opts)?;
+    // The tokenizer has what it needs of the metadata (tens of MB for a
+    // large vocabulary).
+    loaded.metadata = std::collections::HashMap::new();
+    Ok((loaded, tokenizer))
+}
+
 /// A language model that writes English summaries.
 pub struct LlmSummarizer {
     model: Box<dyn CausalLm>,
@@ -94,8 +113,7 @@ pub struct LlmSummarizer {
 impl LlmSummarizer {
     /// Loads the model in `gguf_path` onto `device`.
     pub fn load(gguf_path: &Path, device: &Device, opts: LlmOptions) -> Result<Self> {
-        let loaded = loader::load_causal_lm(gguf_path, device, opts.load)?;
-        let tokenizer = PromptTokenizer::load(gguf_path, &loaded.metadata)?;
+        let (loaded, tokenizer) = load_with_tokenizer(gguf_path, device, opts.load)?;
         Ok(Self::assemble(
             loaded.model,
             tokenizer,

@@ -101,7 +101,9 @@ fn derived_merges_rank_by_token_id_then_longer_left() {
         .enumerate()
         .map(|(i, t)| (t.clone(), i as u32))
         .collect();
-    let merges = sentencepiece_merges(&tokens, &[1; 6], &vocab);
+    let spelled: Vec<std::borrow::Cow<'_, str>> =
+        tokens.iter().map(|t| t.as_str().into()).collect();
+    let merges = sentencepiece_merges(&spelled, &[1; 6], &vocab);
     let pairs: Vec<(&str, &str)> = merges
         .iter()
         .map(|(l, r)| (l.as_str(), r.as_str()))

@@ -140,7 +140,19 @@ pub fn architecture(metadata: &HashMap<String, Value>) -> Result<String> {
 
 /// Loads the model in `path` onto `device`.
 pub fn load_causal_lm(path: &Path, device: &Device, opts: LoadOptions) -> Result<LoadedModel> {
-    let (mut content, mut reader) = read_header(path)?;
+    let (content, reader) = read_header(path)?;
+    load_from_header(path, content, reader, device, opts)
+}
+
+/// [`load_causal_lm`] of a header already read with [`read_header`] (the
+/// summarizer builds its tokenizer from the metadata first).
+pub fn load_from_header(
+    path: &Path,
+    mut content: Content,
+    mut reader: BufReader<File>,
+    device: &Device,
+    opts: LoadOptions,
+) -> Result<LoadedModel> {
     let arch = architecture(&content.metadata).with_context(|| path.display().to_string())?;
     let name = path.display();
     let mode = if opts.dequantize {
