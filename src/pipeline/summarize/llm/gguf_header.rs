@@ -23,6 +23,9 @@ const ARRAY: u32 = 9;
 /// candle refuses deeper nesting itself.
 const MAX_DEPTH: usize = 64;
 
+/// Skips up to this long are read, not seeked (see [`Scan::skip`]).
+const SKIP_BY_READING: u64 = 64 << 10;
+
 struct Scan<'a, R> {
     reader: &'a mut R,
     /// GGUF v1 writes lengths as u32, later versions as u64.
@@ -46,7 +49,18 @@ impl<R: Read + Seek> Scan<'_, R> {
         }
     }
 
+    /// Skips `n` bytes: short runs are read through (a seek on a
+    /// `BufReader` drops its buffer: one `lseek` and one `read` per string
+    /// of a 262k-token vocabulary took 0.4 s), long ones seeked over.
     fn skip(&mut self, n: u64) -> io::Result<()> {
+        if n <= SKIP_BY_READING {
+            let read = io::copy(&mut self.reader.by_ref().take(n), &mut io::sink())?;
+            return if read == n {
+                Ok(())
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
         let n = i64::try_from(n).map_err(|_| io::ErrorKind::InvalidData)?;
         self.reader.seek(SeekFrom::Current(n)).map(|_| ())
     }
