@@ -568,28 +568,23 @@ fn byte_level_tokenizer(vocab: Vocab, merges: Merges, pre: Option<&str>) -> Resu
 /// Every way to split a normal token into two vocabulary pieces is a merge. Merges are ranked by
 /// the token's id (= its score rank), then by longer left piece, so the rank of a merge is the
 /// rank SentencePiece gives the merged piece.
-///
-/// Tokens are split on rayon's pool (a 262k-token vocabulary has 513k
-/// merges; `collect` keeps their order).
 fn sentencepiece_merges(tokens: &[Cow<'_, str>], types: &[i64], vocab: &Vocab) -> Merges {
-    use rayon::prelude::*;
-    tokens
-        .par_iter()
-        .zip(types)
-        .filter(|(_, &kind)| kind == token_type::NORMAL)
-        .flat_map_iter(|(token, _)| {
-            // Char boundaries from the end: longer left pieces first.
-            token
-                .char_indices()
-                .rev()
-                .filter(|&(at, _)| at > 0)
-                .filter_map(move |(at, _)| {
-                    let (left, right) = token.split_at(at);
-                    (vocab.contains_key(left) && vocab.contains_key(right))
-                        .then(|| (left.to_string(), right.to_string()))
-                })
-        })
-        .collect()
+    // One thread: split on rayon's pool it saved 0.05 s of gemma-3's load
+    // but held the 513k merges twice while joining the threads' parts.
+    let mut merges = Merges::new();
+    for (token, &kind) in tokens.iter().zip(types) {
+        if kind != token_type::NORMAL {
+            continue;
+        }
+        // Char boundaries from the end: longer left pieces first.
+        for (at, _) in token.char_indices().rev().filter(|&(at, _)| at > 0) {
+            let (left, right) = token.split_at(at);
+            if vocab.contains_key(left) && vocab.contains_key(right) {
+                merges.push((left.to_string(), right.to_string()));
+            }
+        }
+    }
+    merges
 }
 
 fn sentencepiece_tokenizer(
