@@ -137,7 +137,7 @@ impl QLinear {
             _ => None,
         };
         let packed = match native {
-            Some((format, n, k)) => Self::packed(format, &t.data()?, n, k),
+            Some((format, n, k)) => Self::packed(format, &t.data()?, n, k, |_| {}),
             None => None,
         };
         let imp = match packed {
@@ -148,10 +148,18 @@ impl QLinear {
     }
 
     /// A weight repacked for [`packed`]'s kernels (`None` when the memory
-    /// for the copy cannot be had, or no kernel runs on this CPU).
-    fn packed(format: Format, bytes: &[u8], n: usize, k: usize) -> Option<Imp> {
+    /// for the copy cannot be had, or no kernel runs on this CPU); `done`
+    /// hears of each range of `bytes` once it is packed
+    /// ([`packed::Packed::pack_releasing`]).
+    fn packed(
+        format: Format,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+        done: impl Fn(std::ops::Range<usize>),
+    ) -> Option<Imp> {
         let kernel = packed::Kernel::detect()?;
-        let packed = packed::Packed::pack(format, kernel, bytes, n, k).ok()?;
+        let packed = packed::Packed::pack_releasing(format, kernel, bytes, n, k, done).ok()?;
         Some(Imp::Packed(Arc::new(packed)))
     }
 
@@ -169,17 +177,10 @@ impl QLinear {
         if bytes.bytes().len() != format.row_bytes(cols) * rows {
             return None;
         }
-        let kernel = packed::Kernel::detect()?;
-        // Each slab's source pages go as soon as it is packed.
-        let packed =
-            packed::Packed::pack_releasing(format, kernel, bytes.bytes(), rows, cols, |r| {
-                bytes.release_part(r)
-            })
-            .ok()?;
-        bytes.release();
-        Some(Self {
-            imp: Imp::Packed(Arc::new(packed)),
-        })
+        // Each slab's source pages go as soon as it is packed (every byte
+        // is reported once, so nothing is left to release after).
+        let imp = Self::packed(format, bytes.bytes(), rows, cols, |r| bytes.release_part(r))?;
+        Some(Self { imp })
     }
 
     /// The dense CPU weight `[out, in]` (and bias) quantized to int8 per

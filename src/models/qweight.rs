@@ -46,22 +46,18 @@ impl MappedBytes {
     }
 
     /// `map[start..start + len]` of a read-only file map, whose pages
-    /// [`Self::release`] may drop.
+    /// [`Self::release_part`] may drop.
     pub fn of_map(map: Arc<memmap2::Mmap>, start: usize, len: usize) -> Result<Self> {
         let mut bytes = Self::new(map.clone(), start, len)?;
         bytes.map = Some(map);
         Ok(bytes)
     }
 
-    /// Drops the range's pages from this process's memory when it lies in
-    /// a file map (a weight copied elsewhere at load): they stay in the page
-    /// cache, and a later read faults them back in. Does nothing otherwise.
-    pub fn release(&self) {
-        self.release_part(0..self.len)
-    }
-
-    /// [`Self::release`] of `range` (offsets into these bytes; the pages
-    /// it touches, so a neighbour's first or last page may be read again).
+    /// Drops the pages of `range` (offsets into these bytes) from this
+    /// process's memory when they lie in a file map (a weight copied
+    /// elsewhere at load): they stay in the page cache, and a later read
+    /// faults them back in (a neighbour's first or last page too). Does
+    /// nothing otherwise.
     pub fn release_part(&self, range: std::ops::Range<usize>) {
         #[cfg(unix)]
         if let Some(map) = &self.map {
