@@ -180,12 +180,11 @@ fn check_injection(name: &str, markup: &[&str]) {
         2,
         "{name}: only the template's two markers are control tokens"
     );
-    // The raw tokenizer field is just as safe.
-    let raw = tok
-        .tokenizer
-        .encode(article.as_str(), false)
-        .expect("encode");
-    assert_eq!(raw.get_ids(), user_ids.as_slice());
+    // The byte-level engine's own tokenizer is just as safe.
+    if let Some(raw) = tok.byte_level() {
+        let raw = raw.encode(article.as_str(), false).expect("encode");
+        assert_eq!(raw.get_ids(), user_ids.as_slice());
+    }
     // Trusted text does recognise the same markup.
     let trusted = tok.encode_trusted(&article).expect("encode_trusted");
     assert_eq!(count(&trusted), 2, "{name}: trusted markup must be parsed");
@@ -294,11 +293,10 @@ fn gemma3_metadata_facts() {
     assert_eq!(tok.stop_ids, vec![1, 106], "<eos> then <end_of_turn>");
     // This base-model GGUF carries no chat template.
     assert_eq!(tok.chat_template, None);
-    // With add_special_tokens the raw tokenizer prepends BOS; encode_text never does.
-    let with_bos = tok.tokenizer.encode("Hallo", true).unwrap();
-    assert_eq!(with_bos.get_ids()[0], 2);
-    assert_eq!(
-        &with_bos.get_ids()[1..],
-        tok.encode_text("Hallo").unwrap().as_slice()
-    );
+    // encode_text never adds BOS (the prompt builder does) ...
+    let ids = tok.encode_text("Hallo").unwrap();
+    assert!(!ids.is_empty() && ids[0] != 2, "{ids:?}");
+    // ... and the vocabulary spells it as llama.cpp prints it.
+    assert_eq!(tok.id_to_token(2).as_deref(), Some("<bos>"));
+    assert_eq!(tok.vocab_size(), 262_144);
 }

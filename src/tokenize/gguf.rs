@@ -3,40 +3,34 @@
 //! Two GGUF tokenizer models are supported:
 //! - `gpt2`: byte-level BPE from `tokenizer.ggml.tokens` + `tokenizer.ggml.merges`, with the
 //!   pre-tokenizer chosen by `tokenizer.ggml.pre` (SmolLM2's `smollm` splits digits one by one).
-//! - `llama`: SentencePiece-style BPE (scores, no merges) as used by Llama 2 and Gemma. The merges
-//!   are derived from the vocabulary: SentencePiece merges the adjacent pair whose concatenation has
-//!   the best score, and for these vocabularies a better score means a lower id, so ranking every
-//!   possible split of a token by that token's id reproduces SentencePiece's choices.
+//! - `llama`: SentencePiece-style BPE (scores, no merges) as used by Llama 2 and Gemma, run by
+//!   tolk's own [`spm_bpe`] as llama.cpp runs it (the `tokenizers` crate would need merges, and
+//!   deriving them from the scores cost gemma-3 0.6 s and ~70 MB).
 //!
-//! Token types follow llama.cpp: 3 (control) and 2 (unknown) become *special* added tokens, which
-//! are only recognised in trusted text; 4 (user-defined, e.g. Gemma's "\n\n" or runs of spaces)
-//! become ordinary added tokens that SentencePiece and llama.cpp always match as whole pieces.
+//! Token types follow llama.cpp: 3 (control) and 2 (unknown) are *special* tokens, which are only
+//! recognised in trusted text; 4 (user-defined, e.g. Gemma's "\n" or runs of spaces) are pieces
+//! that SentencePiece and llama.cpp always match whole.
 //!
 //! Prompt safety: [`GgufTokenizer::encode_text`] never turns special-token strings inside user
 //! text into control tokens. [`GgufTokenizer::encode_prompt`] assembles a prompt from trusted
 //! template parts and untrusted text while tokenizing across their boundaries exactly as if the
 //! whole prompt were one string.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::Value;
-use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
-use tokenizers::decoders::fuse::Fuse;
-use tokenizers::decoders::sequence::Sequence as DecoderSequence;
-use tokenizers::decoders::strip::Strip;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Merges, Vocab, BPE};
-use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{
-    AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer,
-};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+
+mod spm_bpe;
+use spm_bpe::SpmBpe;
 
 /// SentencePiece's visible space.
 const SPIECE_SPACE: char = '\u{2581}';
@@ -57,6 +51,8 @@ mod token_type {
     pub const UNKNOWN: i64 = 2;
     pub const CONTROL: i64 = 3;
     pub const USER_DEFINED: i64 = 4;
+    pub const UNUSED: i64 = 5;
+    pub const BYTE: i64 = 6;
 }
 
 /// Split regexes of the Llama 3 and Qwen 2 tokenizer.json files (llama.cpp `pre` = llama-bpe, qwen2).
@@ -73,12 +69,8 @@ pub enum PromptPart<'a> {
 }
 
 /// A tokenizer rebuilt from GGUF metadata plus the generation-relevant token facts.
-#[derive(Clone)]
 pub struct GgufTokenizer {
-    /// The underlying tokenizer. It is configured with `encode_special_tokens = true`, so
-    /// `tokenizer.encode(..)` on it is as safe as [`GgufTokenizer::encode_text`]; with
-    /// `add_special_tokens = true` it prepends BOS when [`GgufTokenizer::add_bos`] is set.
-    pub tokenizer: Tokenizer,
+    engine: Engine,
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
     /// ids that end generation: eos, plus end-of-turn tokens such as <|im_end|>, <end_of_turn>, <|eot_id|> when present
@@ -92,10 +84,19 @@ pub struct GgufTokenizer {
     specials: SpecialMatcher,
 }
 
+/// What turns text into ids.
+enum Engine {
+    /// `gpt2`: the `tokenizers` crate's byte-level BPE, configured with
+    /// `encode_special_tokens = true` (special-token strings stay text).
+    ByteLevel(Box<Tokenizer>),
+    /// `llama`: SentencePiece BPE by score.
+    SentencePiece(Box<SpmBpe>),
+}
+
 impl std::fmt::Debug for GgufTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GgufTokenizer")
-            .field("vocab_size", &self.tokenizer.get_vocab_size(true))
+            .field("vocab_size", &self.vocab_size())
             .field("bos_id", &self.bos_id)
             .field("eos_id", &self.eos_id)
             .field("stop_ids", &self.stop_ids)
@@ -112,11 +113,15 @@ impl GgufTokenizer {
         if text.is_empty() {
             return Ok(Vec::new());
         }
-        let encoding = self
-            .tokenizer
-            .encode_fast(text, false)
-            .map_err(|e| anyhow!("tokenizing text failed: {e}"))?;
-        Ok(encoding.get_ids().to_vec())
+        match &self.engine {
+            Engine::ByteLevel(tokenizer) => {
+                let encoding = tokenizer
+                    .encode_fast(text, false)
+                    .map_err(|e| anyhow!("tokenizing text failed: {e}"))?;
+                Ok(encoding.get_ids().to_vec())
+            }
+            Engine::SentencePiece(spm) => spm.encode(text),
+        }
     }
 
     /// Encodes trusted template output (chat markup) where special tokens ARE recognised.
@@ -158,14 +163,46 @@ impl GgufTokenizer {
 
     /// Decodes ids to text; `skip_special` drops control tokens such as `<|im_end|>`.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.tokenizer
-            .decode(ids, skip_special)
-            .map_err(|e| anyhow!("decoding token ids failed: {e}"))
+        match &self.engine {
+            Engine::ByteLevel(tokenizer) => tokenizer
+                .decode(ids, skip_special)
+                .map_err(|e| anyhow!("decoding token ids failed: {e}")),
+            Engine::SentencePiece(spm) => Ok(spm.decode(ids, skip_special)),
+        }
     }
 
     /// The id of a token string, including special tokens.
     pub fn token_id(&self, token: &str) -> Option<u32> {
-        self.tokenizer.token_to_id(token)
+        match &self.engine {
+            Engine::ByteLevel(tokenizer) => tokenizer.token_to_id(token),
+            Engine::SentencePiece(spm) => spm.find(token),
+        }
+    }
+
+    /// The token string of an id as the vocabulary spells it ("Ġ" for a
+    /// byte-level space, "▁" for a SentencePiece one).
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        match &self.engine {
+            Engine::ByteLevel(tokenizer) => tokenizer.id_to_token(id),
+            Engine::SentencePiece(spm) => spm.piece(id).map(str::to_string),
+        }
+    }
+
+    /// Number of ids in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        match &self.engine {
+            Engine::ByteLevel(tokenizer) => tokenizer.get_vocab_size(true),
+            Engine::SentencePiece(spm) => spm.vocab_size(),
+        }
+    }
+
+    /// The `tokenizers` tokenizer of a byte-level (`gpt2`) vocabulary, e.g. to
+    /// save it as a tokenizer.json; `None` for SentencePiece vocabularies.
+    pub fn byte_level(&self) -> Option<&Tokenizer> {
+        match &self.engine {
+            Engine::ByteLevel(tokenizer) => Some(tokenizer),
+            Engine::SentencePiece(_) => None,
+        }
     }
 
     /// Whether generating `id` should end the answer.
@@ -315,6 +352,30 @@ impl<'a> Metadata<'a> {
             .collect::<Result<Vec<_>>>()
             .map(Some)
     }
+
+    fn floats(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        let Some(items) = self.array(key)? else {
+            return Ok(None);
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                float(v).with_context(|| format!("GGUF metadata `{key}`[{i}] should be a number"))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+fn float(value: &Value) -> Result<f32> {
+    Ok(match value {
+        Value::F32(v) => *v,
+        Value::F64(v) => *v as f32,
+        other => integer(other)
+            .map(|v| v as f32)
+            .map_err(|_| anyhow!("found {:?}", other.value_type()))?,
+    })
 }
 
 fn integer(value: &Value) -> Result<i64> {
@@ -370,21 +431,7 @@ pub fn tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<GgufToke
         None => vec![token_type::NORMAL; tokens.len()],
     };
 
-    // SentencePiece vocabularies exported to GGUF spell runs of spaces with real spaces; the
-    // normalizer turns input spaces into "▁", so the vocabulary must use "▁" too.
-    // Borrowed where unchanged: a copy of 262k strings is 20 MB more at the
-    // peak of the build.
-    let spelled: Vec<Cow<'_, str>> = tokens
-        .iter()
-        .map(|&t| match family {
-            Family::SentencePieceBpe if !t.is_empty() && t.chars().all(|c| c == ' ') => {
-                Cow::Owned(SPIECE_SPACE.to_string().repeat(t.chars().count()))
-            }
-            _ => Cow::Borrowed(t),
-        })
-        .collect();
-
-    let vocab_size = spelled.len();
+    let vocab_size = tokens.len();
     let bos_id = meta.token_id("tokenizer.ggml.bos_token_id", vocab_size)?;
     let eos_id = meta.token_id("tokenizer.ggml.eos_token_id", vocab_size)?;
     let unk_id = meta.token_id("tokenizer.ggml.unknown_token_id", vocab_size)?;
@@ -392,59 +439,98 @@ pub fn tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<GgufToke
         .bool("tokenizer.ggml.add_bos_token")?
         .unwrap_or(family == Family::SentencePieceBpe);
 
-    let mut vocab = Vocab::default();
-    for (id, token) in spelled.iter().enumerate() {
-        // A duplicated token string keeps its first id, as in llama.cpp; later copies never encode.
-        vocab.entry(token.to_string()).or_insert(id as u32);
-    }
+    // Control and unknown tokens: recognised only in trusted text.
+    let specials: Vec<(String, u32)> = tokens
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .filter(|(_, (token, &kind))| {
+            !token.is_empty() && matches!(kind, token_type::CONTROL | token_type::UNKNOWN)
+        })
+        .map(|(id, (token, _))| (token.to_string(), id as u32))
+        .collect();
 
-    let stop_ids = stop_ids(&meta, &vocab, eos_id, vocab_size)?;
-
-    let mut tokenizer = match family {
-        Family::ByteLevelBpe => {
-            let merges = meta
-                .strings("tokenizer.ggml.merges")?
-                .context("GGUF metadata has no `tokenizer.ggml.merges` for the gpt2 tokenizer")?;
-            let merges = merges
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    m.split_once(' ')
-                        .map(|(l, r)| (l.to_string(), r.to_string()))
-                        .with_context(|| {
-                            format!("GGUF metadata `tokenizer.ggml.merges`[{i}] = {m:?} is not `left right`")
-                        })
-                })
-                .collect::<Result<Merges>>()?;
-            let pre = meta.string("tokenizer.ggml.pre")?;
-            byte_level_tokenizer(vocab, merges, pre)?
-        }
+    let engine = match family {
+        Family::ByteLevelBpe => Engine::ByteLevel(Box::new(byte_level_from_gguf(
+            &meta, &tokens, &types, &specials, bos_id, add_bos,
+        )?)),
         Family::SentencePieceBpe => {
-            let merges = sentencepiece_merges(&spelled, &types, &vocab);
+            let scores = match meta.floats("tokenizer.ggml.scores")? {
+                Some(scores) if scores.len() != tokens.len() => bail!(
+                    "GGUF metadata `tokenizer.ggml.scores` has {} entries for {} tokens",
+                    scores.len(),
+                    tokens.len()
+                ),
+                scores => scores,
+            };
             let add_space_prefix = meta
                 .bool("tokenizer.ggml.add_space_prefix")?
                 .unwrap_or(true);
-            let unk = unk_id.map(|id| spelled[id as usize].to_string());
-            sentencepiece_tokenizer(vocab, merges, unk, add_space_prefix)?
+            Engine::SentencePiece(Box::new(SpmBpe::new(
+                &tokens,
+                &types,
+                scores.as_deref(),
+                unk_id,
+                add_space_prefix,
+            )?))
         }
     };
+    let chat_template = meta.string("tokenizer.chat_template")?.map(str::to_string);
+    let mut tokenizer = GgufTokenizer {
+        engine,
+        bos_id,
+        eos_id,
+        stop_ids: Vec::new(),
+        add_bos,
+        chat_template,
+        specials: SpecialMatcher::new(specials),
+    };
+    tokenizer.stop_ids = stop_ids(&meta, &tokenizer, eos_id, vocab_size)?;
+    Ok(tokenizer)
+}
+
+/// The `tokenizers` byte-level BPE of a `gpt2` vocabulary, with its special and
+/// user-defined tokens and a BOS template.
+fn byte_level_from_gguf(
+    meta: &Metadata<'_>,
+    tokens: &[&str],
+    types: &[i64],
+    specials: &[(String, u32)],
+    bos_id: Option<u32>,
+    add_bos: bool,
+) -> Result<Tokenizer> {
+    let mut vocab = Vocab::default();
+    for (id, token) in tokens.iter().enumerate() {
+        // A duplicated token string keeps its first id; later copies never encode.
+        vocab.entry(token.to_string()).or_insert(id as u32);
+    }
+    let merges = meta
+        .strings("tokenizer.ggml.merges")?
+        .context("GGUF metadata has no `tokenizer.ggml.merges` for the gpt2 tokenizer")?;
+    let merges = merges
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.split_once(' ')
+                .map(|(l, r)| (l.to_string(), r.to_string()))
+                .with_context(|| {
+                    format!(
+                        "GGUF metadata `tokenizer.ggml.merges`[{i}] = {m:?} is not `left right`"
+                    )
+                })
+        })
+        .collect::<Result<Merges>>()?;
+    let pre = meta.string("tokenizer.ggml.pre")?;
+    let mut tokenizer = byte_level_tokenizer(vocab, merges, pre)?;
 
     // Added tokens: ids already exist in the model vocabulary, so these only mark which strings
     // are matched as whole pieces before BPE (and which are special).
-    let mut specials = Vec::new();
-    let mut user_defined = Vec::new();
-    for (id, (token, &kind)) in spelled.iter().zip(&types).enumerate() {
-        if token.is_empty() {
-            continue;
-        }
-        match kind {
-            token_type::CONTROL | token_type::UNKNOWN => {
-                specials.push((token.to_string(), id as u32))
-            }
-            token_type::USER_DEFINED => user_defined.push(token.to_string()),
-            _ => {}
-        }
-    }
+    let user_defined: Vec<&str> = tokens
+        .iter()
+        .zip(types)
+        .filter(|(token, &kind)| !token.is_empty() && kind == token_type::USER_DEFINED)
+        .map(|(token, _)| *token)
+        .collect();
     tokenizer
         .add_special_tokens(
             specials
@@ -456,42 +542,29 @@ pub fn tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<GgufToke
         .add_tokens(
             user_defined
                 .iter()
-                .map(|t| AddedToken::from(t.clone(), false)),
+                .map(|t| AddedToken::from(t.to_string(), false)),
         )
         .map_err(|e| anyhow!("GGUF tokenizer: user-defined tokens: {e}"))?;
-    if add_bos {
-        if let Some(bos) = bos_id {
-            let bos_token = spelled[bos as usize].to_string();
-            let template = TemplateProcessing::builder()
-                .try_single(vec![bos_token.as_str(), "$A"])
-                .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?
-                .try_pair(vec![bos_token.as_str(), "$A", bos_token.as_str(), "$B:1"])
-                .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?
-                .special_tokens(vec![(bos_token.clone(), bos)])
-                .build()
-                .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?;
-            tokenizer.with_post_processor(Some(template));
-        }
+    if let (true, Some(bos)) = (add_bos, bos_id) {
+        let bos_token = tokens[bos as usize];
+        let template = TemplateProcessing::builder()
+            .try_single(vec![bos_token, "$A"])
+            .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?
+            .try_pair(vec![bos_token, "$A", bos_token, "$B:1"])
+            .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?
+            .special_tokens(vec![(bos_token.to_string(), bos)])
+            .build()
+            .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?;
+        tokenizer.with_post_processor(Some(template));
     }
     // User text is the common case; trusted markup goes through `encode_prompt`.
     tokenizer.set_encode_special_tokens(true);
-
-    let chat_template = meta.string("tokenizer.chat_template")?.map(str::to_string);
-
-    Ok(GgufTokenizer {
-        tokenizer,
-        bos_id,
-        eos_id,
-        stop_ids,
-        add_bos,
-        chat_template,
-        specials: SpecialMatcher::new(specials),
-    })
+    Ok(tokenizer)
 }
 
 fn stop_ids(
     meta: &Metadata<'_>,
-    vocab: &Vocab,
+    tokenizer: &GgufTokenizer,
     eos_id: Option<u32>,
     vocab_size: usize,
 ) -> Result<Vec<u32>> {
@@ -510,7 +583,7 @@ fn stop_ids(
         }
     }
     for token in END_OF_TURN_TOKENS {
-        if let Some(&id) = vocab.get(*token) {
+        if let Some(id) = tokenizer.token_id(token) {
             push(id);
         }
     }
@@ -560,81 +633,6 @@ fn byte_level_tokenizer(vocab: Vocab, merges: Merges, pre: Option<&str>) -> Resu
     };
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
     tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
-    Ok(tokenizer)
-}
-
-/// Merges that make BPE reproduce SentencePiece's score-driven merging.
-///
-/// Every way to split a normal token into two vocabulary pieces is a merge. Merges are ranked by
-/// the token's id (= its score rank), then by longer left piece, so the rank of a merge is the
-/// rank SentencePiece gives the merged piece.
-fn sentencepiece_merges(tokens: &[Cow<'_, str>], types: &[i64], vocab: &Vocab) -> Merges {
-    // One thread: split on rayon's pool it saved 0.05 s of gemma-3's load
-    // but held the 513k merges twice while joining the threads' parts.
-    let mut merges = Merges::new();
-    for (token, &kind) in tokens.iter().zip(types) {
-        if kind != token_type::NORMAL {
-            continue;
-        }
-        // Char boundaries from the end: longer left pieces first.
-        for (at, _) in token.char_indices().rev().filter(|&(at, _)| at > 0) {
-            let (left, right) = token.split_at(at);
-            if vocab.contains_key(left) && vocab.contains_key(right) {
-                merges.push((left.to_string(), right.to_string()));
-            }
-        }
-    }
-    merges
-}
-
-fn sentencepiece_tokenizer(
-    vocab: Vocab,
-    merges: Merges,
-    unk: Option<String>,
-    add_space_prefix: bool,
-) -> Result<Tokenizer> {
-    let mut builder = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .byte_fallback(true)
-        .fuse_unk(true);
-    if let Some(unk) = unk {
-        builder = builder.unk_token(unk);
-    }
-    let bpe = builder
-        .build()
-        .map_err(|e| anyhow!("GGUF llama tokenizer: invalid vocabulary: {e}"))?;
-    let mut tokenizer = Tokenizer::new(bpe);
-
-    let space = SPIECE_SPACE.to_string();
-    let replace_spaces = Replace::new(" ", space.as_str())
-        .map_err(|e| anyhow!("GGUF llama tokenizer: normalizer: {e}"))?;
-    let normalizer = if add_space_prefix {
-        NormalizerWrapper::Sequence(NormalizerSequence::new(vec![
-            NormalizerWrapper::Prepend(Prepend::new(space.clone())),
-            NormalizerWrapper::Replace(replace_spaces),
-        ]))
-    } else {
-        NormalizerWrapper::Replace(replace_spaces)
-    };
-    tokenizer
-        .with_normalizer(Some(normalizer))
-        .map_err(|e| anyhow!("GGUF llama tokenizer: normalizer: {e}"))?;
-
-    let mut decoders = vec![
-        DecoderWrapper::Replace(
-            Replace::new(space.as_str(), " ")
-                .map_err(|e| anyhow!("GGUF llama tokenizer: decoder: {e}"))?,
-        ),
-        DecoderWrapper::ByteFallback(ByteFallback::new()),
-        DecoderWrapper::Fuse(Fuse::new()),
-    ];
-    if add_space_prefix {
-        // Undo the prefix space the normalizer added.
-        decoders.push(DecoderWrapper::Strip(Strip::new(' ', 1, 0)));
-    }
-    tokenizer.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(
-        decoders,
-    ))));
     Ok(tokenizer)
 }
 

@@ -128,10 +128,8 @@ impl PromptTokenizer {
     pub fn bos_eos_strings(&self) -> (String, String) {
         match self {
             Self::Gguf(t) => {
-                let name = |id: Option<u32>| {
-                    id.and_then(|id| t.tokenizer.id_to_token(id))
-                        .unwrap_or_default()
-                };
+                let name =
+                    |id: Option<u32>| id.and_then(|id| t.id_to_token(id)).unwrap_or_default();
                 (name(t.bos_id), name(t.eos_id))
             }
             Self::Json(t) => (t.bos_token.clone(), t.eos_token.clone()),
