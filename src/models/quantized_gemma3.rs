@@ -21,7 +21,7 @@ use super::llm_blocks::{
     attention_mask, dense_vector, grouped_attention, last_logits, project_heads, rms_norm, KvCache,
     RopeTable,
 };
-use super::qlinear::QLinear;
+use super::qlinear::{gated, GateAct, QLinear};
 use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
 
@@ -250,7 +250,11 @@ impl CausalLm for QuantizedGemma3 {
             let att = rms_norm(&layer.wo.forward(&att)?, &layer.post_attn_norm, eps)?;
             x = (x + att)?;
             let h = rms_norm(&x, &layer.ffn_norm, eps)?;
-            let act = (layer.gate.forward(&h)?.gelu()? * layer.up.forward(&h)?)?;
+            let act = gated(
+                &layer.gate.forward(&h)?,
+                &layer.up.forward(&h)?,
+                GateAct::GeluTanh,
+            )?;
             let ff = rms_norm(&layer.down.forward(&act)?, &layer.post_ffn_norm, eps)?;
             x = (x + ff)?;
         }

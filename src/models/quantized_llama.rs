@@ -13,7 +13,7 @@ use super::llm_blocks::{
     attention_mask, dense_vector, grouped_attention, last_logits, project_heads, rms_norm, KvCache,
     RopeTable,
 };
-use super::qlinear::QLinear;
+use super::qlinear::{gated, GateAct, QLinear};
 use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
 
@@ -218,7 +218,11 @@ impl CausalLm for QuantizedLlama {
             let att = grouped_attention(&q, &view.k, &view.v, m, scale)?;
             x = (x + layer.wo.forward(&att)?)?;
             let h = rms_norm(&x, &layer.ffn_norm, eps)?;
-            let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let act = gated(
+                &layer.gate.forward(&h)?,
+                &layer.up.forward(&h)?,
+                GateAct::Silu,
+            )?;
             x = (x + layer.down.forward(&act)?)?;
         }
         // Only the last position's logits are needed: skip the head for the rest.

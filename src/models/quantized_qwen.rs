@@ -19,7 +19,7 @@ use super::causal_lm::{CausalLm, Hparams, TensorSource};
 use super::llm_blocks::{
     attention_mask, dense_vector, grouped_attention, last_logits, rms_norm, KvCache, RopeTable,
 };
-use super::qlinear::QLinear;
+use super::qlinear::{gated, GateAct, QLinear};
 use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
 
@@ -312,7 +312,11 @@ impl CausalLm for QuantizedQwen {
             let att = grouped_attention(&q, &view.k, &view.v, m, scale)?;
             x = (x + layer.wo.forward(&att)?)?;
             let h = rms_norm(&x, &layer.ffn_norm, eps)?;
-            let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let act = gated(
+                &layer.gate.forward(&h)?,
+                &layer.up.forward(&h)?,
+                GateAct::Silu,
+            )?;
             x = (x + layer.down.forward(&act)?)?;
         }
         // Only the last position's logits are needed: skip the head for the rest.
