@@ -227,6 +227,34 @@ where
     Ok(map_rows(&mut scores, vocab, f))
 }
 
+/// [`map_step_rows`] for a read-only `f`: a contiguous f32 CPU tensor's rows
+/// are handed over in place, with no copy at all.
+fn map_step_rows_ref<T, F>(logits: &Tensor, f: F) -> Result<Vec<T>>
+where
+    T: Send,
+    F: Fn(usize, &[f32]) -> T + Sync + Send,
+{
+    use candle_core::{CpuStorage, DType, Storage};
+    use rayon::prelude::*;
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+        let (rows, vocab) = logits.dims2()?;
+        let (storage, layout) = logits.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            let data = &data[start..end];
+            let each = |i: usize| f(i, &data[i * vocab..(i + 1) * vocab]);
+            return Ok(if worth_parallel(rows) {
+                (0..rows).into_par_iter().map(each).collect()
+            } else {
+                (0..rows).map(each).collect()
+            });
+        }
+    }
+    let (mut scores, vocab) = step_scores(logits)?;
+    Ok(map_rows(&mut scores, vocab, |i, row| f(i, row)))
+}
+
 /// Whether `rows` rows of a step go to rayon's threads: not a few rows, and
 /// not with one thread (handing them to its worker is a futex wake and a
 /// sleep per step).
@@ -256,6 +284,78 @@ where
     }
 }
 
+/// The greedy choice of one row: the processed scores' first maximum (as
+/// torch.argmax) and its log-probability, without copying the row. The
+/// banned tokens cut the row into runs, each reduced by [`log_sum_exp`] and
+/// the runs combined; a forced EOS is the only choice left.
+fn greedy_pick(
+    scores: &[f32],
+    generated: &[u32],
+    cur_len: usize,
+    cfg: &GenerationConfig,
+) -> (usize, f32) {
+    if let Some(eos) = cfg.forced_eos_token_id {
+        if forces_eos(cur_len, cfg) {
+            return match (eos as usize) < scores.len() {
+                true => (eos as usize, 0.0),
+                false => (0, f32::NEG_INFINITY),
+            };
+        }
+    }
+    let mut cuts: Vec<usize> = banned(generated, cur_len, cfg)
+        .into_iter()
+        .map(|t| t as usize)
+        .filter(|&t| t < scores.len())
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    // (start, max, log-sum) of every run holding a finite score.
+    let mut runs: Vec<(usize, f32, f32)> = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for end in cuts.iter().copied().chain([scores.len()]) {
+        if let Some((max, log_sum)) = log_sum_exp(&scores[start..end]) {
+            runs.push((start, max, log_sum));
+        }
+        start = end + 1;
+    }
+    let Some(max) = runs.iter().map(|r| r.1).reduce(f32::max) else {
+        return (0, f32::NEG_INFINITY);
+    };
+    let sum: f64 = runs
+        .iter()
+        .map(|&(_, m, l)| (f64::from(l) + f64::from(m) - f64::from(max)).exp())
+        .sum();
+    let log_sum = sum.ln() as f32;
+    for &(start, m, _) in &runs {
+        if m == max {
+            let end = cuts
+                .iter()
+                .copied()
+                .find(|&c| c > start)
+                .unwrap_or(scores.len());
+            if let Some(i) = scores[start..end].iter().position(|&v| v == max) {
+                let token = start + i;
+                return (token, scores[token] - max - log_sum);
+            }
+        }
+    }
+    // A NaN somewhere kept the maximum from being found: the old fold.
+    let mut processed = scores.to_vec();
+    process(&mut processed, generated, cur_len, cfg);
+    let (token, _) =
+        processed
+            .iter()
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |best, (i, &s)| {
+                if s > best.1 {
+                    (i, s)
+                } else {
+                    best
+                }
+            });
+    (token, processed[token] - max - log_sum)
+}
+
 fn greedy(
     model: &mut dyn StepModel,
     batch: usize,
@@ -282,28 +382,11 @@ fn greedy(
                 .collect();
             crate::device::search::greedy_picks(&step, &banned)?
         } else {
-            // (token, log-probability) per row: the argmax of the processed
-            // scores and its log-softmax, without writing the whole row.
+            // (token, log-probability) per row, read in place: the argmax of
+            // the processed scores and its log-softmax.
             let (hyps, live) = (&hyps, &live);
-            map_step_rows(&step, |row, scores| {
-                process(scores, &hyps[live[row]].tokens, cur_len, cfg);
-                // First maximum wins ties, as torch.argmax.
-                let (token, _) =
-                    scores
-                        .iter()
-                        .enumerate()
-                        .fold((0usize, f32::NEG_INFINITY), |best, (i, &s)| {
-                            if s > best.1 {
-                                (i, s)
-                            } else {
-                                best
-                            }
-                        });
-                let logprob = match log_sum_exp(scores) {
-                    Some((max, log_sum)) => scores[token] - max - log_sum,
-                    None => scores[token],
-                };
-                (token, logprob)
+            map_step_rows_ref(&step, |row, scores| {
+                greedy_pick(scores, &hyps[live[row]].tokens, cur_len, cfg)
             })?
         };
         let mut keep = Vec::with_capacity(live.len());

@@ -309,3 +309,69 @@ fn top_k_row_equals_the_plain_pass() {
         assert_eq!(top_k_row(&row, norm, base, 3, k), plain, "len {len} k {k}");
     }
 }
+
+#[test]
+fn greedy_pick_equals_processing_a_copy() {
+    // The in-place pick against what it replaced: process a copy of the
+    // row, take the first maximum, log-softmax it. Rows with ties for the
+    // maximum (one of them banned), banned first and last tokens, a
+    // min-length EOS ban, all banned, and the forced-EOS step.
+    let mut cfg = cfg(1);
+    cfg.max_length = 20;
+    cfg.min_length = 5;
+    cfg.bad_words_ids = vec![vec![7], vec![2, 9], vec![57]];
+    let reference = |row: &[f32], generated: &[u32], cur_len: usize, cfg: &GenerationConfig| {
+        let mut scores = row.to_vec();
+        process(&mut scores, generated, cur_len, cfg);
+        let (token, _) =
+            scores
+                .iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |best, (i, &s)| {
+                    if s > best.1 {
+                        (i, s)
+                    } else {
+                        best
+                    }
+                });
+        let logprob = match log_sum_exp(&scores) {
+            Some((max, log_sum)) => scores[token] - max - log_sum,
+            None => scores[token],
+        };
+        (token, logprob)
+    };
+    for seed in 0..40u64 {
+        let mut row: Vec<f32> = draws(58, seed)
+            .map(|d| (d / 4096) as f32 / 512.0 - 4.0)
+            .collect();
+        if seed % 3 == 0 {
+            row[7] = 10.0; // the maximum, banned
+            row[30] = 9.0;
+            row[44] = 9.0; // a tie: the first wins
+        }
+        if seed % 5 == 0 {
+            row[0] = 20.0; // EOS, banned below min_length
+        }
+        for (generated, cur_len) in [
+            (vec![], 1),
+            (vec![4, 2], 3),
+            (vec![4, 2], 8),
+            (vec![1; 18], 19),
+        ] {
+            let (token, logprob) = greedy_pick(&row, &generated, cur_len, &cfg);
+            let (want_token, want_logprob) = reference(&row, &generated, cur_len, &cfg);
+            assert_eq!(token, want_token, "seed {seed}, step {cur_len}");
+            assert!(
+                (logprob - want_logprob).abs() <= 1e-5 * want_logprob.abs().max(1.0),
+                "seed {seed}, step {cur_len}: {logprob} vs {want_logprob}"
+            );
+        }
+    }
+    // Every token banned: token 0 at -inf, as the fold gives.
+    let mut all = cfg.clone();
+    all.bad_words_ids = (0..4).map(|t| vec![t]).collect();
+    assert_eq!(
+        greedy_pick(&[1.0, 2.0, 3.0, 4.0], &[], 10, &all),
+        (0, f32::NEG_INFINITY)
+    );
+}
