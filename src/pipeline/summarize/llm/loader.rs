@@ -78,7 +78,9 @@ pub fn read_header(path: &Path) -> Result<(Content, BufReader<File>)> {
     if let Some(why) = unreadable {
         bail!("{}: not a readable GGUF file ({why})", path.display());
     }
-    let content = Content::read(&mut reader).map_err(|e| {
+    let tracked = super::gguf_header::Tracked::new(&mut reader)
+        .with_context(|| format!("{}: cannot read model file", path.display()))?;
+    let content = Content::read(&mut { tracked }).map_err(|e| {
         anyhow!(
             "{}: not a readable GGUF file ({})",
             path.display(),
