@@ -206,25 +206,7 @@ where
     T: Send,
     F: Fn(usize, &mut [f32]) -> T + Sync + Send,
 {
-    use candle_core::{CpuStorage, DType, Storage};
-    use rayon::prelude::*;
-    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
-        let (rows, vocab) = logits.dims2()?;
-        let (storage, layout) = logits.storage_and_layout();
-        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            let data = &data[start..end];
-            let each = |i: usize| f(i, &mut data[i * vocab..(i + 1) * vocab].to_vec());
-            return Ok(if worth_parallel(rows) {
-                (0..rows).into_par_iter().map(each).collect()
-            } else {
-                (0..rows).map(each).collect()
-            });
-        }
-    }
-    let (mut scores, vocab) = step_scores(logits)?;
-    Ok(map_rows(&mut scores, vocab, f))
+    map_step_rows_ref(logits, |i, row| f(i, &mut row.to_vec()))
 }
 
 /// [`map_step_rows`] for a read-only `f`: a contiguous f32 CPU tensor's rows

@@ -51,8 +51,6 @@ mod token_type {
     pub const UNKNOWN: i64 = 2;
     pub const CONTROL: i64 = 3;
     pub const USER_DEFINED: i64 = 4;
-    pub const UNUSED: i64 = 5;
-    pub const BYTE: i64 = 6;
 }
 
 /// Split regexes of the Llama 3 and Qwen 2 tokenizer.json files (llama.cpp `pre` = llama-bpe, qwen2).
@@ -339,21 +337,20 @@ impl<'a> Metadata<'a> {
     }
 
     fn integers(&self, key: &str) -> Result<Option<Vec<i64>>> {
-        let Some(items) = self.array(key)? else {
-            return Ok(None);
-        };
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                integer(v)
-                    .with_context(|| format!("GGUF metadata `{key}`[{i}] should be an integer"))
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        self.numbers(key, "an integer", integer)
     }
 
     fn floats(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        self.numbers(key, "a number", float)
+    }
+
+    /// An array whose items `convert` reads, each error naming its index.
+    fn numbers<T>(
+        &self,
+        key: &str,
+        what: &str,
+        convert: fn(&Value) -> Result<T>,
+    ) -> Result<Option<Vec<T>>> {
         let Some(items) = self.array(key)? else {
             return Ok(None);
         };
@@ -361,7 +358,7 @@ impl<'a> Metadata<'a> {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                float(v).with_context(|| format!("GGUF metadata `{key}`[{i}] should be a number"))
+                convert(v).with_context(|| format!("GGUF metadata `{key}`[{i}] should be {what}"))
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)

@@ -27,7 +27,9 @@ pub enum PieceType {
 }
 
 impl PieceType {
-    fn from_proto(v: u64) -> Self {
+    /// The proto's type number (GGUF's `tokenizer.ggml.token_type` uses the same
+    /// numbers); an unknown number is a normal piece, as in SentencePiece.
+    pub(crate) fn from_proto(v: u64) -> Self {
         match v {
             2 => Self::Unknown,
             3 => Self::Control,

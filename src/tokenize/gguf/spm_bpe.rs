@@ -17,39 +17,13 @@ use std::hash::{BuildHasher, RandomState};
 use anyhow::{bail, Result};
 use hashbrown::HashTable;
 
-use super::{token_type, SpecialMatcher, SPIECE_SPACE};
+use super::{SpecialMatcher, SPIECE_SPACE};
+use crate::tokenize::spm::PieceType as Kind;
 
-/// What a token is, from `tokenizer.ggml.token_type` (llama.cpp's attributes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Normal,
-    Unknown,
-    Control,
-    UserDefined,
-    Unused,
-    Byte,
-    /// A type number llama.cpp does not know: matched, never printed.
-    Undefined,
-}
-
-impl Kind {
-    fn from_type(t: i64) -> Self {
-        match t {
-            token_type::NORMAL => Self::Normal,
-            token_type::UNKNOWN => Self::Unknown,
-            token_type::CONTROL => Self::Control,
-            token_type::USER_DEFINED => Self::UserDefined,
-            token_type::UNUSED => Self::Unused,
-            token_type::BYTE => Self::Byte,
-            _ => Self::Undefined,
-        }
-    }
-
-    /// Control and unknown tokens never come out of plain text (llama.cpp would
-    /// merge into them too; that is how user text could forge `<end_of_turn>`).
-    fn reachable_from_text(self) -> bool {
-        !matches!(self, Self::Control | Self::Unknown)
-    }
+/// Control and unknown tokens never come out of plain text (llama.cpp would
+/// merge into them too; that is how user text could forge `<end_of_turn>`).
+fn reachable_from_text(kind: Kind) -> bool {
+    !matches!(kind, Kind::Control | Kind::Unknown)
 }
 
 pub(super) struct SpmBpe {
@@ -157,7 +131,11 @@ impl SpmBpe {
                 }
             }
         }
-        let kinds: Vec<Kind> = types.iter().map(|&t| Kind::from_type(t)).collect();
+        // GGUF's token types are SentencePiece's numbers.
+        let kinds: Vec<Kind> = types
+            .iter()
+            .map(|&t| Kind::from_proto(u64::try_from(t).unwrap_or(0)))
+            .collect();
         let user_defined = SpecialMatcher::new(
             kinds
                 .iter()
@@ -208,7 +186,7 @@ impl SpmBpe {
     /// The id of a piece that plain text may produce.
     fn find_from_text(&self, piece: &str) -> Option<u32> {
         self.find(piece)
-            .filter(|&id| self.kinds[id as usize].reachable_from_text())
+            .filter(|&id| reachable_from_text(self.kinds[id as usize]))
     }
 
     /// Plain text to ids: user-defined pieces matched whole, the runs between
