@@ -200,13 +200,18 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// the row that `f` may change), in parallel as [`map_rows`]. A contiguous
 /// f32 CPU tensor is read in place, one row copied at a time: a copy of the
 /// whole step (60 MB at 256 beams of a 58k vocabulary) is memory that malloc
-/// maps fresh, and the kernel faults in, at every step.
+/// maps fresh, and the kernel faults in, at every step. Other steps are
+/// copied to the host once and their rows changed there.
 fn map_step_rows<T, F>(logits: &Tensor, f: F) -> Result<Vec<T>>
 where
     T: Send,
     F: Fn(usize, &mut [f32]) -> T + Sync + Send,
 {
-    map_step_rows_ref(logits, |i, row| f(i, &mut row.to_vec()))
+    if let Some(out) = map_contiguous_rows(logits, |i, row| f(i, &mut row.to_vec()))? {
+        return Ok(out);
+    }
+    let (mut scores, vocab) = step_scores(logits)?;
+    Ok(map_rows(&mut scores, vocab, f))
 }
 
 /// [`map_step_rows`] for a read-only `f`: a contiguous f32 CPU tensor's rows
@@ -216,25 +221,39 @@ where
     T: Send,
     F: Fn(usize, &[f32]) -> T + Sync + Send,
 {
-    use candle_core::{CpuStorage, DType, Storage};
-    use rayon::prelude::*;
-    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
-        let (rows, vocab) = logits.dims2()?;
-        let (storage, layout) = logits.storage_and_layout();
-        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            let data = &data[start..end];
-            let each = |i: usize| f(i, &data[i * vocab..(i + 1) * vocab]);
-            return Ok(if worth_parallel(rows) {
-                (0..rows).into_par_iter().map(each).collect()
-            } else {
-                (0..rows).map(each).collect()
-            });
-        }
+    if let Some(out) = map_contiguous_rows(logits, &f)? {
+        return Ok(out);
     }
     let (mut scores, vocab) = step_scores(logits)?;
     Ok(map_rows(&mut scores, vocab, |i, row| f(i, row)))
+}
+
+/// `f` over the rows of a contiguous f32 CPU step, read in place (in
+/// parallel as [`map_rows`]); `None` for any other step.
+fn map_contiguous_rows<T, F>(logits: &Tensor, f: F) -> Result<Option<Vec<T>>>
+where
+    T: Send,
+    F: Fn(usize, &[f32]) -> T + Sync + Send,
+{
+    use candle_core::{CpuStorage, DType, Storage};
+    use rayon::prelude::*;
+    if !logits.device().is_cpu() || logits.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (rows, vocab) = logits.dims2()?;
+    let (storage, layout) = logits.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+        (&*storage, layout.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let data = &data[start..end];
+    let each = |i: usize| f(i, &data[i * vocab..(i + 1) * vocab]);
+    Ok(Some(if worth_parallel(rows) {
+        (0..rows).into_par_iter().map(each).collect()
+    } else {
+        (0..rows).map(each).collect()
+    }))
 }
 
 /// Whether `rows` rows of a step go to rayon's threads: not a few rows, and
@@ -291,30 +310,25 @@ fn greedy_pick(
         .collect();
     cuts.sort_unstable();
     cuts.dedup();
-    // (start, max, log-sum) of every run holding a finite score.
-    let mut runs: Vec<(usize, f32, f32)> = Vec::with_capacity(cuts.len() + 1);
+    // (start, end, max, log-sum) of every run holding a finite score.
+    let mut runs: Vec<(usize, usize, f32, f32)> = Vec::with_capacity(cuts.len() + 1);
     let mut start = 0;
     for end in cuts.iter().copied().chain([scores.len()]) {
         if let Some((max, log_sum)) = log_sum_exp(&scores[start..end]) {
-            runs.push((start, max, log_sum));
+            runs.push((start, end, max, log_sum));
         }
         start = end + 1;
     }
-    let Some(max) = runs.iter().map(|r| r.1).reduce(f32::max) else {
+    let Some(max) = runs.iter().map(|r| r.2).reduce(f32::max) else {
         return (0, f32::NEG_INFINITY);
     };
     let sum: f64 = runs
         .iter()
-        .map(|&(_, m, l)| (f64::from(l) + f64::from(m) - f64::from(max)).exp())
+        .map(|&(_, _, m, l)| (f64::from(l) + f64::from(m) - f64::from(max)).exp())
         .sum();
     let log_sum = sum.ln() as f32;
-    for &(start, m, _) in &runs {
+    for &(start, end, m, _) in &runs {
         if m == max {
-            let end = cuts
-                .iter()
-                .copied()
-                .find(|&c| c > start)
-                .unwrap_or(scores.len());
             if let Some(i) = scores[start..end].iter().position(|&v| v == max) {
                 let token = start + i;
                 return (token, scores[token] - max - log_sum);
