@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 
 use candle_core::quantized::gguf_file;
 use serde::Deserialize;
-use tolk::tokenize::gguf::{tokenizer_from_gguf, GgufTokenizer, PromptPart};
+use tolk::tokenize::gguf::{
+    hf_tokenizer_from_gguf, tokenizer_from_gguf, GgufTokenizer, PromptPart,
+};
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -180,11 +182,6 @@ fn check_injection(name: &str, markup: &[&str]) {
         2,
         "{name}: only the template's two markers are control tokens"
     );
-    // The byte-level engine's own tokenizer is just as safe.
-    if let Some(raw) = tok.byte_level() {
-        let raw = raw.encode(article.as_str(), false).expect("encode");
-        assert_eq!(raw.get_ids(), user_ids.as_slice());
-    }
     // Trusted text does recognise the same markup.
     let trusted = tok.encode_trusted(&article).expect("encode_trusted");
     assert_eq!(count(&trusted), 2, "{name}: trusted markup must be parsed");
@@ -299,4 +296,158 @@ fn gemma3_metadata_facts() {
     // ... and the vocabulary spells it as llama.cpp prints it.
     assert_eq!(tok.id_to_token(2).as_deref(), Some("<bos>"));
     assert_eq!(tok.vocab_size(), 262_144);
+}
+
+/// Texts for comparing two tokenizers: fragments that exercise every branch
+/// of the split regexes (contractions in both cases, digit runs, punctuation
+/// runs with newlines, whitespace runs before words and at the end, letters
+/// of other scripts, emoji and combining marks, control characters,
+/// special-token strings), glued in random order by a fixed-seed generator.
+fn mixed_texts(count: usize) -> Vec<String> {
+    const FRAGMENTS: &[&str] = &[
+        "Der",
+        " Bundestag",
+        " hat",
+        " am",
+        " Montag",
+        " über",
+        " die",
+        " Straße",
+        " Ärzte",
+        "Öl",
+        " Maß",
+        "'s",
+        "'LL",
+        "'Re",
+        " don't",
+        " it's",
+        " 12",
+        "345",
+        "2026",
+        "3.14",
+        " 1,000",
+        " 7",
+        "!!",
+        "?!",
+        "...",
+        " —",
+        " –",
+        " «",
+        "»",
+        "\"",
+        " (",
+        ")",
+        ".",
+        ",",
+        " ",
+        "  ",
+        "   ",
+        "\n",
+        "\n\n",
+        "\r\n",
+        "\t",
+        " \n",
+        "\n  ",
+        "日本語",
+        " 中文",
+        " Привет",
+        " مرحبا",
+        "👍🏽",
+        "🇩🇪",
+        "e\u{301}",
+        "\u{0}",
+        "\u{7f}",
+        "\u{a0}",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|endoftext|>",
+        "<tool_call>",
+        "<|fim_prefix|>",
+        " x²",
+        "½",
+        "#",
+        " ##",
+        " https://example.org/a?b=c",
+        " foo_bar",
+        "CamelCase",
+        "ß",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let n = 1 + (next() % 12) as usize;
+            (0..n)
+                .map(|_| FRAGMENTS[(next() % FRAGMENTS.len() as u64) as usize])
+                .collect()
+        })
+        .collect()
+}
+
+/// tolk's byte-level BPE against the `tokenizers` crate's on the same GGUF
+/// vocabulary (special-token strings as text in both).
+fn check_byte_level_against_tokenizers(
+    metadata: &std::collections::HashMap<String, gguf_file::Value>,
+    what: &str,
+) {
+    let ours = tokenizer_from_gguf(metadata).expect("build tokenizer");
+    let mut reference = hf_tokenizer_from_gguf(metadata).expect("build tokenizers tokenizer");
+    reference.set_encode_special_tokens(true);
+    let mut checked = 0;
+    for text in mixed_texts(3000) {
+        let expected = reference.encode(text.as_str(), false).expect("encode");
+        let got = ours.encode_text(&text).expect("encode_text");
+        assert_eq!(got, expected.get_ids(), "{what}: {text:?}");
+        let decoded = reference.decode(&got, false).expect("decode");
+        assert_eq!(
+            ours.decode(&got, false).unwrap(),
+            decoded,
+            "{what}: {text:?}"
+        );
+        assert_eq!(decoded, text, "{what}: byte-level BPE round-trips");
+        checked += 1;
+    }
+    assert_eq!(checked, 3000);
+}
+
+fn gguf_metadata(file: &str) -> Option<std::collections::HashMap<String, gguf_file::Value>> {
+    let path = common::test_model(file)?;
+    let mut reader = BufReader::new(File::open(&path).expect("open model"));
+    Some(
+        gguf_file::Content::read(&mut reader)
+            .expect("read GGUF metadata")
+            .metadata,
+    )
+}
+
+/// SmolLM2's vocabulary under its own pre-tokenizer and, since the
+/// vocabulary is an ordinary byte-level one, under the Qwen 2, Llama 3 and
+/// GPT-2 split rules too (their real files are large and opt-in).
+#[test]
+fn byte_level_bpe_matches_the_tokenizers_crate() {
+    let Some(mut metadata) = gguf_metadata("SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
+    for pre in ["smollm", "qwen2", "llama-bpe", "gpt2"] {
+        metadata.insert(
+            "tokenizer.ggml.pre".into(),
+            gguf_file::Value::String(pre.into()),
+        );
+        check_byte_level_against_tokenizers(&metadata, &format!("SmolLM2 vocabulary, {pre}"));
+    }
+}
+
+/// The real Qwen 2.5 vocabulary (151k tokens and merges), where its file has
+/// been fetched (`TOLK_FETCH_LARGE=1 scripts/fetch-test-models.sh`).
+#[test]
+fn qwen2_5_byte_level_bpe_matches_the_tokenizers_crate() {
+    let Some(metadata) = gguf_metadata("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf") else {
+        return;
+    };
+    check_byte_level_against_tokenizers(&metadata, "Qwen 2.5");
 }

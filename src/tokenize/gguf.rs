@@ -2,7 +2,10 @@
 //!
 //! Two GGUF tokenizer models are supported:
 //! - `gpt2`: byte-level BPE from `tokenizer.ggml.tokens` + `tokenizer.ggml.merges`, with the
-//!   pre-tokenizer chosen by `tokenizer.ggml.pre` (SmolLM2's `smollm` splits digits one by one).
+//!   pre-tokenizer chosen by `tokenizer.ggml.pre` (SmolLM2's `smollm` splits digits one by one),
+//!   run by tolk's own [`byte_bpe`] as the `tokenizers` crate runs it (building the crate's BPE
+//!   cost Qwen 2.5's 151k-token vocabulary 0.14 s of every load; [`hf_tokenizer_from_gguf`]
+//!   still builds it, to export a tokenizer.json).
 //! - `llama`: SentencePiece-style BPE (scores, no merges) as used by Llama 2 and Gemma, run by
 //!   tolk's own [`spm_bpe`] as llama.cpp runs it (the `tokenizers` crate would need merges, and
 //!   deriving them from the scores cost gemma-3 0.6 s and ~70 MB).
@@ -23,13 +26,13 @@ use candle_core::quantized::gguf_file::Value;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Merges, Vocab, BPE};
-use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 
+mod byte_bpe;
 mod spm_bpe;
+use byte_bpe::ByteBpe;
 use spm_bpe::SpmBpe;
 
 /// SentencePiece's visible space.
@@ -52,10 +55,6 @@ mod token_type {
     pub const CONTROL: i64 = 3;
     pub const USER_DEFINED: i64 = 4;
 }
-
-/// Split regexes of the Llama 3 and Qwen 2 tokenizer.json files (llama.cpp `pre` = llama-bpe, qwen2).
-const LLAMA3_SPLIT_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2_SPLIT_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// One part of a prompt for [`GgufTokenizer::encode_prompt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +83,8 @@ pub struct GgufTokenizer {
 
 /// What turns text into ids.
 enum Engine {
-    /// `gpt2`: the `tokenizers` crate's byte-level BPE, configured with
-    /// `encode_special_tokens = true` (special-token strings stay text).
-    ByteLevel(Box<Tokenizer>),
+    /// `gpt2`: byte-level BPE by merge rank.
+    ByteLevel(Box<ByteBpe>),
     /// `llama`: SentencePiece BPE by score.
     SentencePiece(Box<SpmBpe>),
 }
@@ -112,12 +110,7 @@ impl GgufTokenizer {
             return Ok(Vec::new());
         }
         match &self.engine {
-            Engine::ByteLevel(tokenizer) => {
-                let encoding = tokenizer
-                    .encode_fast(text, false)
-                    .map_err(|e| anyhow!("tokenizing text failed: {e}"))?;
-                Ok(encoding.get_ids().to_vec())
-            }
+            Engine::ByteLevel(bpe) => bpe.encode(text),
             Engine::SentencePiece(spm) => spm.encode(text),
         }
     }
@@ -162,9 +155,7 @@ impl GgufTokenizer {
     /// Decodes ids to text; `skip_special` drops control tokens such as `<|im_end|>`.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         match &self.engine {
-            Engine::ByteLevel(tokenizer) => tokenizer
-                .decode(ids, skip_special)
-                .map_err(|e| anyhow!("decoding token ids failed: {e}")),
+            Engine::ByteLevel(bpe) => Ok(bpe.decode(ids, skip_special)),
             Engine::SentencePiece(spm) => Ok(spm.decode(ids, skip_special)),
         }
     }
@@ -172,7 +163,7 @@ impl GgufTokenizer {
     /// The id of a token string, including special tokens.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         match &self.engine {
-            Engine::ByteLevel(tokenizer) => tokenizer.token_to_id(token),
+            Engine::ByteLevel(bpe) => bpe.find(token),
             Engine::SentencePiece(spm) => spm.find(token),
         }
     }
@@ -181,7 +172,7 @@ impl GgufTokenizer {
     /// byte-level space, "▁" for a SentencePiece one).
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         match &self.engine {
-            Engine::ByteLevel(tokenizer) => tokenizer.id_to_token(id),
+            Engine::ByteLevel(bpe) => bpe.piece(id).map(str::to_string),
             Engine::SentencePiece(spm) => spm.piece(id).map(str::to_string),
         }
     }
@@ -189,17 +180,8 @@ impl GgufTokenizer {
     /// Number of ids in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         match &self.engine {
-            Engine::ByteLevel(tokenizer) => tokenizer.get_vocab_size(true),
+            Engine::ByteLevel(bpe) => bpe.vocab_size(),
             Engine::SentencePiece(spm) => spm.vocab_size(),
-        }
-    }
-
-    /// The `tokenizers` tokenizer of a byte-level (`gpt2`) vocabulary, e.g. to
-    /// save it as a tokenizer.json; `None` for SentencePiece vocabularies.
-    pub fn byte_level(&self) -> Option<&Tokenizer> {
-        match &self.engine {
-            Engine::ByteLevel(tokenizer) => Some(tokenizer),
-            Engine::SentencePiece(_) => None,
         }
     }
 
@@ -448,9 +430,18 @@ pub fn tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<GgufToke
         .collect();
 
     let engine = match family {
-        Family::ByteLevelBpe => Engine::ByteLevel(Box::new(byte_level_from_gguf(
-            &meta, &tokens, &types, &specials, bos_id, add_bos,
-        )?)),
+        Family::ByteLevelBpe => {
+            let merges = meta
+                .strings("tokenizer.ggml.merges")?
+                .context("GGUF metadata has no `tokenizer.ggml.merges` for the gpt2 tokenizer")?;
+            Engine::ByteLevel(Box::new(ByteBpe::new(
+                &tokens,
+                &merges,
+                specials.iter().map(|&(_, id)| id),
+                SpecialMatcher::new(user_defined(&tokens, &types)),
+                byte_bpe::pre_tokenizer(meta.string("tokenizer.ggml.pre")?)?,
+            )?))
+        }
         Family::SentencePieceBpe => {
             let scores = match meta.floats("tokenizer.ggml.scores")? {
                 Some(scores) if scores.len() != tokens.len() => bail!(
@@ -486,16 +477,36 @@ pub fn tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<GgufToke
     Ok(tokenizer)
 }
 
-/// The `tokenizers` byte-level BPE of a `gpt2` vocabulary, with its special and
-/// user-defined tokens and a BOS template.
-fn byte_level_from_gguf(
-    meta: &Metadata<'_>,
-    tokens: &[&str],
-    types: &[i64],
-    specials: &[(String, u32)],
-    bos_id: Option<u32>,
-    add_bos: bool,
-) -> Result<Tokenizer> {
+/// The user-defined tokens of a vocabulary with their ids.
+fn user_defined<'a>(
+    tokens: &'a [&'a str],
+    types: &'a [i64],
+) -> impl Iterator<Item = (String, u32)> + 'a {
+    tokens
+        .iter()
+        .zip(types)
+        .enumerate()
+        .filter(|(_, (token, &kind))| !token.is_empty() && kind == token_type::USER_DEFINED)
+        .map(|(id, (token, _))| (token.to_string(), id as u32))
+}
+
+/// The byte-level (`gpt2`) vocabulary of a GGUF file as a `tokenizers`
+/// tokenizer, e.g. to save as a tokenizer.json: its special and user-defined
+/// tokens added, BOS prepended when the file asks for it, special-token
+/// strings parsed in all text (the `tokenizers` default). tolk itself
+/// tokenizes with [`tokenizer_from_gguf`], which gives the same ids for plain
+/// text.
+pub fn hf_tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<Tokenizer> {
+    let meta = Metadata(metadata);
+    if meta.string("tokenizer.ggml.model")? != Some("gpt2") {
+        bail!("only byte-level (`gpt2`) GGUF vocabularies convert to a `tokenizers` tokenizer");
+    }
+    let tokens = meta
+        .strings("tokenizer.ggml.tokens")?
+        .context("GGUF metadata has no `tokenizer.ggml.tokens`")?;
+    let types = meta
+        .integers("tokenizer.ggml.token_type")?
+        .unwrap_or_else(|| vec![token_type::NORMAL; tokens.len()]);
     let mut vocab = Vocab::default();
     for (id, token) in tokens.iter().enumerate() {
         // A duplicated token string keeps its first id; later copies never encode.
@@ -503,8 +514,7 @@ fn byte_level_from_gguf(
     }
     let merges = meta
         .strings("tokenizer.ggml.merges")?
-        .context("GGUF metadata has no `tokenizer.ggml.merges` for the gpt2 tokenizer")?;
-    let merges = merges
+        .context("GGUF metadata has no `tokenizer.ggml.merges` for the gpt2 tokenizer")?
         .iter()
         .enumerate()
         .map(|(i, m)| {
@@ -517,32 +527,39 @@ fn byte_level_from_gguf(
                 })
         })
         .collect::<Result<Merges>>()?;
-    let pre = meta.string("tokenizer.ggml.pre")?;
-    let mut tokenizer = byte_level_tokenizer(vocab, merges, pre)?;
-
-    // Added tokens: ids already exist in the model vocabulary, so these only mark which strings
-    // are matched as whole pieces before BPE (and which are special).
-    let user_defined: Vec<&str> = tokens
-        .iter()
-        .zip(types)
-        .filter(|(token, &kind)| !token.is_empty() && kind == token_type::USER_DEFINED)
-        .map(|(token, _)| *token)
-        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| anyhow!("GGUF gpt2 tokenizer: invalid vocabulary or merges: {e}"))?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(
+        PreTokenizerSequence::new(vec![
+            byte_bpe::pre_tokenizer(meta.string("tokenizer.ggml.pre")?)?,
+            PreTokenizerWrapper::ByteLevel(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(
+                false, true, false,
+            )),
+        ]),
+    )));
+    tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
+    let special = |kind: i64| matches!(kind, token_type::CONTROL | token_type::UNKNOWN);
     tokenizer
         .add_special_tokens(
-            specials
+            tokens
                 .iter()
-                .map(|(t, _)| AddedToken::from(t.clone(), true)),
+                .zip(&types)
+                .filter(|(token, &kind)| !token.is_empty() && special(kind))
+                .map(|(token, _)| AddedToken::from(token.to_string(), true)),
         )
         .map_err(|e| anyhow!("GGUF tokenizer: special tokens: {e}"))?;
     tokenizer
-        .add_tokens(
-            user_defined
-                .iter()
-                .map(|t| AddedToken::from(t.to_string(), false)),
-        )
+        .add_tokens(user_defined(&tokens, &types).map(|(token, _)| AddedToken::from(token, false)))
         .map_err(|e| anyhow!("GGUF tokenizer: user-defined tokens: {e}"))?;
-    if let (true, Some(bos)) = (add_bos, bos_id) {
+    let vocab_size = tokens.len();
+    let add_bos = meta.bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
+    if let (true, Some(bos)) = (
+        add_bos,
+        meta.token_id("tokenizer.ggml.bos_token_id", vocab_size)?,
+    ) {
         let bos_token = tokens[bos as usize];
         let template = TemplateProcessing::builder()
             .try_single(vec![bos_token, "$A"])
@@ -554,8 +571,6 @@ fn byte_level_from_gguf(
             .map_err(|e| anyhow!("GGUF tokenizer: BOS template: {e}"))?;
         tokenizer.with_post_processor(Some(template));
     }
-    // User text is the common case; trusted markup goes through `encode_prompt`.
-    tokenizer.set_encode_special_tokens(true);
     Ok(tokenizer)
 }
 
@@ -585,52 +600,6 @@ fn stop_ids(
         }
     }
     Ok(ids)
-}
-
-fn byte_level_tokenizer(vocab: Vocab, merges: Merges, pre: Option<&str>) -> Result<Tokenizer> {
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .build()
-        .map_err(|e| anyhow!("GGUF gpt2 tokenizer: invalid vocabulary or merges: {e}"))?;
-    let mut tokenizer = Tokenizer::new(bpe);
-    let byte_level = |use_regex| {
-        PreTokenizerWrapper::ByteLevel(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(
-            false, true, use_regex,
-        ))
-    };
-    let split = |regex: &str| -> Result<PreTokenizerWrapper> {
-        Ok(PreTokenizerWrapper::Split(
-            Split::new(
-                SplitPattern::Regex(regex.to_string()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| anyhow!("GGUF gpt2 tokenizer: pre-tokenizer regex: {e}"))?,
-        ))
-    };
-    // Pre-tokenizers as in each model family's tokenizer.json (llama.cpp's `pre` names).
-    let pre_tokenizer = match pre.unwrap_or("default") {
-        "default" | "gpt2" | "gpt-2" => byte_level(true),
-        "smollm" => PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(vec![
-            PreTokenizerWrapper::Digits(Digits::new(true)),
-            byte_level(true),
-        ])),
-        "llama3" | "llama-bpe" => PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(vec![
-            split(LLAMA3_SPLIT_REGEX)?,
-            byte_level(false),
-        ])),
-        "qwen2" => PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(vec![
-            split(QWEN2_SPLIT_REGEX)?,
-            byte_level(false),
-        ])),
-        other => bail!(
-            "unsupported GGUF pre-tokenizer `{other}` for the gpt2 tokenizer \
-             (supported: default, gpt2, smollm, llama-bpe, qwen2); use a tokenizer.json instead"
-        ),
-    };
-    tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
-    tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
-    Ok(tokenizer)
 }
 
 #[cfg(test)]

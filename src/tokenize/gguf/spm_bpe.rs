@@ -12,10 +12,10 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
 use anyhow::{bail, Result};
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::{SpecialMatcher, SPIECE_SPACE};
 use crate::tokenize::spm::PieceType as Kind;
@@ -36,7 +36,7 @@ pub(super) struct SpmBpe {
     /// Ids, hashed by their piece; a piece spelled twice keeps its last id,
     /// as llama.cpp's `token_to_id[word] = i` does.
     index: HashTable<u32>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
     /// `<0xXX>` for each byte, for characters outside the vocabulary.
     byte_ids: [Option<u32>; 256],
     unk_id: Option<u32>,
@@ -116,7 +116,7 @@ impl SpmBpe {
         }
         let piece =
             |id: u32| &text[offsets[id as usize] as usize..offsets[id as usize + 1] as usize];
-        let hasher = RandomState::new();
+        let hasher = DefaultHashBuilder::default();
         let mut index = HashTable::with_capacity(tokens.len());
         for id in 0..tokens.len() as u32 {
             let p = piece(id);
