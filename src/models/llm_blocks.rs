@@ -3,6 +3,7 @@
 //! masks, and grouped-query attention without copying keys per head.
 
 use super::qlinear::avx2::CacheRows;
+use super::qlinear::{gated, GateAct, QLinear};
 use candle_core::{DType, Device, Result, Tensor};
 
 /// Keys and values of one attention layer, stored as `(1, kv_heads, capacity, head_dim)`
@@ -389,19 +390,26 @@ pub fn with_cpu_caches<R>(
     Ok(Some(f(keys, values)))
 }
 
-/// Projects the normed hidden states `h` (1, seq, hidden) through `w` and
-/// splits the result into heads: (1, heads, seq, head_dim).
-pub fn project_heads(
-    w: &super::qlinear::QLinear,
+/// Queries, keys and values `(1, heads, seq, head_dim)` of `h` (one pass
+/// of the threads for the three products where the weights allow,
+/// [`QLinear::forward_all`]).
+pub fn project_qkv(
+    [wq, wk, wv]: [&QLinear; 3],
     h: &Tensor,
     seq: usize,
-    heads: usize,
+    [n_head, n_kv]: [usize; 2],
     head_dim: usize,
-) -> Result<Tensor> {
-    use candle_core::Module;
-    w.forward(h)?
-        .reshape((1, seq, heads, head_dim))?
-        .transpose(1, 2)
+) -> Result<[Tensor; 3]> {
+    let [q, k, v] = QLinear::forward_all([wq, wk, wv], h)?;
+    let heads = |t: Tensor, n: usize| t.reshape((1, seq, n, head_dim))?.transpose(1, 2);
+    Ok([heads(q, n_head)?, heads(k, n_kv)?, heads(v, n_kv)?])
+}
+
+/// The gated feed-forward's middle, `act(h Wgᵀ) * (h Wuᵀ)`, the two
+/// products in one pass of the threads where the weights allow.
+pub fn gated_ffn(gate: &QLinear, up: &QLinear, h: &Tensor, act: GateAct) -> Result<Tensor> {
+    let [g, u] = QLinear::forward_all([gate, up], h)?;
+    gated(&g, &u, act)
 }
 
 /// RMS normalisation over the last dimension (packs the input first, as the

@@ -348,9 +348,44 @@ impl QLinear {
                 )
             }
             Imp::Candle(m) => m.forward(x)?,
-            Imp::Packed(packed) => packed_forward(packed, x)?,
+            Imp::Packed(packed) => packed_forward(&[packed], x)?
+                .pop()
+                .expect("one weight, one output"),
         };
         then.apply(ys)
+    }
+}
+
+impl QLinear {
+    /// `x Wᵀ` for each of `linears`. GGUF weights repacked at load that take
+    /// the same input width and activation kind share one quantization of
+    /// `x` and one pass of the threads (a layer's q/k/v, its gate and up);
+    /// the results are those of [`Module::forward`] one by one, which is
+    /// how any other mix runs.
+    pub fn forward_all<const N: usize>(linears: [&QLinear; N], x: &Tensor) -> Result<[Tensor; N]> {
+        let packed: Vec<&packed::Packed> = linears
+            .iter()
+            .filter_map(|l| match &l.imp {
+                Imp::Packed(p) => Some(&**p),
+                _ => None,
+            })
+            .collect();
+        // Packed weights exist only where the kernels were detected.
+        let shared = packed.len() == N
+            && packed.iter().all(|p| {
+                p.in_features() == packed[0].in_features()
+                    && packed::is_k_quant(p.format()) == packed::is_k_quant(packed[0].format())
+            });
+        let outs = if shared && N > 0 {
+            packed_forward(&packed, x)?
+        } else {
+            linears
+                .iter()
+                .map(|l| l.forward(x))
+                .collect::<Result<Vec<_>>>()?
+        };
+        outs.try_into()
+            .map_err(|_| candle_core::Error::Msg("forward_all: output count".into()))
     }
 }
 
@@ -370,22 +405,35 @@ impl Module for QLinear {
     }
 }
 
-fn packed_forward(packed: &packed::Packed, x: &Tensor) -> Result<Tensor> {
-    let Some(kernels) = kernels() else {
+/// `x Wᵢᵀ` for packed weights that take the same input width and
+/// activation kind: `x` quantized once, one pass of the threads.
+fn packed_forward(weights: &[&packed::Packed], x: &Tensor) -> Result<Vec<Tensor>> {
+    let (Some(kernels), Some(first)) = (kernels(), weights.first()) else {
         candle_core::bail!("native kernels vanished")
     };
-    let (n, k) = (packed.out_features(), packed.in_features());
+    let k = first.in_features();
     let m = rows_of(x, k)?;
     let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let mut out = vec![0f32; m * n];
-    if packed::is_k_quant(packed.format()) {
+    let mut outs: Vec<Vec<f32>> = weights
+        .iter()
+        .map(|w| vec![0f32; m * w.out_features()])
+        .collect();
+    let mut parts: Vec<(&packed::Packed, &mut [f32])> = weights
+        .iter()
+        .zip(outs.iter_mut())
+        .map(|(w, out)| (*w, out.as_mut_slice()))
+        .collect();
+    if packed::is_k_quant(first.format()) {
         let acts = kernels.quantize_k(&input, m, k);
-        packed.matmul(packed::Acts::K(&acts), &mut out);
+        packed::Packed::matmul_many(&mut parts, packed::Acts::K(&acts));
     } else {
         let acts = kernels.quantize(&input, m, k);
-        packed.matmul(packed::Acts::B32(&acts), &mut out);
+        packed::Packed::matmul_many(&mut parts, packed::Acts::B32(&acts));
     }
-    shaped_like(out, x, n)
+    outs.into_iter()
+        .zip(weights)
+        .map(|(out, w)| shaped_like(out, x, w.out_features()))
+        .collect()
 }
 
 /// How many rows of `k` features `x` holds (an error when its last
@@ -507,6 +555,48 @@ mod tests {
             dot / (na.sqrt() * nb.sqrt()) > 0.9995,
             "{dtype:?} m={m}: poor correlation"
         );
+    }
+
+    /// `forward_all` gives each weight's own `forward`, bit for bit: shared
+    /// (K-quants of one width, one pass over all groups, ranges that span
+    /// two weights) and one by one (a Q8_0 among K-quants, another width).
+    #[test]
+    fn forward_all_equals_forward_one_by_one() {
+        if kernels().is_none() {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        }
+        let dev = Device::Cpu;
+        let linear = |dtype, n, k, seed| {
+            let w = Tensor::from_vec(values(n * k, seed), (n, k), &dev).unwrap();
+            QLinear::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap()
+        };
+        let q = linear(GgmlDType::Q4K, 520, 512, 1);
+        let k = linear(GgmlDType::Q6K, 72, 512, 2);
+        let v = linear(GgmlDType::Q5K, 130, 512, 3);
+        let q8 = linear(GgmlDType::Q8_0, 64, 512, 4);
+        let wide = linear(GgmlDType::Q4K, 40, 768, 5);
+        for m in [1, 5] {
+            let x = Tensor::from_vec(values(m * 512, 6), (1, m, 512), &dev).unwrap();
+            let same = |a: &Tensor, b: &QLinear| {
+                let b = b.forward(&x).unwrap();
+                assert_eq!(a.dims(), b.dims());
+                let (a, b) = (
+                    a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));
+            };
+            let [a, b, c] = QLinear::forward_all([&q, &k, &v], &x).unwrap();
+            same(&a, &q);
+            same(&b, &k);
+            same(&c, &v);
+            let [a, b] = QLinear::forward_all([&q, &q8], &x).unwrap();
+            same(&a, &q);
+            same(&b, &q8);
+            let x_wide = Tensor::from_vec(values(m * 768, 7), (1, m, 768), &dev).unwrap();
+            assert!(QLinear::forward_all([&q, &wide], &x_wide).is_err());
+        }
     }
 
     #[test]

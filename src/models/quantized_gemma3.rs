@@ -18,10 +18,10 @@
 
 use super::causal_lm::{CausalLm, Hparams, TensorSource};
 use super::llm_blocks::{
-    attention_mask, dense_vector, grouped_attention, last_logits, project_heads, rms_norm, KvCache,
-    RopeTable,
+    attention_mask, dense_vector, gated_ffn, grouped_attention, last_logits, project_qkv, rms_norm,
+    KvCache, RopeTable,
 };
-use super::qlinear::{gated, GateAct, QLinear};
+use super::qlinear::{GateAct, QLinear};
 use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
 
@@ -219,9 +219,13 @@ impl CausalLm for QuantizedGemma3 {
         let mut masks: [Option<Option<Tensor>>; 2] = [None, None];
         for layer in self.layers.iter_mut() {
             let h = rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = project_heads(&layer.wq, &h, seq, n_head, hd)?;
-            let k = project_heads(&layer.wk, &h, seq, n_kv, hd)?;
-            let v = project_heads(&layer.wv, &h, seq, n_kv, hd)?;
+            let [q, k, v] = project_qkv(
+                [&layer.wq, &layer.wk, &layer.wv],
+                &h,
+                seq,
+                [n_head, n_kv],
+                hd,
+            )?;
             let q = rms_norm(&q, &layer.q_norm, eps)?;
             let k = rms_norm(&k, &layer.k_norm, eps)?;
             let (cos, sin) = if layer.local {
@@ -250,11 +254,7 @@ impl CausalLm for QuantizedGemma3 {
             let att = rms_norm(&layer.wo.forward(&att)?, &layer.post_attn_norm, eps)?;
             x = (x + att)?;
             let h = rms_norm(&x, &layer.ffn_norm, eps)?;
-            let act = gated(
-                &layer.gate.forward(&h)?,
-                &layer.up.forward(&h)?,
-                GateAct::GeluTanh,
-            )?;
+            let act = gated_ffn(&layer.gate, &layer.up, &h, GateAct::GeluTanh)?;
             let ff = rms_norm(&layer.down.forward(&act)?, &layer.post_ffn_norm, eps)?;
             x = (x + ff)?;
         }

@@ -10,10 +10,10 @@
 
 use super::causal_lm::{CausalLm, Hparams, TensorSource};
 use super::llm_blocks::{
-    attention_mask, dense_vector, grouped_attention, last_logits, project_heads, rms_norm, KvCache,
-    RopeTable,
+    attention_mask, dense_vector, gated_ffn, grouped_attention, last_logits, project_qkv, rms_norm,
+    KvCache, RopeTable,
 };
-use super::qlinear::{gated, GateAct, QLinear};
+use super::qlinear::{GateAct, QLinear};
 use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
 
@@ -196,9 +196,13 @@ impl CausalLm for QuantizedLlama {
         for li in 0..self.layers.len() {
             let layer = &self.layers[li];
             let h = rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = project_heads(&layer.wq, &h, seq, n_head, hd)?;
-            let k = project_heads(&layer.wk, &h, seq, n_kv, hd)?;
-            let v = project_heads(&layer.wv, &h, seq, n_kv, hd)?;
+            let [q, k, v] = project_qkv(
+                [&layer.wq, &layer.wk, &layer.wv],
+                &h,
+                seq,
+                [n_head, n_kv],
+                hd,
+            )?;
             let q = self.rotate(&q, &cos, &sin)?;
             let k = self.rotate(&k, &cos, &sin)?;
             let layer = &mut self.layers[li];
@@ -218,11 +222,7 @@ impl CausalLm for QuantizedLlama {
             let att = grouped_attention(&q, &view.k, &view.v, m, scale)?;
             x = (x + layer.wo.forward(&att)?)?;
             let h = rms_norm(&x, &layer.ffn_norm, eps)?;
-            let act = gated(
-                &layer.gate.forward(&h)?,
-                &layer.up.forward(&h)?,
-                GateAct::Silu,
-            )?;
+            let act = gated_ffn(&layer.gate, &layer.up, &h, GateAct::Silu)?;
             x = (x + layer.down.forward(&act)?)?;
         }
         // Only the last position's logits are needed: skip the head for the rest.

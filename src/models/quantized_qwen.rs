@@ -17,9 +17,10 @@
 
 use super::causal_lm::{CausalLm, Hparams, TensorSource};
 use super::llm_blocks::{
-    attention_mask, dense_vector, grouped_attention, last_logits, rms_norm, KvCache, RopeTable,
+    attention_mask, dense_vector, gated_ffn, grouped_attention, last_logits, rms_norm, KvCache,
+    RopeTable,
 };
-use super::qlinear::{gated, GateAct, QLinear};
+use super::qlinear::{GateAct, QLinear};
 use super::qweight::QEmbedding;
 use candle_core::{Device, Module, Result, Tensor};
 
@@ -119,8 +120,8 @@ struct Proj {
 }
 
 impl Proj {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.w.forward(x)?;
+    /// `y` (this projection's product) plus the bias.
+    fn biased(&self, y: Tensor) -> Result<Tensor> {
         match &self.b {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -271,8 +272,9 @@ impl CausalLm for QuantizedQwen {
         let mut mask: Option<Option<Tensor>> = None;
         for layer in &mut self.layers {
             let h = rms_norm(&x, &layer.attn_norm, eps)?;
+            let [q, k, v] = QLinear::forward_all([&layer.wq.w, &layer.wk.w, &layer.wv.w], &h)?;
             let q = heads(
-                layer.wq.forward(&h)?,
+                layer.wq.biased(q)?,
                 seq,
                 n_head,
                 hd,
@@ -282,7 +284,7 @@ impl CausalLm for QuantizedQwen {
                 &sin,
             )?;
             let k = heads(
-                layer.wk.forward(&h)?,
+                layer.wk.biased(k)?,
                 seq,
                 n_kv,
                 hd,
@@ -293,7 +295,7 @@ impl CausalLm for QuantizedQwen {
             )?;
             let v = layer
                 .wv
-                .forward(&h)?
+                .biased(v)?
                 .reshape((1, seq, n_kv, hd))?
                 .transpose(1, 2)?;
             let view = layer.cache.append(&k, &v, pos)?;
@@ -312,11 +314,7 @@ impl CausalLm for QuantizedQwen {
             let att = grouped_attention(&q, &view.k, &view.v, m, scale)?;
             x = (x + layer.wo.forward(&att)?)?;
             let h = rms_norm(&x, &layer.ffn_norm, eps)?;
-            let act = gated(
-                &layer.gate.forward(&h)?,
-                &layer.up.forward(&h)?,
-                GateAct::Silu,
-            )?;
+            let act = gated_ffn(&layer.gate, &layer.up, &h, GateAct::Silu)?;
             x = (x + layer.down.forward(&act)?)?;
         }
         // Only the last position's logits are needed: skip the head for the rest.

@@ -434,23 +434,45 @@ impl Packed {
     /// When `acts` is not the kind the format takes ([`is_k_quant`]) or
     /// not `k` values wide, or `out` is not `rows × n`.
     pub fn matmul(&self, acts: Acts, out: &mut [f32]) {
+        Self::matmul_many(&mut [(self, out)], acts);
+    }
+
+    /// [`Self::matmul`] of several weights on the same activations: one
+    /// pass of the threads over all their groups (a decoding step's q, k
+    /// and v, or gate and up, each cost a wake-up and a wait of the threads
+    /// when run one by one; k and v are small).
+    ///
+    /// # Panics
+    /// As [`Self::matmul`], for each weight and its `out`.
+    pub fn matmul_many(parts: &mut [(&Packed, &mut [f32])], acts: Acts) {
         let m = acts.rows();
-        assert!(
-            out.len() == m * self.n
-                && acts.values() == self.k
-                && matches!(acts, Acts::K(_)) == is_k_quant(self.format)
-        );
-        if m == 0 || self.n == 0 {
+        let (mut total, mut work) = (0, 0);
+        let mut weights = Vec::with_capacity(parts.len());
+        for (weight, out) in parts.iter_mut() {
+            assert!(
+                out.len() == m * weight.n
+                    && acts.values() == weight.k
+                    && matches!(acts, Acts::K(_)) == is_k_quant(weight.format)
+            );
+            let groups = weight.n.div_ceil(weight.kernel.rows());
+            weights.push((*weight, total..total + groups, SharedOut(out.as_mut_ptr())));
+            total += groups;
+            work += m * weight.n * weight.k;
+        }
+        if m == 0 || total == 0 {
             return;
         }
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        let groups = self.n.div_ceil(self.kernel.rows());
-        super::for_ranges(groups, m * self.n * self.k, 1, |groups| {
-            // SAFETY: the kernel was detected on this CPU; each range of
-            // groups writes only its own weight rows' columns of `out`
-            // (disjoint across ranges), which holds m × n values (asserted
-            // above).
-            unsafe { self.groups(acts, groups, &out_ptr) }
+        super::for_ranges(total, work, 1, |range| {
+            for (weight, groups, out) in &weights {
+                let (start, end) = (range.start.max(groups.start), range.end.min(groups.end));
+                if start < end {
+                    // SAFETY: the kernel was detected on this CPU; each range
+                    // of groups writes only its own weight rows' columns of
+                    // that weight's `out` (disjoint across ranges), which
+                    // holds m × n values (asserted above).
+                    unsafe { weight.groups(acts, start - groups.start..end - groups.start, out) }
+                }
+            }
         });
     }
 
