@@ -354,9 +354,7 @@ impl QLinear {
         };
         then.apply(ys)
     }
-}
 
-impl QLinear {
     /// `x Wᵀ` for each of `linears`. GGUF weights repacked at load that take
     /// the same input width and activation kind share one quantization of
     /// `x` and one pass of the threads (a layer's q/k/v, its gate and up);

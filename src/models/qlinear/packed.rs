@@ -244,8 +244,9 @@ fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
                 put(out, 20 * l + 4 * l * c + 4 * r, low.to_le_bytes());
                 put(out, 20 * l + 4 * l * (c + 16) + 4 * r, high.to_le_bytes());
             }
-            // Byte w of `tops`: bits 0-1 and 4-5 of qh[w] (w < 32) or bits
-            // 2-3 and 6-7 of it (w >= 32), then the same of qh[w + 32].
+            // Top-bit byte w (of 64): bits 0-1 and 4-5 of qh[w % 32] for
+            // w < 32, bits 2-3 and 6-7 for w >= 32; then the same two bit
+            // pairs of qh[32 + w % 32] in its high nibble.
             let tops = |a: u32, b: u32| {
                 (a & 0x0303_0303)
                     | ((a >> 2) & 0x0C0C_0C0C)
