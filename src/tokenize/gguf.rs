@@ -31,6 +31,7 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 
 mod byte_bpe;
+mod pieces;
 mod spm_bpe;
 use byte_bpe::ByteBpe;
 use spm_bpe::SpmBpe;
@@ -220,6 +221,24 @@ impl SpecialMatcher {
         }
         matcher.lengths.sort_unstable_by(|a, b| b.cmp(a));
         matcher
+    }
+
+    /// `text`'s ids: each match's own, the text between matches through
+    /// `run` (which appends its ids).
+    fn encode_around(
+        &self,
+        text: &str,
+        mut run: impl FnMut(&str, &mut Vec<u32>) -> Result<()>,
+    ) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        let mut rest = text;
+        while let Some((start, len, id)) = self.find(rest) {
+            run(&rest[..start], &mut ids)?;
+            ids.push(id);
+            rest = &rest[start + len..];
+        }
+        run(rest, &mut ids)?;
+        Ok(ids)
     }
 
     /// `(byte offset, byte length, id)` of the first special token in `text`.

@@ -13,10 +13,9 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::hash::BuildHasher;
 
 use anyhow::{anyhow, bail, Context, Result};
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::HashMap;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
@@ -25,6 +24,7 @@ use tokenizers::{
     SplitDelimiterBehavior,
 };
 
+use super::pieces::{Duplicates, Pieces};
 use super::SpecialMatcher;
 
 /// GPT-2's split regex (the `tokenizers` ByteLevel pre-tokenizer's).
@@ -80,14 +80,9 @@ pub(super) fn pre_tokenizer(pre: Option<&str>) -> Result<PreTokenizerWrapper> {
 }
 
 pub(super) struct ByteBpe {
-    /// Every token, in id order, as the GGUF file spells it (byte characters).
-    text: String,
-    /// Token `i` is `text[offsets[i]..offsets[i + 1]]`.
-    offsets: Vec<u32>,
-    /// Ids, hashed by their token; a token spelled twice keeps its first id,
-    /// as the `tokenizers` vocabulary does.
-    index: HashTable<u32>,
-    hasher: DefaultHashBuilder,
+    /// The vocabulary (byte characters); a token spelled twice keeps its
+    /// first id, as the `tokenizers` vocabulary does.
+    pieces: Pieces,
     /// `(left, right)` → `(rank, merged id)`; a pair listed twice keeps its
     /// last rank, as in `tokenizers`.
     merges: HashMap<(u32, u32), (u32, u32)>,
@@ -148,38 +143,8 @@ impl ByteBpe {
         user_defined: SpecialMatcher,
         pre: PreTokenizerWrapper,
     ) -> Result<Self> {
-        let total: usize = tokens.iter().map(|t| t.len()).sum();
-        if total > u32::MAX as usize || tokens.len() > i32::MAX as usize {
-            bail!(
-                "GGUF vocabulary too large ({} tokens, {total} bytes)",
-                tokens.len()
-            );
-        }
-        let mut text = String::with_capacity(total);
-        let mut offsets = Vec::with_capacity(tokens.len() + 1);
-        offsets.push(0);
-        for token in tokens {
-            text.push_str(token);
-            offsets.push(text.len() as u32);
-        }
-        let hasher = DefaultHashBuilder::default();
-        let mut index = HashTable::with_capacity(tokens.len());
-        {
-            let piece =
-                |id: u32| &text[offsets[id as usize] as usize..offsets[id as usize + 1] as usize];
-            for id in 0..tokens.len() as u32 {
-                let p = piece(id);
-                let hash = hasher.hash_one(p);
-                if index.find(hash, |&other| piece(other) == p).is_none() {
-                    index.insert_unique(hash, id, |&other| hasher.hash_one(piece(other)));
-                }
-            }
-        }
         let mut bpe = Self {
-            text,
-            offsets,
-            index,
-            hasher,
+            pieces: Pieces::new(tokens, Duplicates::KeepFirst)?,
             merges: HashMap::new(),
             byte_ids: [None; 256],
             char_bytes: [None; 324],
@@ -227,39 +192,20 @@ impl ByteBpe {
 
     /// The token of `id` as the GGUF file spells it.
     pub(super) fn piece(&self, id: u32) -> Option<&str> {
-        let i = id as usize;
-        let (start, end) = (*self.offsets.get(i)?, *self.offsets.get(i + 1)?);
-        Some(&self.text[start as usize..end as usize])
+        self.pieces.piece(id)
     }
 
     /// The id of a token as the GGUF file spells it (any kind).
     pub(super) fn find(&self, piece: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(piece);
-        self.index
-            .find(hash, |&id| self.piece(id) == Some(piece))
-            .copied()
+        self.pieces.find(piece)
     }
 
     /// Plain text to ids: user-defined tokens matched whole, the runs
     /// between them pre-tokenized and merged. No BOS, no special tokens.
     pub(super) fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids = Vec::new();
         let mut scratch = Scratch::default();
-        let mut rest = text;
-        while !rest.is_empty() {
-            match self.user_defined.find(rest) {
-                Some((start, len, id)) => {
-                    self.encode_run(&rest[..start], &mut scratch, &mut ids)?;
-                    ids.push(id);
-                    rest = &rest[start + len..];
-                }
-                None => {
-                    self.encode_run(rest, &mut scratch, &mut ids)?;
-                    break;
-                }
-            }
-        }
-        Ok(ids)
+        self.user_defined
+            .encode_around(text, |run, ids| self.encode_run(run, &mut scratch, ids))
     }
 
     /// One run of text without user-defined tokens.

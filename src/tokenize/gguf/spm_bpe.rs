@@ -12,11 +12,10 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::hash::BuildHasher;
 
 use anyhow::{bail, Result};
-use hashbrown::{DefaultHashBuilder, HashTable};
 
+use super::pieces::{Duplicates, Pieces};
 use super::{SpecialMatcher, SPIECE_SPACE};
 use crate::tokenize::spm::PieceType as Kind;
 
@@ -27,16 +26,10 @@ fn reachable_from_text(kind: Kind) -> bool {
 }
 
 pub(super) struct SpmBpe {
-    /// Every piece, in id order, as the GGUF file spells it.
-    text: String,
-    /// Piece `i` is `text[offsets[i]..offsets[i + 1]]`.
-    offsets: Vec<u32>,
+    /// The vocabulary; a piece spelled twice keeps its last id, as in llama.cpp.
+    pieces: Pieces,
     scores: Vec<f32>,
     kinds: Vec<Kind>,
-    /// Ids, hashed by their piece; a piece spelled twice keeps its last id,
-    /// as llama.cpp's `token_to_id[word] = i` does.
-    index: HashTable<u32>,
-    hasher: DefaultHashBuilder,
     /// `<0xXX>` for each byte, for characters outside the vocabulary.
     byte_ids: [Option<u32>; 256],
     unk_id: Option<u32>,
@@ -100,37 +93,7 @@ impl SpmBpe {
         unk_id: Option<u32>,
         add_space_prefix: bool,
     ) -> Result<Self> {
-        let total: usize = tokens.iter().map(|t| t.len()).sum();
-        if total > u32::MAX as usize || tokens.len() > i32::MAX as usize {
-            bail!(
-                "GGUF vocabulary too large ({} pieces, {total} bytes)",
-                tokens.len()
-            );
-        }
-        let mut text = String::with_capacity(total);
-        let mut offsets = Vec::with_capacity(tokens.len() + 1);
-        offsets.push(0);
-        for token in tokens {
-            text.push_str(token);
-            offsets.push(text.len() as u32);
-        }
-        let piece =
-            |id: u32| &text[offsets[id as usize] as usize..offsets[id as usize + 1] as usize];
-        let hasher = DefaultHashBuilder::default();
-        let mut index = HashTable::with_capacity(tokens.len());
-        for id in 0..tokens.len() as u32 {
-            let p = piece(id);
-            if p.is_empty() {
-                continue;
-            }
-            let hash = hasher.hash_one(p);
-            match index.find_mut(hash, |&other| piece(other) == p) {
-                Some(slot) => *slot = id,
-                None => {
-                    index.insert_unique(hash, id, |&other| hasher.hash_one(piece(other)));
-                }
-            }
-        }
+        let pieces = Pieces::new(tokens, Duplicates::KeepLast)?;
         // GGUF's token types are SentencePiece's numbers.
         let kinds: Vec<Kind> = types
             .iter()
@@ -141,15 +104,17 @@ impl SpmBpe {
                 .iter()
                 .enumerate()
                 .filter(|(_, &k)| k == Kind::UserDefined)
-                .map(|(id, _)| (piece(id as u32).to_string(), id as u32)),
+                .map(|(id, _)| {
+                    (
+                        pieces.piece(id as u32).unwrap_or_default().to_string(),
+                        id as u32,
+                    )
+                }),
         );
         let mut spm = Self {
+            pieces,
             scores: scores.map_or_else(|| vec![0.0; tokens.len()], <[f32]>::to_vec),
-            text,
-            offsets,
             kinds,
-            index,
-            hasher,
             byte_ids: [None; 256],
             unk_id,
             add_space_prefix,
@@ -170,17 +135,12 @@ impl SpmBpe {
 
     /// The piece of `id` as the GGUF file spells it.
     pub(super) fn piece(&self, id: u32) -> Option<&str> {
-        let i = id as usize;
-        let (start, end) = (*self.offsets.get(i)?, *self.offsets.get(i + 1)?);
-        Some(&self.text[start as usize..end as usize])
+        self.pieces.piece(id)
     }
 
     /// The id of a piece (any kind).
     pub(super) fn find(&self, piece: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(piece);
-        self.index
-            .find(hash, |&id| self.piece(id) == Some(piece))
-            .copied()
+        self.pieces.find(piece)
     }
 
     /// The id of a piece that plain text may produce.
@@ -192,22 +152,8 @@ impl SpmBpe {
     /// Plain text to ids: user-defined pieces matched whole, the runs between
     /// them merged by score. No BOS, no special-token parsing.
     pub(super) fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids = Vec::new();
-        let mut rest = text;
-        while !rest.is_empty() {
-            match self.user_defined.find(rest) {
-                Some((start, len, id)) => {
-                    self.encode_run(&rest[..start], &mut ids)?;
-                    ids.push(id);
-                    rest = &rest[start + len..];
-                }
-                None => {
-                    self.encode_run(rest, &mut ids)?;
-                    break;
-                }
-            }
-        }
-        Ok(ids)
+        self.user_defined
+            .encode_around(text, |run, ids| self.encode_run(run, ids))
     }
 
     /// One run of text without user-defined pieces.
