@@ -55,7 +55,8 @@ pub struct Hypothesis {
 
 /// A decoder that advances every live row by one token.
 pub trait StepModel {
-    /// Feeds one token per row and returns next-token logits, (rows, vocab) f32.
+    /// Feeds one token per row and returns next-token logits, (rows, vocab)
+    /// f32, valid until the next call (which may write into their memory).
     fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
     /// Keeps rows: new row `i` is old row `rows[i]` (rows may repeat).
     fn select_rows(&mut self, rows: &[u32]) -> Result<()>;

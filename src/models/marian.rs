@@ -567,6 +567,9 @@ pub struct DecoderState {
     capacity: usize,
     /// Number of target positions already decoded.
     pub position: usize,
+    /// The last step's logits, whose memory the next step writes again
+    /// (see [`QLinear::forward_reusing`]).
+    logits: Option<Tensor>,
 }
 
 /// The self-attention cache grows by this many positions when full. Beam
@@ -906,12 +909,14 @@ impl MarianModel {
             group_source: (0..batch as u32).collect(),
             capacity,
             position: 0,
+            logits: None,
         })
     }
 
     /// Runs the decoder on one new token per row and returns the next-token
     /// logits, (rows, target_vocab) in f32; possibly a transposed view of a
-    /// contiguous (target_vocab, rows) tensor.
+    /// contiguous (target_vocab, rows) tensor. The next step may write its
+    /// logits into the same memory: read them before stepping again.
     pub fn decode_step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
         if tokens.len() != state.rows()? {
             candle_core::bail!("{} tokens for {} decoder rows", tokens.len(), state.rows()?);
@@ -979,6 +984,9 @@ impl MarianModel {
                     logits_t = logits_t.broadcast_add(&bias.unsqueeze(1)?)?;
                 }
                 logits_t.to_dtype(DType::F32)?.t()
+            }
+            Proj::Packed { weight, bias: None } => {
+                weight.forward_reusing(&xs.contiguous()?, Epilogue::None, &mut state.logits)
             }
             lm_head => lm_head.forward(&xs)?.to_dtype(DType::F32),
         }

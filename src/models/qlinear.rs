@@ -355,6 +355,51 @@ impl QLinear {
         then.apply(ys)
     }
 
+    /// [`Self::forward_then`], written into the memory of an earlier
+    /// result that `reuse` keeps (and that this call then keeps) when it is
+    /// a CPU f32 buffer of this layer's width with at least `x`'s rows: a
+    /// decoder's output projection writes 15-60 MB of logits every step,
+    /// and fresh memory of that size comes from the kernel page by page
+    /// (`perf`: 15% of a beam search's time in page faults). Whoever
+    /// holds an earlier result sees it overwritten. Layers other than the
+    /// packed dense ones (int8, f32) allocate as `forward_then` does.
+    pub fn forward_reusing(
+        &self,
+        x: &Tensor,
+        then: Epilogue,
+        reuse: &mut Option<Tensor>,
+    ) -> Result<Tensor> {
+        let (k, n) = match &self.imp {
+            Imp::Int8(p, _) if x.dtype() == DType::F32 => (p.in_features(), p.out_features()),
+            Imp::F32(p, _) if x.dtype() == DType::F32 => (p.in_features(), p.out_features()),
+            _ => return self.forward_then(x, then),
+        };
+        let m = rows_of(x, k)?;
+        let mut shape = x.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        if let Some(buf) = reuse.as_ref() {
+            let fits = buf.device().is_cpu()
+                && x.device().is_cpu()
+                && buf.dtype() == DType::F32
+                && buf.is_contiguous()
+                && matches!(buf.dims2(), Ok((rows, width)) if rows >= m && width == n);
+            if fits {
+                buf.inplace_op1(&WriteInto {
+                    layer: self,
+                    x,
+                    m,
+                    then,
+                })?;
+                return buf.narrow(0, 0, m)?.reshape(shape);
+            }
+        }
+        let out = self.forward_then(x, then)?;
+        *reuse = Some(out.reshape((m, n))?);
+        Ok(out)
+    }
+
     /// `x Wᵀ` for each of `linears`. GGUF weights repacked at load that take
     /// the same input width and activation kind share one quantization of
     /// `x` and one pass of the threads (a layer's q/k/v, its gate and up);
@@ -460,27 +505,72 @@ fn dense_out(
     x: &Tensor,
     k: usize,
     n: usize,
-    matmul: impl FnOnce(&[f32], usize, &mut [std::mem::MaybeUninit<f32>]),
+    matmul: impl FnOnce(&[f32], usize, Uninit),
 ) -> Result<Tensor> {
     let m = rows_of(x, k)?;
     let mut out = Vec::with_capacity(m * n);
-    let spare = &mut out.spare_capacity_mut()[..m * n];
-    // A contiguous f32 CPU input is read in place: an encoder batch's
-    // feed-forward input is 18 MB that a copy would fault in anew.
-    let (storage, layout) = x.storage_and_layout();
-    match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => {
-            matmul(&data[start..end], m, spare)
-        }
-        _ => {
-            drop(storage);
-            let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-            matmul(&input, m, spare)
-        }
-    }
+    with_input(x, |input| {
+        matmul(input, m, &mut out.spare_capacity_mut()[..m * n])
+    })?;
     // SAFETY: `matmul` wrote all m × n values.
     unsafe { out.set_len(m * n) };
     shaped_like(out, x, n)
+}
+
+/// Where a packed product writes its results.
+type Uninit<'a> = &'a mut [std::mem::MaybeUninit<f32>];
+
+/// Calls `f` with `x`'s values as one row-major f32 slice. A contiguous f32
+/// CPU input is read in place: an encoder batch's feed-forward input is
+/// 18 MB that a copy would fault in anew.
+fn with_input(x: &Tensor, f: impl FnOnce(&[f32])) -> Result<()> {
+    let (storage, layout) = x.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => f(&data[start..end]),
+        _ => {
+            drop(storage);
+            f(&x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        }
+    }
+    Ok(())
+}
+
+/// [`QLinear::forward_reusing`]'s write into the buffer it keeps.
+struct WriteInto<'a> {
+    layer: &'a QLinear,
+    x: &'a Tensor,
+    m: usize,
+    then: Epilogue,
+}
+
+impl candle_core::InplaceOp1 for WriteInto<'_> {
+    fn name(&self) -> &'static str {
+        "qlinear-write-into"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &candle_core::Layout) -> Result<()> {
+        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("forward_reusing: the kept buffer is not contiguous f32");
+        };
+        let n = match &self.layer.imp {
+            Imp::Int8(p, _) => p.out_features(),
+            Imp::F32(p, _) => p.out_features(),
+            Imp::Candle(_) | Imp::Packed(_) => unreachable!("checked by forward_reusing"),
+        };
+        let Some(out) = data[start..end].get_mut(..self.m * n) else {
+            candle_core::bail!("forward_reusing: the kept buffer is too small");
+        };
+        // SAFETY: f32 and MaybeUninit<f32> share their layout, and only
+        // initialized values are written into the slice.
+        let out: Uninit = unsafe { &mut *(out as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
+        let (m, then) = (self.m, self.then);
+        with_input(self.x, |input| match &self.layer.imp {
+            Imp::Int8(p, isa) => p.matmul_uninit(*isa, input, m, out, then),
+            Imp::F32(p, isa) => p.matmul_uninit(*isa, input, m, out, then),
+            Imp::Candle(_) | Imp::Packed(_) => unreachable!("checked by forward_reusing"),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -594,6 +684,43 @@ mod tests {
             same(&b, &q8);
             let x_wide = Tensor::from_vec(values(m * 768, 7), (1, m, 768), &dev).unwrap();
             assert!(QLinear::forward_all([&q, &wide], &x_wide).is_err());
+        }
+    }
+
+    #[test]
+    fn forward_reusing_writes_the_kept_buffer_and_equals_forward() {
+        let dev = Device::Cpu;
+        let (n, k) = (40, 64);
+        let w = Tensor::from_vec(values(n * k, 1), (n, k), &dev).unwrap();
+        let bias = Tensor::from_vec(values(n, 2), n, &dev).unwrap();
+        let layers = [
+            QLinear::int8(&w, Some(&bias)).unwrap(),
+            QLinear::f32(&w, Some(&bias)).unwrap(),
+        ];
+        if layers.iter().all(Option::is_none) {
+            eprintln!("SKIPPED: no packed dense kernels (AVX2/FMA) on this CPU");
+            return;
+        }
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for layer in layers.iter().flatten() {
+            let mut kept = None;
+            // Rows shrink as sentences finish, then a larger batch comes.
+            let mut earlier: Vec<Tensor> = Vec::new();
+            for (step, m) in [5, 5, 3, 7].into_iter().enumerate() {
+                let x = Tensor::from_vec(values(m * k, 10 + step as u64), (m, 1, k), &dev).unwrap();
+                let got = layer
+                    .forward_reusing(&x, Epilogue::None, &mut kept)
+                    .unwrap();
+                let want = layer.forward(&x).unwrap();
+                assert_eq!(got.dims(), want.dims());
+                assert_eq!(flat(&got), flat(&want), "step {step}, {m} rows");
+                earlier.push(got);
+            }
+            // Steps 1 and 2 wrote into step 0's memory; step 3 needed more
+            // rows and took new memory, which it keeps.
+            assert_eq!(flat(&earlier[0])[..3 * n], flat(&earlier[2])[..]);
+            assert_ne!(flat(&earlier[0])[..3 * n], flat(&earlier[3])[..3 * n]);
+            assert_eq!(kept.unwrap().dims2().unwrap(), (7, n));
         }
     }
 
