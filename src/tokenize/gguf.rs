@@ -459,6 +459,7 @@ pub fn tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<GgufToke
                 specials.iter().map(|&(_, id)| id),
                 SpecialMatcher::new(user_defined(&tokens, &types)),
                 byte_bpe::pre_tokenizer(meta.string("tokenizer.ggml.pre")?)?,
+                byte_bpe::ignores_merges(meta.string("tokenizer.ggml.pre")?),
             )?))
         }
         Family::SentencePieceBpe => {
@@ -548,6 +549,7 @@ pub fn hf_tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<Token
         .collect::<Result<Merges>>()?;
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
+        .ignore_merges(byte_bpe::ignores_merges(meta.string("tokenizer.ggml.pre")?))
         .build()
         .map_err(|e| anyhow!("GGUF gpt2 tokenizer: invalid vocabulary or merges: {e}"))?;
     let mut tokenizer = Tokenizer::new(bpe);

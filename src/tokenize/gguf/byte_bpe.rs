@@ -2,7 +2,8 @@
 //! Qwen 2, Llama 3, SmolLM2, GPT-2), run as the `tokenizers` crate's BPE runs
 //! it: the text split by the family's pre-tokenizer, each piece's bytes
 //! spelled as GPT-2's byte characters, then the adjacent pair of lowest merge
-//! rank merged first (ties: the leftmost).
+//! rank merged first (ties: the leftmost); in Llama 3's family a word that
+//! is a token whole is taken before any merge ([`ignores_merges`]).
 //!
 //! Why not the `tokenizers` crate's BPE: it wants an owned string for every
 //! token and both halves of every merge, then builds its own maps from them,
@@ -79,6 +80,26 @@ pub(super) fn pre_tokenizer(pre: Option<&str>) -> Result<PreTokenizerWrapper> {
     })
 }
 
+/// Whether a family's tokenizer takes a pre-tokenized word that is itself
+/// a token whole, before any merge (`ignore_merges` in Llama 3's
+/// tokenizer.json; llama.cpp sets it for the same `tokenizer.ggml.pre`
+/// names). Merges alone need not build such a token.
+pub(super) fn ignores_merges(pre: Option<&str>) -> bool {
+    matches!(
+        pre,
+        Some(
+            "llama3"
+                | "llama-v3"
+                | "llama-bpe"
+                | "falcon3"
+                | "falcon-h1"
+                | "pixtral"
+                | "midm-2.0"
+                | "lfm2"
+        )
+    )
+}
+
 pub(super) struct ByteBpe {
     /// The vocabulary (byte characters); a token spelled twice keeps its
     /// first id, as the `tokenizers` vocabulary does.
@@ -88,6 +109,8 @@ pub(super) struct ByteBpe {
     merges: HashMap<(u32, u32), (u32, u32)>,
     /// The id of each byte's one-character token.
     byte_ids: [Option<u32>; 256],
+    /// The character of each byte ([`byte_chars`]).
+    byte_chars: [char; 256],
     /// Byte of each byte character (indexed by the character, below U+0144).
     char_bytes: [Option<u8>; 324],
     /// Control and unknown ids, which `decode(.., skip_special)` drops.
@@ -95,6 +118,8 @@ pub(super) struct ByteBpe {
     /// User-defined tokens, matched whole in the raw text before anything else.
     user_defined: SpecialMatcher,
     pre: PreTokenizerWrapper,
+    /// See [`ignores_merges`].
+    ignore_merges: bool,
 }
 
 /// A byte, or a run of them merged so far.
@@ -142,17 +167,20 @@ impl ByteBpe {
         special: impl IntoIterator<Item = u32>,
         user_defined: SpecialMatcher,
         pre: PreTokenizerWrapper,
+        ignore_merges: bool,
     ) -> Result<Self> {
         let mut bpe = Self {
             pieces: Pieces::new(tokens, Duplicates::KeepFirst)?,
             merges: HashMap::new(),
             byte_ids: [None; 256],
+            byte_chars: byte_chars(),
             char_bytes: [None; 324],
             special: vec![false; tokens.len()],
             user_defined,
             pre,
+            ignore_merges,
         };
-        for (byte, c) in byte_chars().into_iter().enumerate() {
+        for (byte, c) in bpe.byte_chars.into_iter().enumerate() {
             bpe.byte_ids[byte] = bpe.find(c.encode_utf8(&mut [0; 4]));
             bpe.char_bytes[c as usize] = Some(byte as u8);
         }
@@ -225,7 +253,19 @@ impl ByteBpe {
 
     /// One pre-tokenized word: its bytes' tokens, merged by rank.
     fn encode_word(&self, word: &[u8], scratch: &mut Scratch, ids: &mut Vec<u32>) -> Result<()> {
-        let Scratch { symbols, queue } = scratch;
+        let Scratch {
+            symbols,
+            queue,
+            chars,
+        } = scratch;
+        if self.ignore_merges {
+            chars.clear();
+            chars.extend(word.iter().map(|&b| self.byte_chars[usize::from(b)]));
+            if let Some(id) = self.find(chars) {
+                ids.push(id);
+                return Ok(());
+            }
+        }
         symbols.clear();
         queue.clear();
         for (i, &byte) in word.iter().enumerate() {
@@ -331,4 +371,6 @@ impl ByteBpe {
 struct Scratch {
     symbols: Vec<Symbol>,
     queue: BinaryHeap<Merge>,
+    /// A word in byte characters, for [`ignores_merges`].
+    chars: String,
 }

@@ -229,3 +229,31 @@ fn unsupported_and_broken_metadata_give_clear_errors() {
     let err = tokenizer_from_gguf(&meta).unwrap_err().to_string();
     assert!(err.contains("token_type"), "{err}");
 }
+
+/// Llama 3's family takes a word that is a token whole, though no merge
+/// builds it (`ignore_merges`), as llama.cpp and the `tokenizers` crate do;
+/// other families merge it from its bytes.
+#[test]
+fn llama3_family_takes_whole_word_tokens_before_merges() {
+    for (pre, whole) in [("llama-bpe", true), ("gpt2", false), ("qwen2", false)] {
+        let mut meta = gpt2_metadata(pre);
+        let Some(Value::Array(tokens)) = meta.get_mut("tokenizer.ggml.tokens") else {
+            unreachable!()
+        };
+        tokens.push(Value::String("ba".into())); // id 12, no merge makes it
+        let Some(Value::Array(types)) = meta.get_mut("tokenizer.ggml.token_type") else {
+            unreachable!()
+        };
+        types.push(Value::I32(1));
+        let want: Vec<u32> = if whole { vec![12] } else { vec![5, 4] };
+        let tok = tokenizer_from_gguf(&meta).unwrap();
+        assert_eq!(tok.encode_text("ba").unwrap(), want, "{pre}");
+        // "bab" is no token: merged from its bytes either way.
+        assert_eq!(tok.encode_text("bab").unwrap(), vec![5, 8], "{pre}");
+        let reference = hf_tokenizer_from_gguf(&meta).unwrap();
+        for text in ["ba", "bab"] {
+            let ids = reference.encode(text, false).unwrap().get_ids().to_vec();
+            assert_eq!(tok.encode_text(text).unwrap(), ids, "{pre}: {text}");
+        }
+    }
+}
