@@ -57,6 +57,8 @@ pub struct Hypothesis {
 pub trait StepModel {
     /// Feeds one token per row and returns next-token logits, (rows, vocab)
     /// f32, valid until the next call (which may write into their memory).
+    /// They are the search's: it may change them in place, so a model must
+    /// not hand out memory it reads again.
     fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
     /// Keeps rows: new row `i` is old row `rows[i]` (rows may repeat).
     fn select_rows(&mut self, rows: &[u32]) -> Result<()>;
@@ -197,22 +199,69 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Applies `f` to every row of a step's host scores (its index and a copy of
-/// the row that `f` may change), in parallel as [`map_rows`]. A contiguous
-/// f32 CPU tensor is read in place, one row copied at a time: a copy of the
-/// whole step (60 MB at 256 beams of a 58k vocabulary) is memory that malloc
-/// maps fresh, and the kernel faults in, at every step. Other steps are
-/// copied to the host once and their rows changed there.
+/// Applies `f` to every row of a step's host scores (its index and the row,
+/// which `f` may change), in parallel as [`map_rows`]. A contiguous f32 CPU
+/// tensor's rows are changed in place (the step's logits are the search's
+/// until the next step, [`StepModel::step`]): no copy of 232 KB per row, nor
+/// of the whole step (60 MB at 256 beams of a 58k vocabulary). Other steps
+/// are copied to the host once and their rows changed there.
 fn map_step_rows<T, F>(logits: &Tensor, f: F) -> Result<Vec<T>>
 where
     T: Send,
     F: Fn(usize, &mut [f32]) -> T + Sync + Send,
 {
-    if let Some(out) = map_contiguous_rows(logits, |i, row| f(i, &mut row.to_vec()))? {
+    if let Some(out) = map_contiguous_rows_mut(logits, &f)? {
         return Ok(out);
     }
     let (mut scores, vocab) = step_scores(logits)?;
     Ok(map_rows(&mut scores, vocab, f))
+}
+
+/// `f` over the rows of a contiguous f32 CPU step, changed in place through
+/// candle's in-place op (the one way to write a tensor's memory); `None` for
+/// any other step.
+fn map_contiguous_rows_mut<T, F>(logits: &Tensor, f: F) -> Result<Option<Vec<T>>>
+where
+    T: Send,
+    F: Fn(usize, &mut [f32]) -> T + Sync + Send,
+{
+    use candle_core::{CpuStorage, DType, Layout};
+    struct Rows<F, T> {
+        f: F,
+        vocab: usize,
+        out: std::cell::Cell<Option<Vec<T>>>,
+    }
+    impl<T, F> candle_core::InplaceOp1 for Rows<F, T>
+    where
+        T: Send,
+        F: Fn(usize, &mut [f32]) -> T + Sync + Send,
+    {
+        fn name(&self) -> &'static str {
+            "search-rows"
+        }
+
+        fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+            let (CpuStorage::F32(data), Some((start, end))) =
+                (storage, layout.contiguous_offsets())
+            else {
+                candle_core::bail!("search-rows: logits are not contiguous f32");
+            };
+            self.out
+                .set(Some(map_rows(&mut data[start..end], self.vocab, &self.f)));
+            Ok(())
+        }
+    }
+    if !logits.device().is_cpu() || logits.dtype() != DType::F32 || !logits.is_contiguous() {
+        return Ok(None);
+    }
+    let (_, vocab) = logits.dims2()?;
+    let rows = Rows {
+        f,
+        vocab,
+        out: std::cell::Cell::new(None),
+    };
+    logits.inplace_op1(&rows)?;
+    Ok(rows.out.take())
 }
 
 /// [`map_step_rows`] for a read-only `f`: a contiguous f32 CPU tensor's rows
