@@ -7,6 +7,7 @@
 //! where batch items never interact), and a finished sentence leaves the
 //! batch at once, so later steps only pay for sentences still decoding.
 
+use crate::models::qlinear::{for_ranges, SharedOut};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 
@@ -286,7 +287,6 @@ where
     F: Fn(usize, &[f32]) -> T + Sync + Send,
 {
     use candle_core::{CpuStorage, DType, Storage};
-    use rayon::prelude::*;
     if !logits.device().is_cpu() || logits.dtype() != DType::F32 {
         return Ok(None);
     }
@@ -298,41 +298,48 @@ where
         return Ok(None);
     };
     let data = &data[start..end];
-    let each = |i: usize| f(i, &data[i * vocab..(i + 1) * vocab]);
-    Ok(Some(if worth_parallel(rows) {
-        (0..rows).into_par_iter().map(each).collect()
-    } else {
-        (0..rows).map(each).collect()
-    }))
-}
-
-/// Whether `rows` rows of a step go to rayon's threads: not a few rows, and
-/// not with one thread (handing them to its worker is a futex wake and a
-/// sleep per step).
-fn worth_parallel(rows: usize) -> bool {
-    rows >= 4 && rayon::current_num_threads() > 1
+    Ok(Some(each_row(rows, rows * vocab, |i| {
+        f(i, &data[i * vocab..(i + 1) * vocab])
+    })))
 }
 
 /// Applies `f` to every row (its index and scores), in parallel: rows are
-/// independent. Small batches are not worth waking the thread pool for.
+/// independent.
 fn map_rows<T, F>(data: &mut [f32], vocab: usize, f: F) -> Vec<T>
 where
     T: Send,
     F: Fn(usize, &mut [f32]) -> T + Sync + Send,
 {
-    use rayon::prelude::*;
     let vocab = vocab.max(1);
-    if worth_parallel(data.len() / vocab) {
-        data.par_chunks_mut(vocab)
-            .enumerate()
-            .map(|(i, row)| f(i, row))
-            .collect()
-    } else {
-        data.chunks_mut(vocab)
-            .enumerate()
-            .map(|(i, row)| f(i, row))
-            .collect()
-    }
+    let rows = data.len() / vocab;
+    let base = SharedOut(data.as_mut_ptr());
+    each_row(rows, rows * vocab, |i| {
+        // SAFETY: row i is data[i * vocab..(i + 1) * vocab], and each_row
+        // hands every i to one thread once.
+        let row = unsafe { std::slice::from_raw_parts_mut(base.ptr().add(i * vocab), vocab) };
+        f(i, row)
+    })
+}
+
+/// `f(i)` for `i` in `0..rows` (`work` scores in all), on the threads the
+/// products run on (candle's pool, [`for_ranges`]; small steps on this
+/// thread alone). Not on rayon's pool: its threads would be a second set on
+/// the same cores, where candle's worker spins for its next product.
+fn each_row<T: Send>(rows: usize, work: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let mut out: Vec<std::mem::MaybeUninit<T>> = Vec::with_capacity(rows);
+    // SAFETY: uninitialized MaybeUninit values are valid.
+    unsafe { out.set_len(rows) };
+    let slots = SharedOut(out.as_mut_ptr());
+    for_ranges(rows, work, 1, |range| {
+        for i in range {
+            // SAFETY: the ranges split 0..rows without overlap.
+            unsafe { slots.ptr().add(i).write(std::mem::MaybeUninit::new(f(i))) };
+        }
+    });
+    // SAFETY: for_ranges covered 0..rows: every slot is written.
+    out.into_iter()
+        .map(|v| unsafe { v.assume_init() })
+        .collect()
 }
 
 /// The greedy choice of one row: the processed scores' first maximum (as

@@ -375,3 +375,22 @@ fn greedy_pick_equals_processing_a_copy() {
         (0, f32::NEG_INFINITY)
     );
 }
+
+/// Rows large enough to go to the compute threads come back in row order,
+/// each changed where it lies (and small steps the same on one thread).
+#[test]
+fn map_rows_keeps_row_order_and_changes_rows_in_place() {
+    for (rows, vocab) in [(9, 1 << 16), (3, 5)] {
+        let mut data: Vec<f32> = (0..rows * vocab).map(|v| v as f32).collect();
+        let firsts = map_rows(&mut data, vocab, |i, row| {
+            row[1] = -(i as f32);
+            (i, row[0])
+        });
+        let want: Vec<(usize, f32)> = (0..rows).map(|i| (i, (i * vocab) as f32)).collect();
+        assert_eq!(firsts, want);
+        for i in 0..rows {
+            assert_eq!(data[i * vocab + 1], -(i as f32), "row {i}");
+            assert_eq!(data[i * vocab + 2], (i * vocab + 2) as f32, "row {i}");
+        }
+    }
+}
