@@ -330,29 +330,27 @@ impl QLinear {
     /// `x Wᵀ (+ b)` with `then` applied to every output: inside the kernel
     /// for int8 and packed f32 weights, as a tensor op after it elsewhere.
     pub fn forward_then(&self, x: &Tensor, then: Epilogue) -> Result<Tensor> {
+        if let Some(dense) = self.dense() {
+            let (k, n) = dense.dims();
+            return dense_out(x, k, n, |input, m, out| dense.matmul(input, m, out, then));
+        }
         let ys = match &self.imp {
-            Imp::Int8(packed, isa) => {
-                return dense_out(
-                    x,
-                    packed.in_features(),
-                    packed.out_features(),
-                    |input, m, out| packed.matmul_uninit(*isa, input, m, out, then),
-                )
-            }
-            Imp::F32(packed, isa) => {
-                return dense_out(
-                    x,
-                    packed.in_features(),
-                    packed.out_features(),
-                    |input, m, out| packed.matmul_uninit(*isa, input, m, out, then),
-                )
-            }
             Imp::Candle(m) => m.forward(x)?,
             Imp::Packed(packed) => packed_forward(&[packed], x)?
                 .pop()
                 .expect("one weight, one output"),
+            Imp::Int8(..) | Imp::F32(..) => unreachable!("taken by QLinear::dense"),
         };
         then.apply(ys)
+    }
+
+    /// The weight when it is a packed dense one (int8 or f32).
+    fn dense(&self) -> Option<Dense<'_>> {
+        match &self.imp {
+            Imp::Int8(packed, isa) => Some(Dense::Int8(packed, *isa)),
+            Imp::F32(packed, isa) => Some(Dense::F32(packed, *isa)),
+            Imp::Candle(_) | Imp::Packed(_) => None,
+        }
     }
 
     /// [`Self::forward_then`], written into the memory of an earlier
@@ -369,11 +367,10 @@ impl QLinear {
         then: Epilogue,
         reuse: &mut Option<Tensor>,
     ) -> Result<Tensor> {
-        let (k, n) = match &self.imp {
-            Imp::Int8(p, _) if x.dtype() == DType::F32 => (p.in_features(), p.out_features()),
-            Imp::F32(p, _) if x.dtype() == DType::F32 => (p.in_features(), p.out_features()),
-            _ => return self.forward_then(x, then),
+        let Some(dense) = self.dense().filter(|_| x.dtype() == DType::F32) else {
+            return self.forward_then(x, then);
         };
+        let (k, n) = dense.dims();
         let m = rows_of(x, k)?;
         let mut shape = x.dims().to_vec();
         if let Some(last) = shape.last_mut() {
@@ -386,12 +383,7 @@ impl QLinear {
                 && buf.is_contiguous()
                 && matches!(buf.dims2(), Ok((rows, width)) if rows >= m && width == n);
             if fits {
-                buf.inplace_op1(&WriteInto {
-                    layer: self,
-                    x,
-                    m,
-                    then,
-                })?;
+                buf.inplace_op1(&WriteInto { dense, x, m, then })?;
                 return buf.narrow(0, 0, m)?.reshape(shape);
             }
         }
@@ -535,9 +527,34 @@ fn with_input(x: &Tensor, f: impl FnOnce(&[f32])) -> Result<()> {
     Ok(())
 }
 
+/// A packed dense weight ([`QLinear::dense`]) and the kernel it runs on.
+#[derive(Clone, Copy)]
+enum Dense<'a> {
+    Int8(&'a int8::PackedI8, packed::Kernel),
+    F32(&'a dense::PackedF32, packed::Kernel),
+}
+
+impl Dense<'_> {
+    /// `(in, out)` features.
+    fn dims(self) -> (usize, usize) {
+        match self {
+            Self::Int8(p, _) => (p.in_features(), p.out_features()),
+            Self::F32(p, _) => (p.in_features(), p.out_features()),
+        }
+    }
+
+    /// `input Wᵀ + b` of `m` rows, `then` applied, into all of `out`.
+    fn matmul(self, input: &[f32], m: usize, out: Uninit, then: Epilogue) {
+        match self {
+            Self::Int8(p, isa) => p.matmul_uninit(isa, input, m, out, then),
+            Self::F32(p, isa) => p.matmul_uninit(isa, input, m, out, then),
+        }
+    }
+}
+
 /// [`QLinear::forward_reusing`]'s write into the buffer it keeps.
 struct WriteInto<'a> {
-    layer: &'a QLinear,
+    dense: Dense<'a>,
     x: &'a Tensor,
     m: usize,
     then: Epilogue,
@@ -553,22 +570,15 @@ impl candle_core::InplaceOp1 for WriteInto<'_> {
         else {
             candle_core::bail!("forward_reusing: the kept buffer is not contiguous f32");
         };
-        let n = match &self.layer.imp {
-            Imp::Int8(p, _) => p.out_features(),
-            Imp::F32(p, _) => p.out_features(),
-            Imp::Candle(_) | Imp::Packed(_) => unreachable!("checked by forward_reusing"),
-        };
+        let n = self.dense.dims().1;
         let Some(out) = data[start..end].get_mut(..self.m * n) else {
             candle_core::bail!("forward_reusing: the kept buffer is too small");
         };
         // SAFETY: f32 and MaybeUninit<f32> share their layout, and only
         // initialized values are written into the slice.
         let out: Uninit = unsafe { &mut *(out as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
-        let (m, then) = (self.m, self.then);
-        with_input(self.x, |input| match &self.layer.imp {
-            Imp::Int8(p, isa) => p.matmul_uninit(*isa, input, m, out, then),
-            Imp::F32(p, isa) => p.matmul_uninit(*isa, input, m, out, then),
-            Imp::Candle(_) | Imp::Packed(_) => unreachable!("checked by forward_reusing"),
+        with_input(self.x, |input| {
+            self.dense.matmul(input, self.m, out, self.then)
         })
     }
 }

@@ -453,13 +453,14 @@ pub fn tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<GgufToke
             let merges = meta
                 .strings("tokenizer.ggml.merges")?
                 .context("GGUF metadata has no `tokenizer.ggml.merges` for the gpt2 tokenizer")?;
+            let pre = meta.string("tokenizer.ggml.pre")?;
             Engine::ByteLevel(Box::new(ByteBpe::new(
                 &tokens,
                 &merges,
                 specials.iter().map(|&(_, id)| id),
                 SpecialMatcher::new(user_defined(&tokens, &types)),
-                byte_bpe::pre_tokenizer(meta.string("tokenizer.ggml.pre")?)?,
-                byte_bpe::ignores_merges(meta.string("tokenizer.ggml.pre")?),
+                byte_bpe::pre_tokenizer(pre)?,
+                byte_bpe::ignores_merges(pre),
             )?))
         }
         Family::SentencePieceBpe => {
@@ -547,15 +548,16 @@ pub fn hf_tokenizer_from_gguf(metadata: &HashMap<String, Value>) -> Result<Token
                 })
         })
         .collect::<Result<Merges>>()?;
+    let pre = meta.string("tokenizer.ggml.pre")?;
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
-        .ignore_merges(byte_bpe::ignores_merges(meta.string("tokenizer.ggml.pre")?))
+        .ignore_merges(byte_bpe::ignores_merges(pre))
         .build()
         .map_err(|e| anyhow!("GGUF gpt2 tokenizer: invalid vocabulary or merges: {e}"))?;
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(
         PreTokenizerSequence::new(vec![
-            byte_bpe::pre_tokenizer(meta.string("tokenizer.ggml.pre")?)?,
+            byte_bpe::pre_tokenizer(pre)?,
             PreTokenizerWrapper::ByteLevel(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(
                 false, true, false,
             )),
