@@ -9,7 +9,10 @@ same checkpoint (float32 and int8) and 64 input sentences of ~30 token ids.
 
 Speed does not depend on what the weights say, so random weights measure
 what a real opus-mt model would cost; the outputs are forced to a fixed
-length by the benchmark, so nobody stops early.
+length by the benchmark, so nobody stops early ("forced"), or each to its
+own length, `target_lengths` in inputs.json ("lengths": real sentences end
+at very different lengths; random weights never pick EOS on their own,
+they repeat one token).
 
 Usage (bench/run.sh calls it): python bench/make_model.py OUT_DIR
 Writes OUT_DIR/marian (HF checkpoint), OUT_DIR/ct2-float32, OUT_DIR/ct2-int8,
@@ -33,6 +36,9 @@ VOCAB = 58101
 SENTENCES = 64
 # Source lengths in tokens, EOS included: "~30 tokens".
 MIN_LEN, MAX_LEN = 26, 34
+# Output lengths of the "lengths" workload (new tokens, EOS included):
+# uniform, 40 on average as the forced workload.
+MIN_OUT, MAX_OUT = 10, 70
 
 
 def build_vocab() -> dict:
@@ -98,6 +104,7 @@ def main() -> None:
         ids.append([rng.randrange(2, pad) for _ in range(n - 1)] + [0])
     inputs = {
         "ids": ids,
+        "target_lengths": [rng.randint(MIN_OUT, MAX_OUT) for _ in ids],
         # CTranslate2 takes token strings, without the final </s> (it adds it).
         "tokens": [[id_to_token[i] for i in row[:-1]] for row in ids],
     }

@@ -7,7 +7,10 @@ The workload is the same as tolk's (examples/bench_translate.rs): the
 sentences of inputs.json sorted longest first and cut into batches, each
 output forced to exactly NEW_TOKENS new tokens (transformers:
 min_new_tokens = max_new_tokens; CTranslate2: min_decoding_length =
-max_decoding_length), greedy and beam search.
+max_decoding_length), greedy and beam search ("forced"); and the
+"lengths" workload, where each sentence is forced to its own length
+(inputs.json's target_lengths), which only transformers can run (a logits
+processor per row; CTranslate2 takes one min/max decoding length per call).
 """
 import argparse
 import json
@@ -29,7 +32,9 @@ def evict(paths):
 
 
 def batches(rows, size):
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+    """Longest first (rows, or (row, target) pairs), cut into batches."""
+    key = lambda r: len(r[0]) if isinstance(r, tuple) else len(r)
+    order = sorted(range(len(rows)), key=lambda i: -key(rows[i]))
     return [[rows[i] for i in order[s:s + size]] for s in range(0, len(order), size)]
 
 
@@ -49,18 +54,45 @@ class Transformers:
     def files(model_dir):
         return [Path(model_dir) / "model.safetensors"]
 
-    def generate(self, batch, beams, new_tokens):
+    def generate(self, batch, beams, new_tokens, targets=None):
+        """`targets`: each sentence's own length (EOS included), else every
+        output is `new_tokens` long."""
         torch = self.torch
         width = max(len(r) for r in batch)
         ids = torch.tensor([r + [self.pad] * (width - len(r)) for r in batch], device=self.device)
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in batch],
                             device=self.device)
+        kwargs = dict(min_new_tokens=new_tokens, max_new_tokens=new_tokens)
+        if targets is not None:
+            from transformers import LogitsProcessorList
+            kwargs = dict(max_new_tokens=max(targets),
+                          logits_processor=LogitsProcessorList([ForceLengths(targets, beams)]))
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, num_beams=beams,
-                                      do_sample=False, min_new_tokens=new_tokens,
-                                      max_new_tokens=new_tokens)
-        # Minus the decoder start token.
-        return [len(row) - 1 for row in out.tolist()]
+                                      do_sample=False, **kwargs)
+        # Minus the decoder start token; up to the first EOS (then padding).
+        lengths = []
+        for row in out.tolist():
+            row = row[1:]
+            lengths.append(row.index(0) + 1 if 0 in row else len(row))
+        return lengths
+
+
+class ForceLengths:
+    """EOS banned before each row's target length, forced at it (EOS = 0)."""
+
+    def __init__(self, targets, beams):
+        self.targets, self.beams = targets, beams
+
+    def __call__(self, input_ids, scores):
+        done = input_ids.shape[1] - 1  # tokens generated so far
+        for row in range(scores.shape[0]):
+            if done + 1 < self.targets[row // self.beams]:
+                scores[row, 0] = float("-inf")
+            else:
+                scores[row, :] = float("-inf")
+                scores[row, 0] = 0.0
+        return scores
 
 
 class CTranslate2:
@@ -91,6 +123,9 @@ def main():
     p.add_argument("--sentences", type=int, default=64)
     p.add_argument("--batch-sizes", default="1,16")
     p.add_argument("--beams", default="1,4")
+    p.add_argument("--workloads", default="forced,lengths",
+                   help="forced: every output NEW_TOKENS long; lengths: each its own length")
+    p.add_argument("--lengths-batch-sizes", default="16,64")
     p.add_argument("--cold", action="store_true", help="evict the weights from the page cache first")
     args = p.parse_args()
 
@@ -124,19 +159,30 @@ def main():
     ttft_s = sorted(reps)[len(reps) // 2]
 
     runs = []
-    for beams in [int(b) for b in args.beams.split(",")]:
-        for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            chunks = batches(rows, bs)
-            engine.generate(chunks[0][:1], beams, 2)  # warm-up
-            t0, cpu0 = time.perf_counter(), time.process_time()
-            lengths = []
-            for chunk in chunks:
-                lengths += engine.generate(chunk, beams, args.new_tokens)
-            elapsed = time.perf_counter() - t0
-            runs.append({"beams": beams, "batch_size": bs, "seconds": elapsed,
-                         "cpu_seconds": time.process_time() - cpu0,
-                         "sentences": len(rows), "tokens": sum(lengths),
-                         "min_tokens": min(lengths), "max_tokens": max(lengths)})
+    targets = inputs["target_lengths"][:args.sentences]
+    for workload in args.workloads.split(","):
+        if workload == "lengths" and cls is not Transformers:
+            print(f"peers.py: {args.engine} cannot force per-sentence lengths; skipped",
+                  file=sys.stderr)
+            continue
+        sizes = args.batch_sizes if workload == "forced" else args.lengths_batch_sizes
+        for beams in [int(b) for b in args.beams.split(",")]:
+            for bs in [int(b) for b in sizes.split(",")]:
+                chunks = batches(list(zip(rows, targets)), bs)
+                engine.generate([chunks[0][0][0]], beams, 2)  # warm-up
+                t0, cpu0 = time.perf_counter(), time.process_time()
+                lengths = []
+                for chunk in chunks:
+                    src = [r for r, _ in chunk]
+                    if workload == "forced":
+                        lengths += engine.generate(src, beams, args.new_tokens)
+                    else:
+                        lengths += engine.generate(src, beams, 0, [t for _, t in chunk])
+                elapsed = time.perf_counter() - t0
+                runs.append({"workload": workload, "beams": beams, "batch_size": bs,
+                             "seconds": elapsed, "cpu_seconds": time.process_time() - cpu0,
+                             "sentences": len(rows), "tokens": sum(lengths),
+                             "min_tokens": min(lengths), "max_tokens": max(lengths)})
     print(json.dumps({
         "engine": args.engine, "device": args.device, "threads": args.threads, "load_s": load_s, "cold": args.cold,
         "ttft_s": ttft_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

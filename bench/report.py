@@ -40,22 +40,37 @@ def main():
     def find(engine, threads):
         return next((r for r in results if r["engine"] == engine and r["threads"] == threads), None)
 
-    keys = sorted({(x["beams"], x["batch_size"]) for r in results for x in r["runs"]})
-    head = "| engine | threads | " + " | ".join(
-        f"{'greedy' if b == 1 else f'beam {b}'} bs {s} tok/s (sent/s)" for b, s in keys) + \
+    for r in results:
+        for x in r["runs"]:
+            x.setdefault("workload", "forced")
+    # Forced-length cells first, then the per-sentence lengths ("len"), then
+    # tolk's per-sentence run in fixed batches, without refilling ("len fixed").
+    workloads = {"forced": "", "lengths": "len ", "lengths-fixed": "len fixed "}
+    keys = sorted({(list(workloads).index(x["workload"]), x["beams"], x["batch_size"])
+                   for r in results for x in r["runs"]})
+
+    def label(key):
+        w, b, s = key
+        return f"{list(workloads.values())[w]}{'greedy' if b == 1 else f'beam {b}'} bs {s}"
+
+    def pick(r, key):
+        w, b, s = key
+        return next((x for x in r["runs"] if x["workload"] == list(workloads)[w]
+                     and x["beams"] == b and x["batch_size"] == s), None)
+
+    head = "| engine | threads | " + " | ".join(f"{label(k)} tok/s (sent/s)" for k in keys) + \
         " | load s | first token ms | peak RSS MB |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         cells = []
-        for b, s in keys:
-            run = next((x for x in r["runs"] if x["beams"] == b and x["batch_size"] == s), None)
+        for key in keys:
+            run = pick(r, key)
             cells.append(f"{run['tokens_per_s']:.0f} ({run['sentences_per_s']:.1f})" if run else "-")
         load = f"{r['load_s']:.2f} {'cold' if r['cold'] else 'warm'}"
         lines.append(f"| {r['engine']} | {r['threads']} | " + " | ".join(cells) +
                      f" | {load} | {r['ttft_s'] * 1000:.0f} | {r['peak_rss_mb']:.0f} |")
 
-    ratio_head = "| ratio | threads | " + " | ".join(
-        f"{'greedy' if b == 1 else f'beam {b}'} bs {s}" for b, s in keys) + " | peak RSS |"
+    ratio_head = "| ratio | threads | " + " | ".join(label(k) for k in keys) + " | peak RSS |"
     ratios = [ratio_head, "|" + "---|" * (ratio_head.count("|") - 1)]
     ratio_json = []
     for ours, peer in PEERS:
@@ -64,14 +79,14 @@ def main():
             if not a or not b:
                 continue
             cells = []
-            for beams, bs in keys:
-                ra = next((x for x in a["runs"] if x["beams"] == beams and x["batch_size"] == bs), None)
-                rb = next((x for x in b["runs"] if x["beams"] == beams and x["batch_size"] == bs), None)
+            for key in keys:
+                ra, rb = pick(a, key), pick(b, key)
                 if ra and rb:
                     v = ra["tokens_per_s"] / rb["tokens_per_s"]
                     cells.append(f"{v:.2f}×")
-                    ratio_json.append({"ours": ours, "peer": peer, "threads": threads, "beams": beams,
-                                       "batch_size": bs, "throughput_ratio": v})
+                    ratio_json.append({"ours": ours, "peer": peer, "threads": threads,
+                                       "workload": ra["workload"], "beams": key[1],
+                                       "batch_size": key[2], "throughput_ratio": v})
                 else:
                     cells.append("-")
             rss = a["peak_rss_mb"] / b["peak_rss_mb"]

@@ -4,7 +4,11 @@
 #
 # Translation: tolk (f32 and --quantize q8) against transformers (torch CPU)
 # and CTranslate2 (float32 and int8), same model, same inputs, same thread
-# counts, every output forced to exactly 40 new tokens.
+# counts; every output forced to exactly 40 new tokens ("forced"), and each
+# sentence forced to its own length ("lengths", 10-70 tokens, 40 on
+# average; bench/make_model.py), where tolk's continuous batching keeps its
+# rows full (tolk also runs it batch by batch, "lengths-fixed", to show the
+# difference; CTranslate2 cannot force per-sentence lengths).
 #
 #   bench/run.sh            # both suites (~30 min on 2 cores, plus one-time peer installs)
 #   BENCH_SUITES=translation BENCH_SENTENCES=16 BENCH_THREADS=2 bench/run.sh   # quick look
@@ -14,6 +18,8 @@
 #   BENCH_THREADS     thread counts to measure (default: "1 <all cores>")
 #   BENCH_SENTENCES   sentences per workload (default 64)
 #   BENCH_BATCH_SIZES batch sizes to measure (default 1,16,64)
+#   BENCH_WORKLOADS   forced,lengths (default) or either one
+#   BENCH_LENGTHS_BATCH_SIZES  batch sizes of the lengths workload (default 16,64)
 #   BENCH_ENGINES     subset of: tolk tolk-q8 transformers ct2-float32 ct2-int8
 #   BENCH_BASE_VENV   an existing venv whose packages (e.g. torch) the bench
 #                     venv may reuse instead of downloading them again
@@ -35,6 +41,8 @@ CORES=$(nproc)
 THREADS=${BENCH_THREADS:-"1 $CORES"}
 SENTENCES=${BENCH_SENTENCES:-64}
 BATCH_SIZES=${BENCH_BATCH_SIZES:-1,16,64}
+WORKLOADS=${BENCH_WORKLOADS:-forced,lengths}
+LENGTHS_BATCH_SIZES=${BENCH_LENGTHS_BATCH_SIZES:-16,64}
 ENGINES=${BENCH_ENGINES:-"tolk tolk-q8 transformers ct2-float32 ct2-int8"}
 OUT=${BENCH_OUT:-$ROOT/bench/results/translation.json}
 
@@ -50,7 +58,7 @@ fi
 "$VENV/bin/pip" install -q torch "transformers==4.57.1" ctranslate2 sentencepiece safetensors
 
 # 2. The model (random weights, opus-mt-de-en's shape) and its CTranslate2 conversions.
-if [ ! -f "$MODEL/inputs.json" ] || [ ! -f "$MODEL/ct2-int8/model.bin" ]; then
+if ! grep -q target_lengths "$MODEL/inputs.json" 2>/dev/null || [ ! -f "$MODEL/ct2-int8/model.bin" ]; then
     "$VENV/bin/python" bench/make_model.py "$MODEL"
 fi
 
@@ -76,12 +84,12 @@ for threads in $THREADS; do
                 quant=none; [ $engine = tolk-q8 ] && quant=q8
                 [ $first = 1 ] && evict "$MODEL/marian/model.safetensors"
                 "$BIN" --model-dir "$MODEL" --threads "$threads" --quantize $quant \
-                    --sentences "$SENTENCES" --batch-sizes "$BATCH_SIZES" "${cold[@]}" \
-                    > "$RUN_DIR/$engine-$threads.json" ;;
+                    --sentences "$SENTENCES" --batch-sizes "$BATCH_SIZES" --workloads "$WORKLOADS" --lengths-batch-sizes "$LENGTHS_BATCH_SIZES" \
+                    "${cold[@]}" > "$RUN_DIR/$engine-$threads.json" ;;
             *)
                 "$VENV/bin/python" bench/peers.py --engine "$engine" --model-dir "$MODEL" \
-                    --threads "$threads" --sentences "$SENTENCES" --batch-sizes "$BATCH_SIZES" "${cold[@]}" \
-                    > "$RUN_DIR/$engine-$threads.json" ;;
+                    --threads "$threads" --sentences "$SENTENCES" --batch-sizes "$BATCH_SIZES" \
+                    --workloads "$WORKLOADS" --lengths-batch-sizes "$LENGTHS_BATCH_SIZES" "${cold[@]}" > "$RUN_DIR/$engine-$threads.json" ;;
         esac
     done
     first=0

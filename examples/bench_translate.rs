@@ -2,10 +2,18 @@
 //!
 //! Loads the benchmark model (`bench/make_model.py`), then decodes the
 //! sentences of `inputs.json` through the path `tolk translate` runs
-//! ([`translate_units`]: longest first, in batches of `--batch-size`), with
-//! every output forced to exactly `--new-tokens` tokens so that all engines
-//! do the same work. Prints one JSON object on stdout, in the
-//! format of `bench/peers.py`. Not a test: it asserts nothing about time.
+//! ([`translate_units`]: longest first, `--batch-size` at a time), every
+//! output forced to exactly `--new-tokens` tokens so that all engines do
+//! the same work ("forced"). The "lengths" workload forces each sentence to
+//! its own length (`target_lengths` of inputs.json, 10-70 tokens): tolk's
+//! queued search (continuous batching: a finished sentence's rows go to the
+//! next at once, as `translate_units` runs it) and, as "lengths-fixed", the
+//! same search batch after batch, each batch decoding to its slowest
+//! sentence. Both run the Marian model and `tolk::generation` directly,
+//! with the per-sentence EOS written into each step's logits (the one
+//! thing the user path has no switch for). Prints one JSON object on
+//! stdout, in the format of `bench/peers.py`. Not a test: it asserts
+//! nothing about time.
 //!
 //! Usage: cargo run --release --example bench_translate -- --model-dir target/bench-model --threads 2
 
@@ -16,8 +24,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 mod common;
 
+use candle_core::{CpuStorage, Layout, Tensor};
 use common::peak_rss_mb;
+use tolk::generation::{self, StepModel};
 use tolk::hub::{resolve_needs, HubOptions, ModelSource, MARIAN_FILES};
+use tolk::models::marian::{DecoderState, MarianModel};
 use tolk::pipeline::translate::{
     translate_units, MarianTranslator, Quantize, TranslateOptions, Unit,
 };
@@ -39,6 +50,12 @@ struct Args {
     batch_sizes: Vec<usize>,
     #[arg(long, default_value = "1,4", value_delimiter = ',')]
     beams: Vec<usize>,
+    /// forced, lengths (also run as lengths-fixed), as bench/peers.py.
+    #[arg(long, default_value = "forced,lengths", value_delimiter = ',')]
+    workloads: Vec<String>,
+    /// Batch sizes of the lengths workload (refilling rows needs several).
+    #[arg(long, default_value = "16,64", value_delimiter = ',')]
+    lengths_batch_sizes: Vec<usize>,
     /// Instead of timing: compare `--quantize q8` with f32 (greedy and beam
     /// 4 token agreement) on this model folder, e.g. tests/fixtures/marian-tiny,
     /// with the inputs of `--agreement-inputs` (a parity reference file).
@@ -58,6 +75,167 @@ struct Args {
 #[derive(Deserialize)]
 struct Inputs {
     ids: Vec<Vec<u32>>,
+    #[serde(default)]
+    target_lengths: Vec<usize>,
+}
+
+/// Marian decoding for the "lengths" workload: sentences of `inputs` taken
+/// in as the search admits them (or all at once), each row's logits telling
+/// EOS apart until its sentence's target length and forcing it there.
+struct Targeted<'a> {
+    model: &'a MarianModel,
+    inputs: &'a [Vec<u32>],
+    targets: &'a [usize],
+    pad: u32,
+    eos: u32,
+    state: Option<DecoderState>,
+    /// (sentence, tokens generated) of each row.
+    rows: Vec<(usize, usize)>,
+}
+
+impl Targeted<'_> {
+    fn encode(&self, which: &[usize]) -> Result<DecoderState> {
+        let len = which
+            .iter()
+            .map(|&i| self.inputs[i].len())
+            .max()
+            .unwrap_or(0);
+        let mut flat = Vec::with_capacity(which.len() * len);
+        for &i in which {
+            flat.extend_from_slice(&self.inputs[i]);
+            flat.extend(std::iter::repeat_n(self.pad, len - self.inputs[i].len()));
+        }
+        let ids = Tensor::from_vec(flat, (which.len(), len), self.model.device())?;
+        let lengths: Vec<usize> = which.iter().map(|&i| self.inputs[i].len()).collect();
+        Ok(self.model.encode(&ids, &lengths)?)
+    }
+}
+
+/// Writes the per-row EOS rule into a step's logits, in place (any layout).
+struct ForceEos<'a> {
+    rows: &'a [(usize, usize)],
+    targets: &'a [usize],
+    eos: usize,
+}
+
+impl candle_core::InplaceOp1 for ForceEos<'_> {
+    fn name(&self) -> &'static str {
+        "force-eos"
+    }
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("force-eos: f32 logits only");
+        };
+        let (vocab, st, start) = (layout.dims()[1], layout.stride(), layout.start_offset());
+        for (r, &(sentence, done)) in self.rows.iter().enumerate() {
+            let at = |v: usize| start + r * st[0] + v * st[1];
+            if done + 1 < self.targets[sentence] {
+                data[at(self.eos)] = f32::NEG_INFINITY;
+            } else {
+                for v in 0..vocab {
+                    data[at(v)] = f32::NEG_INFINITY;
+                }
+                data[at(self.eos)] = 0.0;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StepModel for Targeted<'_> {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        let state = self.state.as_mut().context("no rows")?;
+        let logits = self.model.decode_step(state, tokens)?;
+        logits.inplace_op1(&ForceEos {
+            rows: &self.rows,
+            targets: self.targets,
+            eos: self.eos as usize,
+        })?;
+        for row in self.rows.iter_mut() {
+            row.1 += 1;
+        }
+        Ok(logits)
+    }
+    fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        self.rows = rows.iter().map(|&r| self.rows[r as usize]).collect();
+        match rows.is_empty() {
+            true => self.state = None,
+            false => self.state.as_mut().context("no rows")?.select_rows(rows)?,
+        }
+        Ok(())
+    }
+    fn admit(&mut self, sentences: &[usize], group: usize) -> Result<()> {
+        let mut fresh = self.encode(sentences)?;
+        for &s in sentences {
+            self.rows.extend(std::iter::repeat_n((s, 0), group));
+        }
+        match self.state.as_mut() {
+            Some(state) => state.append(fresh, group)?,
+            None => {
+                if group > 1 {
+                    let expand: Vec<u32> = (0..sentences.len() as u32)
+                        .flat_map(|i| std::iter::repeat_n(i, group))
+                        .collect();
+                    fresh.select_rows(&expand)?;
+                }
+                self.state = Some(fresh);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The "lengths" workload: sentences longest first, as `translate_units`
+/// orders them; queued (`fixed`: false) or batch after batch. Returns the
+/// output lengths.
+fn run_lengths(
+    t: &MarianTranslator,
+    inputs: &[Vec<u32>],
+    targets: &[usize],
+    batch_size: usize,
+    beams: usize,
+    fixed: bool,
+) -> Result<Vec<usize>> {
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].len()));
+    let inputs: Vec<Vec<u32>> = order.iter().map(|&i| inputs[i].clone()).collect();
+    let targets: Vec<usize> = order.iter().map(|&i| targets[i]).collect();
+    let mut cfg = t.generation_config().clone();
+    cfg.num_beams = beams;
+    cfg.min_length = 0;
+    cfg.max_length = targets.iter().copied().max().unwrap_or(1) + 1;
+    let mut stepper = Targeted {
+        model: t.model(),
+        inputs: &inputs,
+        targets: &targets,
+        pad: t.tokenizer().pad_id,
+        eos: cfg.eos_token_id,
+        state: None,
+        rows: Vec::new(),
+    };
+    let hyps =
+        if fixed {
+            let mut hyps = Vec::new();
+            for start in (0..inputs.len()).step_by(batch_size) {
+                let batch: Vec<usize> = (start..(start + batch_size).min(inputs.len())).collect();
+                stepper.state = Some(stepper.encode(&batch)?);
+                stepper.rows = batch.iter().map(|&s| (s, 0)).collect();
+                hyps.extend(generation::generate(&mut stepper, batch.len(), &cfg)?);
+            }
+            hyps
+        } else {
+            generation::generate_queued(&mut stepper, inputs.len(), batch_size, &cfg, &mut |_| {
+                Ok(())
+            })?
+        };
+    for (h, &want) in hyps.iter().zip(&targets) {
+        anyhow::ensure!(
+            h.tokens.len() == want,
+            "an output of {} tokens, not {want}",
+            h.tokens.len()
+        );
+    }
+    Ok(hyps.iter().map(|h| h.tokens.len()).collect())
 }
 
 #[derive(Deserialize)]
@@ -149,7 +327,7 @@ fn main() -> Result<()> {
         &std::fs::read_to_string(args.model_dir.join("inputs.json"))
             .context("run bench/make_model.py first")?,
     )?;
-    let rows: Vec<Vec<u32>> = inputs.ids.into_iter().take(args.sentences).collect();
+    let rows: Vec<Vec<u32>> = inputs.ids.iter().take(args.sentences).cloned().collect();
     if let (Some(dir), Some(file)) = (&args.agreement_model, &args.agreement_inputs) {
         let reference: Reference = serde_json::from_str(&std::fs::read_to_string(file)?)?;
         let fixture: Vec<Vec<u32>> = reference.cases.into_iter().map(|c| c.input_ids).collect();
@@ -187,7 +365,6 @@ fn main() -> Result<()> {
         translate_units(t, units, &mut |_, _| {})?;
         Ok(t.take_output_lengths())
     };
-
     // Time to first token: one sentence, one new token (after a warm-up).
     set(&mut translator, 1, 1, false);
     run(&mut translator, first)?;
@@ -201,22 +378,48 @@ fn main() -> Result<()> {
     let ttft_s = reps[reps.len() / 2];
 
     let mut runs = Vec::new();
-    for &beams in &args.beams {
-        for &bs in &args.batch_sizes {
-            translator.set_batch_size(bs);
-            // Warm-up, as for the peers.
-            set(&mut translator, beams, 2, true);
-            run(&mut translator, first)?;
-            set(&mut translator, beams, args.new_tokens, true);
-            let (t0, cpu0) = (Instant::now(), cpu_seconds());
-            let lengths = run(&mut translator, &all)?;
-            let seconds = t0.elapsed().as_secs_f64();
-            let cpu = cpu_seconds() - cpu0;
-            runs.push(serde_json::json!({
-                "beams": beams, "batch_size": bs, "seconds": seconds, "cpu_seconds": cpu,
-                "sentences": rows.len(), "tokens": lengths.iter().sum::<usize>(),
-                "min_tokens": lengths.iter().min(), "max_tokens": lengths.iter().max(),
-            }));
+    for workload in &args.workloads {
+        let (sizes, modes): (&[usize], &[&str]) = match workload.as_str() {
+            "forced" => (&args.batch_sizes, &["forced"]),
+            "lengths" if inputs.target_lengths.len() >= rows.len() => {
+                (&args.lengths_batch_sizes, &["lengths", "lengths-fixed"])
+            }
+            "lengths" => {
+                eprintln!("bench_translate: inputs.json has no target_lengths (rerun bench/make_model.py); skipped");
+                continue;
+            }
+            other => anyhow::bail!("unknown workload {other:?}"),
+        };
+        for &mode in modes {
+            for &beams in &args.beams {
+                for &bs in sizes {
+                    translator.set_batch_size(bs);
+                    // Warm-up, as for the peers.
+                    set(&mut translator, beams, 2, true);
+                    run(&mut translator, first)?;
+                    set(&mut translator, beams, args.new_tokens, true);
+                    let (t0, cpu0) = (Instant::now(), cpu_seconds());
+                    let lengths = match mode {
+                        "forced" => run(&mut translator, &all)?,
+                        _ => run_lengths(
+                            &translator,
+                            &rows,
+                            &inputs.target_lengths,
+                            bs,
+                            beams,
+                            mode == "lengths-fixed",
+                        )?,
+                    };
+                    let seconds = t0.elapsed().as_secs_f64();
+                    let cpu = cpu_seconds() - cpu0;
+                    runs.push(serde_json::json!({
+                        "workload": mode, "beams": beams, "batch_size": bs,
+                        "seconds": seconds, "cpu_seconds": cpu,
+                        "sentences": rows.len(), "tokens": lengths.iter().sum::<usize>(),
+                        "min_tokens": lengths.iter().min(), "max_tokens": lengths.iter().max(),
+                    }));
+                }
+            }
         }
     }
     let engine = match args.quantize {

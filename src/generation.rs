@@ -7,8 +7,13 @@
 //! where batch items never interact), and a finished sentence leaves the
 //! batch at once, so later steps only pay for sentences still decoding.
 
+mod beam;
+
 use crate::models::qlinear::{for_ranges, SharedOut};
 use anyhow::{bail, Result};
+use beam::beam_search;
+#[cfg(test)]
+use beam::{top_k_desc, top_k_row, top_k_stable};
 use candle_core::Tensor;
 
 /// When beam search stops, as `generation_config.early_stopping`.
@@ -61,8 +66,52 @@ pub trait StepModel {
     /// They are the search's: it may change them in place, so a model must
     /// not hand out memory it reads again.
     fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
-    /// Keeps rows: new row `i` is old row `rows[i]` (rows may repeat).
+    /// Keeps rows: new row `i` is old row `rows[i]` (rows may repeat; none
+    /// at all when a queued run waits for [`StepModel::admit`]).
     fn select_rows(&mut self, rows: &[u32]) -> Result<()>;
+    /// Appends `group` rows for each of `sentences` (indices into the run's
+    /// inputs) after the current rows, each at its own first position: a
+    /// queued run ([`generate_queued`]) refills the rows that finished
+    /// sentences left. Models that decode a fixed batch keep this default.
+    fn admit(&mut self, sentences: &[usize], group: usize) -> Result<()> {
+        let _ = (sentences, group);
+        bail!("internal error: this model decodes a fixed batch and takes no sentences mid-run")
+    }
+}
+
+/// Where a run's sentences come from: `next..total` wait for rows, at most
+/// `width` decode at once; `finished(n)` hears of each step's `n` finished
+/// sentences (0 included, so a caller can stop a run between steps by
+/// returning an error).
+struct Feed<'a> {
+    total: usize,
+    width: usize,
+    next: usize,
+    finished: &'a mut dyn FnMut(usize) -> Result<()>,
+}
+
+impl Feed<'_> {
+    fn pending(&self) -> bool {
+        self.next < self.total
+    }
+
+    /// Admits waiting sentences into the free rows of a batch of `live`
+    /// sentences (`group` rows each) and returns them, in row order.
+    fn refill(
+        &mut self,
+        model: &mut dyn StepModel,
+        live: usize,
+        group: usize,
+    ) -> Result<Vec<usize>> {
+        let take = self.width.saturating_sub(live).min(self.total - self.next);
+        if take == 0 {
+            return Ok(Vec::new());
+        }
+        let newcomers: Vec<usize> = (self.next..self.next + take).collect();
+        model.admit(&newcomers, group)?;
+        self.next += take;
+        Ok(newcomers)
+    }
 }
 
 /// Decodes a batch of `batch` sentences whose encoder state the model holds
@@ -72,16 +121,55 @@ pub fn generate(
     batch: usize,
     cfg: &GenerationConfig,
 ) -> Result<Vec<Hypothesis>> {
+    let mut feed = Feed {
+        total: batch,
+        width: batch,
+        next: batch,
+        finished: &mut |_| Ok(()),
+    };
+    run(model, &mut feed, cfg)
+}
+
+/// Decodes `total` sentences that the model takes in as rows free up
+/// ([`StepModel::admit`], in input order), `width` at a time (per
+/// sentence: `num_beams` rows), starting from a model with no rows.
+/// Continuous batching: a finished sentence's rows go to the next waiting
+/// one at once, so the batch stays full until the queue runs dry, where a
+/// fixed batch shrinks to its slowest sentence. Each sentence's search is
+/// the one [`generate`] gives it: rows never interact. `finished(n)` is
+/// called after every step with the sentences that step finished (often
+/// 0); an error from it stops the run.
+pub fn generate_queued(
+    model: &mut dyn StepModel,
+    total: usize,
+    width: usize,
+    cfg: &GenerationConfig,
+    finished: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<Vec<Hypothesis>> {
+    let mut feed = Feed {
+        total,
+        width: width.max(1),
+        next: 0,
+        finished,
+    };
+    run(model, &mut feed, cfg)
+}
+
+fn run(
+    model: &mut dyn StepModel,
+    feed: &mut Feed,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Hypothesis>> {
     if cfg.max_length < 2 {
         bail!("max_length must be at least 2 (the start token and one more)");
     }
-    if batch == 0 {
+    if feed.total == 0 {
         return Ok(Vec::new());
     }
     if cfg.num_beams <= 1 {
-        greedy(model, batch, cfg)
+        greedy(model, feed, cfg)
     } else {
-        beam_search(model, batch, cfg)
+        beam_search(model, feed, cfg)
     }
 }
 
@@ -122,19 +210,21 @@ fn banned(generated: &[u32], cur_len: usize, cfg: &GenerationConfig) -> Vec<u32>
 /// The step's logits stay on their device, and only the few numbers each
 /// row's search needs come back ([`crate::device::search`]): on a GPU, except
 /// at the forced-EOS step, whose scores do not depend on the logits.
-fn search_on_device(logits: &Tensor, cur_len: usize, cfg: &GenerationConfig) -> bool {
+/// `forced`: how many of the step's rows are at their forced-EOS position.
+fn search_on_device(logits: &Tensor, forced: usize) -> bool {
     #[cfg(test)]
     if DEVICE_SEARCH_ON_CPU.with(|c| c.get()) {
-        return !forces_eos(cur_len, cfg);
+        return forced == 0;
     }
-    !logits.device().is_cpu() && !forces_eos(cur_len, cfg)
+    !logits.device().is_cpu() && forced == 0
 }
 
 /// Host logits for a step that [`search_on_device`] leaves to the host: the
-/// logits themselves on the CPU; zeros elsewhere (the forced-EOS step
-/// overwrites every score), so nothing is copied from the device.
-fn step_scores(logits: &Tensor) -> Result<(Vec<f32>, usize)> {
-    if logits.device().is_cpu() {
+/// logits themselves on the CPU, or where any row still needs them; zeros
+/// when every row is at its forced EOS (which overwrites every score), so
+/// nothing is copied from the device.
+fn step_scores(logits: &Tensor, all_forced: bool) -> Result<(Vec<f32>, usize)> {
+    if logits.device().is_cpu() || !all_forced {
         return host_logits(logits);
     }
     let (rows, vocab) = logits.dims2()?;
@@ -206,7 +296,7 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// until the next step, [`StepModel::step`]): no copy of 232 KB per row, nor
 /// of the whole step (60 MB at 256 beams of a 58k vocabulary). Other steps
 /// are copied to the host once and their rows changed there.
-fn map_step_rows<T, F>(logits: &Tensor, f: F) -> Result<Vec<T>>
+fn map_step_rows<T, F>(logits: &Tensor, all_forced: bool, f: F) -> Result<Vec<T>>
 where
     T: Send,
     F: Fn(usize, &mut [f32]) -> T + Sync + Send,
@@ -214,7 +304,7 @@ where
     if let Some(out) = map_contiguous_rows_mut(logits, &f)? {
         return Ok(out);
     }
-    let (mut scores, vocab) = step_scores(logits)?;
+    let (mut scores, vocab) = step_scores(logits, all_forced)?;
     Ok(map_rows(&mut scores, vocab, f))
 }
 
@@ -267,7 +357,7 @@ where
 
 /// [`map_step_rows`] for a read-only `f`: a contiguous f32 CPU tensor's rows
 /// are handed over in place, with no copy at all.
-fn map_step_rows_ref<T, F>(logits: &Tensor, f: F) -> Result<Vec<T>>
+fn map_step_rows_ref<T, F>(logits: &Tensor, all_forced: bool, f: F) -> Result<Vec<T>>
 where
     T: Send,
     F: Fn(usize, &[f32]) -> T + Sync + Send,
@@ -275,7 +365,7 @@ where
     if let Some(out) = map_contiguous_rows(logits, &f)? {
         return Ok(out);
     }
-    let (mut scores, vocab) = step_scores(logits)?;
+    let (mut scores, vocab) = step_scores(logits, all_forced)?;
     Ok(map_rows(&mut scores, vocab, |i, row| f(i, row)))
 }
 
@@ -411,7 +501,7 @@ fn greedy_pick(
 
 fn greedy(
     model: &mut dyn StepModel,
-    batch: usize,
+    feed: &mut Feed,
     cfg: &GenerationConfig,
 ) -> Result<Vec<Hypothesis>> {
     let mut hyps = vec![
@@ -420,26 +510,45 @@ fn greedy(
             score: 0.0,
             token_logprobs: Vec::new(),
         };
-        batch
+        feed.total
     ];
-    // Sentences still decoding, in state-row order.
-    let mut live: Vec<usize> = (0..batch).collect();
-    let mut last = vec![cfg.decoder_start_token_id; batch];
-    let mut cur_len = 1;
-    while !live.is_empty() {
+    // Sentences still decoding, in state-row order; each at its own length
+    // (the start token and what it generated), as sentences join mid-run.
+    let mut live: Vec<usize> = (0..feed.next).collect();
+    let cur_len = |hyp: &Hypothesis| hyp.tokens.len() + 1;
+    loop {
+        live.extend(feed.refill(model, live.len(), 1)?);
+        if live.is_empty() {
+            break;
+        }
+        let last: Vec<u32> = live
+            .iter()
+            .map(|&i| {
+                hyps[i]
+                    .tokens
+                    .last()
+                    .copied()
+                    .unwrap_or(cfg.decoder_start_token_id)
+            })
+            .collect();
         let step = model.step(&last)?;
-        let picks = if search_on_device(&step, cur_len, cfg) {
+        let forced = live
+            .iter()
+            .filter(|&&i| forces_eos(cur_len(&hyps[i]), cfg))
+            .count();
+        let picks = if search_on_device(&step, forced) {
             let banned: Vec<Vec<u32>> = live
                 .iter()
-                .map(|&i| banned(&hyps[i].tokens, cur_len, cfg))
+                .map(|&i| banned(&hyps[i].tokens, cur_len(&hyps[i]), cfg))
                 .collect();
             crate::device::search::greedy_picks(&step, &banned)?
         } else {
             // (token, log-probability) per row, read in place: the argmax of
             // the processed scores and its log-softmax.
             let (hyps, live) = (&hyps, &live);
-            map_step_rows_ref(&step, |row, scores| {
-                greedy_pick(scores, &hyps[live[row]].tokens, cur_len, cfg)
+            map_step_rows_ref(&step, forced == live.len(), |row, scores| {
+                let hyp = &hyps[live[row]];
+                greedy_pick(scores, &hyp.tokens, cur_len(hyp), cfg)
             })?
         };
         let mut keep = Vec::with_capacity(live.len());
@@ -448,309 +557,40 @@ fn greedy(
             hyp.tokens.push(token as u32);
             hyp.token_logprobs.push(logprob);
             hyp.score += logprob;
-            if token as u32 != cfg.eos_token_id && cur_len + 1 < cfg.max_length {
+            if token as u32 != cfg.eos_token_id && cur_len(hyp) < cfg.max_length {
                 keep.push(row);
             }
         }
-        cur_len += 1;
+        (feed.finished)(live.len() - keep.len())?;
         if keep.len() != live.len() {
-            if keep.is_empty() {
+            if keep.is_empty() && !feed.pending() {
                 break;
             }
-            model.select_rows(&keep.iter().map(|&r| r as u32).collect::<Vec<_>>())?;
-            live = keep.iter().map(|&r| live[r]).collect();
+            let order = compact(&keep);
+            model.select_rows(&order.iter().map(|&r| r as u32).collect::<Vec<_>>())?;
+            live = order.iter().map(|&r| live[r]).collect();
         }
-        last = live
-            .iter()
-            .map(|&i| *hyps[i].tokens.last().unwrap_or(&0))
-            .collect();
     }
     Ok(hyps)
 }
 
-/// Beam search state of one sentence, mirroring the tensors of
-/// `GenerationMixin._beam_search` for one batch item.
-struct BeamItem {
-    running: Vec<Vec<u32>>,
-    running_scores: Vec<f32>,
-    /// The best `num_beams` finished hypotheses: (tokens, score, is_finished).
-    finished: Vec<(Vec<u32>, f32, bool)>,
-    improvable: bool,
-}
-
-/// `transformers` marks impossible continuations by adding this, in f32.
-const NEG_BIG: f32 = -1.0e9;
-
-/// The `k` best of `values` in descending order, ties in input order: the
-/// same list as a stable descending sort cut to `k`, in one pass that only
-/// touches the (small) list of winners.
-fn top_k_stable(
-    values: impl Iterator<Item = (f32, usize, u32)>,
-    k: usize,
-) -> Vec<(f32, usize, u32)> {
-    let mut best: Vec<(f32, usize, u32)> = Vec::with_capacity(k + 1);
-    for v in values {
-        insert_stable(&mut best, v, k);
-    }
-    best
-}
-
-/// One step of [`top_k_stable`]: `v` joins `best` (at most `k`, descending)
-/// after every kept value that is not smaller, so earlier inputs win ties.
-fn insert_stable(best: &mut Vec<(f32, usize, u32)>, v: (f32, usize, u32), k: usize) {
-    use std::cmp::Ordering::{Greater, Less};
-    if k == 0 || (best.len() == k && v.0.total_cmp(&best[k - 1].0) != Greater) {
-        return;
-    }
-    let at = best
-        .iter()
-        .position(|b| b.0.total_cmp(&v.0) == Less)
-        .unwrap_or(best.len());
-    best.insert(at, v);
-    best.truncate(k);
-}
-
-/// [`top_k_stable`] of `(((s - max) - log_sum) + base, beam, t)` over the
-/// scores `s` of a row: the same values in the same order, with the vector
-/// kernel skipping, eight at a time, scores that cannot enter the top `k`
-/// (most of a 58k row once `k` are kept).
-fn top_k_row(
-    scores: &[f32],
-    norm: (f32, f32),
-    base: f32,
-    beam: usize,
-    k: usize,
-) -> Vec<(f32, usize, u32)> {
-    let (max, log_sum) = norm;
-    let value = |s: f32| (s - max - log_sum) + base;
-    let Some(kernels) = crate::models::qlinear::kernels() else {
-        let values = scores.iter().enumerate();
-        return top_k_stable(values.map(|(t, &s)| (value(s), beam, t as u32)), k);
-    };
-    let mut best: Vec<(f32, usize, u32)> = Vec::with_capacity(k + 1);
-    let mut t = 0;
-    while t < scores.len() && k > 0 {
-        if best.len() == k {
-            t = kernels.next_not_below(scores, t, (max, log_sum, base), best[k - 1].0);
-            if t >= scores.len() {
-                break;
-            }
-        }
-        insert_stable(&mut best, (value(scores[t]), beam, t as u32), k);
-        t += 1;
-    }
-    best
-}
-
-fn top_k_desc(values: &[(f32, usize, u32)], k: usize) -> Vec<(f32, usize, u32)> {
-    let mut v = values.to_vec();
-    // Stable sort: among equal scores the earlier candidate wins.
-    v.sort_by(|a, b| b.0.total_cmp(&a.0));
-    v.truncate(k);
-    v
-}
-
-fn beam_search(
-    model: &mut dyn StepModel,
-    batch: usize,
-    cfg: &GenerationConfig,
-) -> Result<Vec<Hypothesis>> {
-    let nb = cfg.num_beams;
-    let k = 2 * nb;
-    let lp = cfg.length_penalty;
-    // Every sentence starts with `nb` copies of its encoder state.
-    let expand: Vec<u32> = (0..batch as u32)
-        .flat_map(|i| std::iter::repeat_n(i, nb))
-        .collect();
-    model.select_rows(&expand)?;
-    let mut items: Vec<BeamItem> = (0..batch)
-        .map(|_| BeamItem {
-            running: vec![Vec::new(); nb],
-            // Only the first beam starts live, so the first step does not
-            // pick the same token in every beam.
-            running_scores: (0..nb)
-                .map(|b| if b == 0 { 0.0 } else { NEG_BIG })
-                .collect(),
-            finished: vec![(Vec::new(), NEG_BIG, false); nb],
-            improvable: true,
-        })
-        .collect();
-    let mut live: Vec<usize> = (0..batch).collect();
-    let mut last = vec![cfg.decoder_start_token_id; batch * nb];
-    let mut cur_len = 1usize;
-    while !live.is_empty() {
-        let step = model.step(&last)?;
-        let mut row_best = if search_on_device(&step, cur_len, cfg) {
-            let rows = live.len() * nb;
-            let item = |row: usize| &items[live[row / nb]];
-            let banned: Vec<Vec<u32>> = (0..rows)
-                .map(|row| banned(&item(row).running[row % nb], cur_len, cfg))
-                .collect();
-            let base: Vec<f32> = (0..rows)
-                .map(|row| item(row).running_scores[row % nb])
-                .collect();
-            crate::device::search::beam_candidates(&step, &banned, &base, nb, k)?
+/// The kept slots `keep` (ascending) in the order that moves fewest: a
+/// kept slot below `keep.len()` stays where it is, and each freed slot
+/// there takes one of the kept slots past the end. The model then copies
+/// only those, not every row after a finished one.
+fn compact(keep: &[usize]) -> Vec<usize> {
+    let n = keep.len();
+    let mut movers = keep.iter().copied().filter(|&k| k >= n).rev();
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut kept = keep.iter().copied().take_while(|&k| k < n).peekable();
+    for (slot, o) in order.iter_mut().enumerate() {
+        if kept.peek() == Some(&slot) {
+            kept.next();
         } else {
-            // Per beam row: log-softmax, the processors, then the best `k`
-            // continuations; rows in parallel.
-            let (items, live) = (&items, &live);
-            map_step_rows(&step, |row, scores| {
-                let (item, beam) = (&items[live[row / nb]], row % nb);
-                let base = item.running_scores[beam];
-                let candidates = |scores: &[f32]| {
-                    top_k_stable(
-                        scores
-                            .iter()
-                            .enumerate()
-                            .map(|(t, &s)| (s + base, beam, t as u32)),
-                        k,
-                    )
-                };
-                if forces_eos(cur_len, cfg) {
-                    // The processors overwrite every score at this step.
-                    log_softmax(scores);
-                    process(scores, &item.running[beam], cur_len, cfg);
-                    return candidates(scores);
-                }
-                // log_softmax, then the processors, as `transformers` orders
-                // them; the processors only ban tokens (-inf either way), so
-                // they can go first and log_softmax can be applied on the fly
-                // in the top-k pass, with the same f32 arithmetic.
-                let norm = log_sum_exp(scores);
-                process(scores, &item.running[beam], cur_len, cfg);
-                match norm {
-                    Some(norm) => top_k_row(scores, norm, base, beam, k),
-                    None => candidates(scores),
-                }
-            })?
-        };
-        let mut next_rows: Vec<u32> = Vec::with_capacity(live.len() * nb);
-        let mut still_live = Vec::with_capacity(live.len());
-        for (slot, &item_idx) in live.iter().enumerate() {
-            let item = &mut items[item_idx];
-            // Candidates (accumulated score, source beam, token), best first.
-            let mut candidates = Vec::with_capacity(nb * k);
-            for beam in 0..nb {
-                candidates.append(&mut row_best[slot * nb + beam]);
-            }
-            let top = top_k_desc(&candidates, k);
-            let hits: Vec<bool> = top
-                .iter()
-                .map(|&(_, _, t)| t == cfg.eos_token_id || cur_len + 1 >= cfg.max_length)
-                .collect();
-
-            // Next running beams: the best candidates that did not finish.
-            let running_candidates: Vec<(f32, usize, u32)> = top
-                .iter()
-                .zip(&hits)
-                .enumerate()
-                .map(|(i, (&(s, _, _), &hit))| (if hit { s + NEG_BIG } else { s }, i, 0))
-                .collect();
-            let chosen = top_k_desc(&running_candidates, nb);
-
-            // Finished hypotheses: merge the old ones with the new ones.
-            let all_finished = item.finished.iter().all(|f| f.2);
-            let norm = ((cur_len) as f64).powf(f64::from(lp)) as f32;
-            let mut merged: Vec<(f32, usize, u32)> = item
-                .finished
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (f.1, i, 0))
-                .collect();
-            for (i, (&(score, _, _), &hit)) in top.iter().zip(&hits).enumerate() {
-                let just_finished = hit && i < nb;
-                let mut value = score / norm;
-                if all_finished && cfg.early_stopping == EarlyStopping::Done {
-                    value += NEG_BIG;
-                }
-                if !item.improvable {
-                    value += NEG_BIG;
-                }
-                if !just_finished {
-                    value += NEG_BIG;
-                }
-                merged.push((value, nb + i, 0));
-            }
-            let best = top_k_desc(&merged, nb);
-            let new_finished: Vec<(Vec<u32>, f32, bool)> = best
-                .iter()
-                .map(|&(value, idx, _)| {
-                    if idx < nb {
-                        let f = &item.finished[idx];
-                        (f.0.clone(), value, f.2)
-                    } else {
-                        let i = idx - nb;
-                        let (_, beam, token) = top[i];
-                        let mut seq = item.running[beam].clone();
-                        seq.push(token);
-                        (seq, value, hits[i] && i < nb)
-                    }
-                })
-                .collect();
-
-            let new_running: Vec<Vec<u32>> = chosen
-                .iter()
-                .map(|&(_, i, _)| {
-                    let (_, beam, token) = top[i];
-                    let mut seq = item.running[beam].clone();
-                    seq.push(token);
-                    seq
-                })
-                .collect();
-            let source_beams: Vec<usize> = chosen.iter().map(|&(_, i, _)| top[i].1).collect();
-            item.running_scores = chosen.iter().map(|&(s, _, _)| s).collect();
-            item.running = new_running;
-            item.finished = new_finished;
-
-            // Can a running beam still beat the worst finished one?
-            let hyp_len = if cfg.early_stopping == EarlyStopping::Never && lp > 0.0 {
-                cfg.max_length - 1
-            } else {
-                cur_len
-            };
-            let best_possible =
-                item.running_scores[0] / (hyp_len as f64).powf(f64::from(lp)) as f32;
-            let min_finished = item
-                .finished
-                .iter()
-                .map(|f| f.1)
-                .fold(f32::INFINITY, f32::min);
-            let improvable = item
-                .finished
-                .iter()
-                .any(|f| best_possible > if f.2 { min_finished } else { NEG_BIG });
-            item.improvable &= improvable;
-
-            let done_by_count =
-                cfg.early_stopping == EarlyStopping::Done && item.finished.iter().all(|f| f.2);
-            let no_continuation = hits.iter().all(|&h| h);
-            if item.improvable && !done_by_count && !no_continuation {
-                still_live.push(item_idx);
-                next_rows.extend(source_beams.iter().map(|&b| (slot * nb + b) as u32));
-            }
+            *o = movers.next().unwrap_or(slot);
         }
-        cur_len += 1;
-        live = still_live;
-        if live.is_empty() {
-            break;
-        }
-        model.select_rows(&next_rows)?;
-        last = live
-            .iter()
-            .flat_map(|&i| items[i].running.iter().map(|seq| *seq.last().unwrap_or(&0)))
-            .collect();
     }
-    Ok(items
-        .into_iter()
-        .map(|item| {
-            let (tokens, score, _) = item.finished.into_iter().next().unwrap_or_default();
-            Hypothesis {
-                tokens,
-                score,
-                token_logprobs: Vec::new(),
-            }
-        })
-        .collect())
+    order
 }
 
 #[cfg(test)]

@@ -194,6 +194,42 @@ fn a_padded_batch_gives_the_same_ids() {
     }
 }
 
+/// Continuous batching: fewer rows than sentences, each finished
+/// sentence's rows going to the next (sources longer and shorter than the
+/// ones decoding, so the cross-attention padding grows both ways), gives
+/// every sentence transformers' ids, greedy and with beams.
+#[test]
+fn a_queued_run_gives_the_same_ids() {
+    let r = reference();
+    let inputs: Vec<Vec<u32>> = r.cases.iter().map(|c| c.input_ids.clone()).collect();
+    let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
+    assert!(lengths.windows(2).any(|w| w[0] < w[1]) && lengths.windows(2).any(|w| w[0] > w[1]));
+    let greedy = |c: &Case| c.greedy_ids.clone();
+    let beam = |c: &Case| c.beam4_ids.clone();
+    for (beams, want) in [(1, &greedy as &dyn Fn(&Case) -> Vec<u32>), (4, &beam)] {
+        let mut t = load(beams);
+        for width in [1, 2, 3] {
+            t.set_batch_size(width);
+            let mut done = 0;
+            let hyps = t
+                .generate_ids_queued(&inputs, &mut |n| {
+                    done += n;
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(done, inputs.len());
+            for (c, hyp) in r.cases.iter().zip(&hyps) {
+                assert_eq!(
+                    hyp.tokens,
+                    generated(&want(c)),
+                    "queued ({beams} beams, {width} at a time): {:?}",
+                    c.text
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn translator_trait_returns_texts_in_input_order() {
     let r = reference();
@@ -225,6 +261,11 @@ mod on_cuda {
     #[test]
     fn a_padded_batch_gives_the_same_ids() {
         on_cuda(super::a_padded_batch_gives_the_same_ids)
+    }
+
+    #[test]
+    fn a_queued_run_gives_the_same_ids() {
+        on_cuda(super::a_queued_run_gives_the_same_ids)
     }
 
     #[test]

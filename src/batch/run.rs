@@ -34,7 +34,8 @@ use std::time::Instant;
 pub struct Interrupted;
 
 /// Passes calls through until the cancel flag is set, then refuses the next
-/// batch, so Ctrl-C abandons a translation pass within one model batch.
+/// batch, or stops a run between two decoding steps, so Ctrl-C abandons a
+/// translation pass within one model step or batch.
 struct Cancellable<'a> {
     inner: &'a mut dyn Translator,
     cancel: &'a AtomicBool,
@@ -58,6 +59,25 @@ impl Translator for Cancellable<'_> {
             return Err(Interrupted.into());
         }
         self.inner.translate_scored(units)
+    }
+    fn translate_stream(
+        &mut self,
+        units: &[&Unit],
+        finished: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<Vec<Translation>> {
+        let cancel = self.cancel;
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Interrupted.into());
+        }
+        // Work already done is kept: a run stops only while units remain.
+        let mut done = 0;
+        self.inner.translate_stream(units, &mut |n| {
+            done += n;
+            if done < units.len() && cancel.load(Ordering::SeqCst) {
+                return Err(Interrupted.into());
+            }
+            finished(n)
+        })
     }
     fn max_input_tokens(&self) -> usize {
         self.inner.max_input_tokens()

@@ -394,3 +394,126 @@ fn map_rows_keeps_row_order_and_changes_rows_in_place() {
         }
     }
 }
+
+/// A toy model whose scores depend on the sentence, the row's position and
+/// the last token, so a row that lost track of its sentence or position
+/// would decode something else. It holds `sentences` rows at first, or
+/// none, and takes sentences in through `admit` (a queued run).
+struct PerSentence {
+    vocab: usize,
+    seed: u64,
+    /// (sentence, position) of each row.
+    rows: Vec<(usize, usize)>,
+    admitted: Vec<usize>,
+    widest: usize,
+}
+
+impl PerSentence {
+    fn new(present: usize, vocab: usize, seed: u64) -> Self {
+        Self {
+            vocab,
+            seed,
+            rows: (0..present).map(|s| (s, 0)).collect(),
+            admitted: Vec::new(),
+            widest: present,
+        }
+    }
+}
+
+impl StepModel for PerSentence {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        assert_eq!(tokens.len(), self.rows.len());
+        let v = self.vocab;
+        let mut data = Vec::with_capacity(tokens.len() * v);
+        for (row, &t) in self.rows.iter_mut().zip(tokens) {
+            let seed = self.seed ^ ((row.0 as u64) << 40) ^ ((row.1 as u64) << 20) ^ u64::from(t);
+            data.extend(draws(v, seed.wrapping_add(1)).map(|d| (d % 13) as f32 * 0.5 - 3.0));
+            row.1 += 1;
+        }
+        Ok(Tensor::from_vec(
+            data,
+            (tokens.len(), v),
+            &candle_core::Device::Cpu,
+        )?)
+    }
+    fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        self.rows = rows.iter().map(|&r| self.rows[r as usize]).collect();
+        Ok(())
+    }
+    fn admit(&mut self, sentences: &[usize], group: usize) -> Result<()> {
+        for &s in sentences {
+            self.admitted.push(s);
+            self.rows.extend(std::iter::repeat_n((s, 0), group));
+        }
+        self.widest = self.widest.max(self.rows.len());
+        Ok(())
+    }
+}
+
+/// A queued run (rows refilled as sentences finish) gives every sentence
+/// the hypothesis that one batch holding all of them gives: greedy and
+/// beams, widths from 1 to all, sentences of very different lengths (a
+/// minimum length, EOS drawn often, the forced EOS at max_length). The
+/// rows never exceed the width, every sentence is admitted once and in
+/// order, and `finished` counts every sentence once.
+#[test]
+fn a_queued_run_equals_one_batch_of_all_sentences() {
+    let total = 9;
+    for (seed, beams) in [(11u64, 1usize), (12, 2), (13, 3), (14, 1)] {
+        let cfg = GenerationConfig {
+            max_length: 12,
+            min_length: 2,
+            num_beams: beams,
+            bad_words_ids: vec![vec![6], vec![2, 5]],
+            decoder_start_token_id: 6,
+            ..cfg(beams)
+        };
+        let whole = generate(&mut PerSentence::new(total, 7, seed), total, &cfg).unwrap();
+        let lengths: Vec<usize> = whole.iter().map(|h| h.tokens.len()).collect();
+        assert!(
+            lengths.iter().min() != lengths.iter().max(),
+            "seed {seed}: sentences of one length test nothing: {lengths:?}"
+        );
+        for width in [1, 2, 4, total, total + 3] {
+            let mut model = PerSentence::new(0, 7, seed);
+            let mut done = 0;
+            let queued = generate_queued(&mut model, total, width, &cfg, &mut |n| {
+                done += n;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(queued, whole, "seed {seed}, {beams} beams, width {width}");
+            assert_eq!(done, total);
+            assert_eq!(model.admitted, (0..total).collect::<Vec<_>>());
+            assert!(model.widest <= width.min(total) * beams);
+        }
+    }
+}
+
+/// An error from `finished` stops a queued run (how Ctrl-C ends one).
+#[test]
+fn an_error_from_finished_stops_a_queued_run() {
+    let mut model = PerSentence::new(0, 7, 3);
+    let mut steps = 0;
+    let err = generate_queued(&mut model, 5, 2, &cfg(1), &mut |_| {
+        steps += 1;
+        anyhow::bail!("interrupted")
+    })
+    .unwrap_err();
+    assert_eq!(err.to_string(), "interrupted");
+    assert_eq!(steps, 1);
+}
+
+#[test]
+fn compact_keeps_slots_in_place_and_fills_holes_from_the_end() {
+    assert_eq!(compact(&[0, 1, 2]), vec![0, 1, 2]);
+    assert_eq!(compact(&[0, 2, 4]), vec![0, 4, 2]);
+    assert_eq!(compact(&[1, 2, 3, 4]), vec![4, 1, 2, 3]);
+    assert_eq!(compact(&[3, 5]), vec![5, 3]);
+    assert_eq!(compact(&[]), Vec::<usize>::new());
+    // Every kept slot exactly once.
+    let keep = [0, 3, 4, 7, 8, 9];
+    let mut got = compact(&keep);
+    got.sort_unstable();
+    assert_eq!(got, keep);
+}

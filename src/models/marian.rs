@@ -535,11 +535,14 @@ impl DecoderLayer {
 
 /// Per-layer decoder cache: self-attention keys/values written in place
 /// step by step, cross-attention keys/values computed once from the
-/// encoder output.
+/// encoder output. The buffers may hold more rows (groups) than are in use
+/// (finished sentences leave spare rows, which newcomers take); the first
+/// `DecoderState::rows()` (groups) are the live ones.
 #[derive(Debug)]
 struct LayerCache {
-    /// (rows, heads, capacity, head_dim); positions `..position` are filled.
-    /// Written in place with `slice_set`, so never shared with another state.
+    /// (rows, heads, capacity, head_dim); row `r` has its first
+    /// `positions[r]` positions filled. Written in place with `slice_set`,
+    /// so never shared with another state.
     self_k: Tensor,
     self_v: Tensor,
     /// (groups, heads, src_len, head_dim): one entry per group of rows.
@@ -553,7 +556,9 @@ struct LayerCache {
 /// sentence (the beams of a sentence; 1 for greedy). Cross-attention
 /// keys/values and the source mask are stored once per group, so beam
 /// re-ranking never copies them; only the self-attention cache is per row.
-/// Not `Clone`: the self-attention cache is updated in place.
+/// Rows that keep their place are never copied: re-ranking, dropping and
+/// admitting sentences move only the rows that change place.
+/// Not `Clone`: the caches are updated in place.
 #[derive(Debug)]
 pub struct DecoderState {
     layers: Vec<LayerCache>,
@@ -561,65 +566,134 @@ pub struct DecoderState {
     cross_mask: Tensor,
     /// Rows per group.
     group: usize,
-    /// Source sentence (row of the encoded batch) of each group.
+    /// Source sentence (an id unique in this state) of each live group.
     group_source: Vec<u32>,
     /// Positions the self-attention buffers hold before they must grow.
     capacity: usize,
-    /// Number of target positions already decoded.
-    pub position: usize,
+    /// Target positions each row has decoded: rows that join a queued run
+    /// ([`DecoderState::append`]) start at 0 beside rows well into theirs.
+    positions: Vec<usize>,
+    /// The next id for `group_source`.
+    next_source: u32,
     /// The last step's logits, whose memory the next step writes again
     /// (see [`QLinear::forward_reusing`]).
     logits: Option<Tensor>,
 }
 
 /// The self-attention cache grows by this many positions when full. Beam
-/// re-ranking copies the whole buffer every step, so spare room is kept
-/// small; growing copies it too, but only once per this many steps.
+/// re-ranking copies the rows that change place, whole, so spare room is
+/// kept small; growing copies every row, but only once per this many steps.
 const CAPACITY_STEP: usize = 16;
+
+/// The first `n` entries (dimension 0) of a buffer that may hold more.
+fn live(t: &Tensor, n: usize) -> Result<Tensor> {
+    if t.dim(0)? == n {
+        Ok(t.clone())
+    } else {
+        t.narrow(0, 0, n)
+    }
+}
+
+/// Makes entry `i` of `buf` (dimension 0) entry `from[i]`, for every `i`
+/// in `0..from.len()`, in place where `buf` holds that many entries: only
+/// the entries that change place are gathered (all before any is
+/// overwritten) and written back, only their first `filled` positions
+/// (dimension 2) where given. A buffer too small is replaced by a gathered
+/// copy.
+fn select_in_place(buf: &mut Tensor, from: &[u32], filled: Option<usize>) -> Result<()> {
+    if from.len() > buf.dim(0)? {
+        let idx = Tensor::new(from, buf.device())?;
+        *buf = buf.index_select(&idx, 0)?;
+        return Ok(());
+    }
+    let moved: Vec<(usize, u32)> = from
+        .iter()
+        .enumerate()
+        .filter(|&(i, &r)| i != r as usize)
+        .map(|(i, &r)| (i, r))
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let filled = match filled {
+        Some(0) => return Ok(()),
+        Some(n) if n < buf.dim(2)? => Some(n),
+        _ => None,
+    };
+    if let Some(n) = filled {
+        // Each moved entry's filled prefix, gathered before any is written.
+        let picked = moved
+            .iter()
+            .map(|&(_, r)| buf.narrow(0, r as usize, 1)?.narrow(2, 0, n)?.contiguous())
+            .collect::<Result<Vec<_>>>()?;
+        for (&(i, _), part) in moved.iter().zip(&picked) {
+            buf.narrow(0, i, 1)?.slice_set(part, 2, 0)?;
+        }
+        return Ok(());
+    }
+    let sources: Vec<u32> = moved.iter().map(|&(_, r)| r).collect();
+    let picked = buf.index_select(&Tensor::new(sources.as_slice(), buf.device())?, 0)?;
+    // Runs of consecutive destinations from consecutive picks: one write each.
+    let mut j = 0;
+    while j < moved.len() {
+        let mut n = 1;
+        while j + n < moved.len() && moved[j + n].0 == moved[j].0 + n {
+            n += 1;
+        }
+        buf.narrow(0, moved[j].0, n)?
+            .slice_set(&picked.narrow(0, j, n)?, 0, 0)?;
+        j += n;
+    }
+    Ok(())
+}
+
+/// Writes `src` at entries `at..` (dimension 0) of `buf`, or returns the
+/// two joined where `buf` is too small (its first `at` entries kept).
+fn put_rows(buf: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+    let n = src.dim(0)?;
+    if at + n <= buf.dim(0)? {
+        buf.narrow(0, at, n)?.slice_set(&src.contiguous()?, 0, 0)
+    } else {
+        *buf = Tensor::cat(&[&live(buf, at)?, src], 0)?;
+        Ok(())
+    }
+}
 
 impl DecoderState {
     pub fn rows(&self) -> Result<usize> {
         Ok(self.group * self.group_source.len())
     }
 
+    fn groups(&self) -> usize {
+        self.group_source.len()
+    }
+
+    /// The live groups' source mask.
+    fn mask(&self) -> Result<Tensor> {
+        live(&self.cross_mask, self.groups())
+    }
+
     /// Keeps (and duplicates) rows: row `i` of the new state is row
     /// `rows[i]` of the old one. Used for beam re-ranking and to drop
-    /// finished sentences from a batch.
+    /// finished sentences from a batch; rows that keep their index are not
+    /// copied, so a finished sentence is best replaced by the last one.
     pub fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
         let old_rows = self.rows()?;
         if let Some(&bad) = rows.iter().find(|&&r| r as usize >= old_rows) {
             candle_core::bail!("select_rows: row {bad} of {old_rows}");
         }
-        let device = self.cross_mask.device().clone();
-        // Self-attention: per row. Re-ranking beams keeps the row count and
-        // most rows in place: only the rows that change are gathered (before
-        // any is overwritten) and written into the buffers in place.
-        if rows.len() == old_rows {
-            let moved: Vec<(usize, u32)> = rows
-                .iter()
-                .enumerate()
-                .filter(|&(i, &r)| i != r as usize)
-                .map(|(i, &r)| (i, r))
-                .collect();
-            if !moved.is_empty() {
-                let from: Vec<u32> = moved.iter().map(|&(_, r)| r).collect();
-                let idx = Tensor::new(from.as_slice(), &device)?;
-                for layer in self.layers.iter_mut() {
-                    for buf in [&layer.self_k, &layer.self_v] {
-                        let picked = buf.index_select(&idx, 0)?;
-                        for (j, &(i, _)) in moved.iter().enumerate() {
-                            buf.slice_set(&picked.narrow(0, j, 1)?, 0, i)?;
-                        }
-                    }
-                }
-            }
-        } else {
-            let idx = Tensor::new(rows, &device)?;
-            for layer in self.layers.iter_mut() {
-                layer.self_k = layer.self_k.index_select(&idx, 0)?;
-                layer.self_v = layer.self_v.index_select(&idx, 0)?;
-            }
+        // A row's cache is filled up to its position: rows that move copy that much.
+        let filled = rows
+            .iter()
+            .enumerate()
+            .filter(|&(i, &r)| i != r as usize)
+            .map(|(_, &r)| self.positions[r as usize])
+            .max();
+        for layer in self.layers.iter_mut() {
+            select_in_place(&mut layer.self_k, rows, filled)?;
+            select_in_place(&mut layer.self_v, rows, filled)?;
         }
+        self.positions = rows.iter().map(|&r| self.positions[r as usize]).collect();
         // Cross-attention: regroup the new rows by source sentence.
         let sources: Vec<u32> = rows
             .iter()
@@ -646,12 +720,11 @@ impl DecoderState {
                     .unwrap_or(0) as u32
             };
             let picks: Vec<u32> = group_source.iter().map(|&s| old_group(s)).collect();
-            let idx = Tensor::new(picks.as_slice(), &device)?;
             for layer in self.layers.iter_mut() {
-                layer.cross_k = layer.cross_k.index_select(&idx, 0)?;
-                layer.cross_v = layer.cross_v.index_select(&idx, 0)?;
+                select_in_place(&mut layer.cross_k, &picks, None)?;
+                select_in_place(&mut layer.cross_v, &picks, None)?;
             }
-            self.cross_mask = self.cross_mask.index_select(&idx, 0)?;
+            select_in_place(&mut self.cross_mask, &picks, None)?;
         }
         self.group = group.max(1);
         self.group_source = group_source;
@@ -665,7 +738,7 @@ impl DecoderState {
             return Ok(None);
         }
         let src_len = self.cross_mask.dim(3)?;
-        let mask: Vec<f32> = self.cross_mask.flatten_all()?.to_vec1()?;
+        let mask: Vec<f32> = self.mask()?.flatten_all()?.to_vec1()?;
         let mut lens = Vec::with_capacity(self.group_source.len());
         for row in mask.chunks_exact(src_len.max(1)) {
             let len = row.iter().take_while(|&&m| m == 0.0).count();
@@ -677,27 +750,145 @@ impl DecoderState {
         Ok(Some(lens))
     }
 
+    /// The furthest position any row has decoded.
+    fn longest(&self) -> usize {
+        self.positions.iter().copied().max().unwrap_or(0)
+    }
+
     /// Makes room for one more position in the self-attention buffers.
     fn reserve_position(&mut self, max_positions: usize) -> Result<()> {
-        if self.position < self.capacity {
+        let longest = self.longest();
+        if longest < self.capacity {
             return Ok(());
         }
         let capacity = (self.capacity + CAPACITY_STEP).min(max_positions.max(1));
-        if capacity <= self.position {
-            candle_core::bail!("decoder cache is full at {} positions", self.position);
+        if capacity <= longest {
+            candle_core::bail!("decoder cache is full at {longest} positions");
         }
+        let rows = self.rows()?;
         for layer in self.layers.iter_mut() {
             for buf in [&mut layer.self_k, &mut layer.self_v] {
-                let (rows, heads, _, head_dim) = buf.dims4()?;
+                let (_, heads, _, head_dim) = buf.dims4()?;
                 let grown =
                     Tensor::zeros((rows, heads, capacity, head_dim), buf.dtype(), buf.device())?;
-                grown.slice_set(&buf.narrow(2, 0, self.position)?.contiguous()?, 2, 0)?;
+                grown.slice_set(&live(buf, rows)?.narrow(2, 0, longest)?.contiguous()?, 2, 0)?;
                 *buf = grown;
             }
         }
         self.capacity = capacity;
         Ok(())
     }
+
+    /// One cross-attention entry per row (group 1), so that states of
+    /// different group sizes can be joined.
+    fn ungroup(&mut self) -> Result<()> {
+        if self.group == 1 {
+            return Ok(());
+        }
+        let per_row: Vec<u32> = (0..self.rows()? as u32)
+            .map(|r| r / self.group as u32)
+            .collect();
+        let idx = Tensor::new(per_row.as_slice(), self.cross_mask.device())?;
+        for layer in self.layers.iter_mut() {
+            layer.cross_k = layer.cross_k.index_select(&idx, 0)?;
+            layer.cross_v = layer.cross_v.index_select(&idx, 0)?;
+        }
+        self.cross_mask = self.cross_mask.index_select(&idx, 0)?;
+        self.group_source = per_row
+            .iter()
+            .map(|&g| self.group_source[g as usize])
+            .collect();
+        self.group = 1;
+        Ok(())
+    }
+
+    /// Appends the sentences of `other` (a fresh state from
+    /// [`MarianModel::encode`]), `group` rows each, after this state's rows:
+    /// a queued run takes in new sentences as others finish. They go into
+    /// the rows finished sentences left where there are enough (nothing is
+    /// copied but the newcomers' cross-attention entries), start at
+    /// position 0, and their sources are padded (and masked) to this
+    /// state's source length, or this state's to theirs where longer.
+    pub fn append(&mut self, mut other: DecoderState, group: usize) -> Result<()> {
+        if other.group != 1 || other.positions.iter().any(|&p| p != 0) {
+            candle_core::bail!("append: the newcomers must be a fresh encoder state");
+        }
+        if other.layers.len() != self.layers.len() {
+            candle_core::bail!("append: states of different models");
+        }
+        let group = group.max(1);
+        let rows = self.rows()?;
+        let new_rows = other.rows()? * group;
+        if self.group != group {
+            // Mixed group sizes: one cross-attention entry per row on both sides.
+            self.ungroup()?;
+            if group > 1 {
+                let expand: Vec<u32> = (0..other.rows()? as u32)
+                    .flat_map(|i| std::iter::repeat_n(i, group))
+                    .collect();
+                other.select_rows(&expand)?;
+                other.ungroup()?;
+            }
+        }
+        let groups = self.groups();
+        let src_len = self.cross_mask.dim(3)?.max(other.cross_mask.dim(3)?);
+        if self.cross_mask.dim(3)? < src_len {
+            for layer in self.layers.iter_mut() {
+                layer.cross_k = pad_to(&live(&layer.cross_k, groups)?, 2, src_len, 0.0)?;
+                layer.cross_v = pad_to(&live(&layer.cross_v, groups)?, 2, src_len, 0.0)?;
+            }
+            self.cross_mask = pad_to(&self.mask()?, 3, src_len, MASKED)?;
+        }
+        for (mine, theirs) in self.layers.iter_mut().zip(&other.layers) {
+            // The newcomers' self-attention rows: spare rows where there
+            // are enough (whatever they hold is never read: a row reads its
+            // own filled prefix), else zeros after the live rows.
+            for buf in [&mut mine.self_k, &mut mine.self_v] {
+                if rows + new_rows > buf.dim(0)? {
+                    let (_, heads, capacity, head_dim) = buf.dims4()?;
+                    let fresh = Tensor::zeros(
+                        (new_rows, heads, capacity, head_dim),
+                        buf.dtype(),
+                        buf.device(),
+                    )?;
+                    *buf = Tensor::cat(&[&live(buf, rows)?, &fresh], 0)?;
+                }
+            }
+            put_rows(
+                &mut mine.cross_k,
+                groups,
+                &pad_to(&theirs.cross_k, 2, src_len, 0.0)?,
+            )?;
+            put_rows(
+                &mut mine.cross_v,
+                groups,
+                &pad_to(&theirs.cross_v, 2, src_len, 0.0)?,
+            )?;
+        }
+        put_rows(
+            &mut self.cross_mask,
+            groups,
+            &pad_to(&other.cross_mask, 3, src_len, MASKED)?,
+        )?;
+        let base = self.next_source;
+        self.group_source
+            .extend(other.group_source.iter().map(|&s| base + s));
+        self.next_source = base + other.next_source;
+        self.positions.extend(std::iter::repeat_n(0, new_rows));
+        Ok(())
+    }
+}
+
+/// `t` with dimension `dim` padded to `len` with `value`.
+fn pad_to(t: &Tensor, dim: usize, len: usize, value: f32) -> Result<Tensor> {
+    let have = t.dim(dim)?;
+    if have >= len {
+        return Ok(t.clone());
+    }
+    let mut shape = t.dims().to_vec();
+    shape[dim] = len - have;
+    let pad = Tensor::full(value, shape, t.device())?.to_dtype(t.dtype())?;
+    Tensor::cat(&[t, &pad], dim)
 }
 
 /// An embedding table: the checkpoint's, or rows of the packed (int8 or
@@ -861,6 +1052,21 @@ impl MarianModel {
         xs.broadcast_add(&self.positions.narrow(0, start, t)?.unsqueeze(0)?)
     }
 
+    /// Embeds one token per row, `ids` (rows, 1), each at its own position.
+    fn embed_at(&self, table: &Table, ids: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        if let Some(&bad) = positions.iter().find(|&&p| p >= self.max_positions()) {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds the model's {} positions",
+                bad + 1,
+                self.max_positions()
+            );
+        }
+        let at: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let at = Tensor::new(at.as_slice(), ids.device())?;
+        let xs = (table.forward(ids)? * self.embed_scale)?;
+        xs.broadcast_add(&self.positions.index_select(&at, 0)?.unsqueeze(1)?)
+    }
+
     /// Encodes a right-padded batch and returns the decoder state for it.
     ///
     /// `input_ids`: (batch, src_len) u32; `lengths[i]`: real tokens of row i
@@ -908,7 +1114,8 @@ impl MarianModel {
             group: 1,
             group_source: (0..batch as u32).collect(),
             capacity,
-            position: 0,
+            positions: vec![0; batch],
+            next_source: batch as u32,
             logits: None,
         })
     }
@@ -923,37 +1130,72 @@ impl MarianModel {
         }
         state.reserve_position(self.max_positions())?;
         let ids = Tensor::from_slice(tokens, (tokens.len(), 1), self.device())?;
-        let mut xs = self.embed(&self.decoder_embed, &ids, state.position)?;
-        let pos = state.position;
-        let self_lens = vec![pos + 1; tokens.len()];
+        let positions = &state.positions;
+        // Runs of consecutive rows at the same position: one run when the
+        // rows started together, more in a queued run.
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for (row, &pos) in positions.iter().enumerate() {
+            match runs.last_mut() {
+                Some((_, len, p)) if *p == pos => *len += 1,
+                _ => runs.push((row, 1, pos)),
+            }
+        }
+        let mut xs = match runs.as_slice() {
+            [(_, _, pos)] => self.embed(&self.decoder_embed, &ids, *pos)?,
+            _ => self.embed_at(&self.decoder_embed, &ids, positions)?,
+        };
+        let self_lens: Vec<usize> = positions.iter().map(|&p| p + 1).collect();
+        let longest = self_lens.iter().copied().max().unwrap_or(1);
+        // The tensor path's mask of each row's filled prefix, where rows differ.
+        let self_mask = match runs.len() {
+            1 => None,
+            _ => {
+                let mut mask = vec![0f32; positions.len() * longest];
+                for (row, &len) in self_lens.iter().enumerate() {
+                    mask[row * longest + len..(row + 1) * longest].fill(MASKED);
+                }
+                Some(
+                    Tensor::from_vec(mask, (positions.len(), 1, 1, longest), self.device())?
+                        .to_dtype(xs.dtype())?,
+                )
+            }
+        };
         let cross_lens = state.source_lengths()?;
-        for (layer, cache) in self.decoder_layers.iter().zip(state.layers.iter_mut()) {
-            // Self-attention over all previous target positions: no mask is
-            // needed when decoding one position at a time. The new key/value
-            // go into the cache in place; attention reads the filled prefix.
+        let (rows, groups, cross_mask) = (positions.len(), state.groups(), state.mask()?);
+        for (layer, cache) in self.decoder_layers.iter().zip(state.layers.iter()) {
+            let (self_k, self_v) = (live(&cache.self_k, rows)?, live(&cache.self_v, rows)?);
+            let (cross_k, cross_v) = (live(&cache.cross_k, groups)?, live(&cache.cross_v, groups)?);
+            // Self-attention over each row's previous target positions. The
+            // new key/value go into the cache in place; attention reads each
+            // row's filled prefix.
             let (k, v) = layer.self_attn.project_kv(&xs)?;
-            cache.self_k.slice_set(&k, 2, pos)?;
-            cache.self_v.slice_set(&v, 2, pos)?;
-            let attn = match layer.self_attn.attend_step_cpu(
-                &xs,
-                &cache.self_k,
-                &cache.self_v,
-                1,
-                &self_lens,
-            )? {
+            for &(row, len, pos) in &runs {
+                if len == rows {
+                    self_k.slice_set(&k, 2, pos)?;
+                    self_v.slice_set(&v, 2, pos)?;
+                } else {
+                    let at = |t: &Tensor| t.narrow(0, row, len);
+                    at(&self_k)?.slice_set(&at(&k)?, 2, pos)?;
+                    at(&self_v)?.slice_set(&at(&v)?, 2, pos)?;
+                }
+            }
+            let attn = match layer
+                .self_attn
+                .attend_step_cpu(&xs, &self_k, &self_v, 1, &self_lens)?
+            {
                 Some(attn) => attn,
                 None => {
-                    let k = cache.self_k.narrow(2, 0, pos + 1)?;
-                    let v = cache.self_v.narrow(2, 0, pos + 1)?;
-                    layer.self_attn.attend(&xs, &k, &v, None)?
+                    let k = self_k.narrow(2, 0, longest)?;
+                    let v = self_v.narrow(2, 0, longest)?;
+                    layer.self_attn.attend(&xs, &k, &v, self_mask.as_ref())?
                 }
             };
             xs = (attn + &xs)?.apply(&layer.self_attn_layer_norm)?;
             let fast = match &cross_lens {
                 Some(lens) => layer.encoder_attn.attend_step_cpu(
                     &xs,
-                    &cache.cross_k,
-                    &cache.cross_v,
+                    &cross_k,
+                    &cross_v,
                     state.group,
                     lens,
                 )?,
@@ -963,16 +1205,18 @@ impl MarianModel {
                 Some(cross) => cross,
                 None => layer.encoder_attn.attend_grouped(
                     &xs,
-                    &cache.cross_k,
-                    &cache.cross_v,
-                    &state.cross_mask,
+                    &cross_k,
+                    &cross_v,
+                    &cross_mask,
                     state.group,
                 )?,
             };
             xs = (cross + &xs)?.apply(&layer.encoder_attn_layer_norm)?;
             xs = (layer.ffn.forward(&xs)? + &xs)?.apply(&layer.final_layer_norm)?;
         }
-        state.position += 1;
+        for pos in state.positions.iter_mut() {
+            *pos += 1;
+        }
         let xs = xs.i((.., 0, ..))?;
         match &self.lm_head {
             Proj::Dense(linear) if xs.dim(0)? <= TRANSPOSED_MAX_ROWS => {

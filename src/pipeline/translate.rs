@@ -21,9 +21,11 @@ pub use document::{translate_aligned, translate_document, PreparedDocument};
 ///
 /// Callers encode each sentence once ([`Unit::encode_protected`] for
 /// documents, which masks protected spans first) and hand the encoded
-/// units to [`translate_units`], the one batching layer: it sorts them by length and cuts batches of
-/// [`Translator::batch_size`], which [`Translator::translate_scored`]
-/// decodes as they come.
+/// units to [`translate_units`], the one batching layer: it sorts them by
+/// length and hands them to [`Translator::translate_stream`], which decodes
+/// [`Translator::batch_size`] at a time (by default batch after batch of
+/// [`Translator::translate_scored`]; Marian refills its batch as sentences
+/// finish).
 pub trait Translator {
     /// Names the model (repo id or folder), for logs and manifests.
     fn model_id(&self) -> String;
@@ -40,6 +42,32 @@ pub trait Translator {
             .into_iter()
             .map(Translation::plain)
             .collect())
+    }
+    /// Translates `units` in the order given, [`Translator::batch_size`] at
+    /// a time; `finished(n)` hears of `n` more units done (an error from it
+    /// stops the run). By default batch after batch of
+    /// [`Translator::translate_scored`]; an engine that refills its batch
+    /// as sentences finish (Marian) takes them all in one run. Wrappers
+    /// must forward it.
+    fn translate_stream(
+        &mut self,
+        units: &[&Unit],
+        finished: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<Vec<Translation>> {
+        let mut out = Vec::with_capacity(units.len());
+        for batch in units.chunks(self.batch_size().max(1)) {
+            let translated = self.translate_scored(batch)?;
+            if translated.len() != batch.len() {
+                bail!(
+                    "internal error: {} translations for a batch of {}",
+                    translated.len(),
+                    batch.len()
+                );
+            }
+            out.extend(translated);
+            finished(batch.len())?;
+        }
+        Ok(out)
     }
     /// The longest input, in tokens, the model accepts.
     fn max_input_tokens(&self) -> usize;
@@ -309,6 +337,11 @@ impl MarianTranslator {
         })
     }
 
+    /// The model, for callers that drive decoding themselves (benchmarks).
+    pub fn model(&self) -> &MarianModel {
+        &self.model
+    }
+
     pub fn tokenizer(&self) -> &MarianTokenizer {
         &self.tokenizer
     }
@@ -332,12 +365,58 @@ impl MarianTranslator {
         std::mem::take(&mut self.output_lengths)
     }
 
-    /// Decodes one right-padded batch of token-id sequences.
+    /// Decodes one batch of token-id sequences.
     pub fn generate_ids(&self, inputs: &[Vec<u32>]) -> Result<Vec<Hypothesis>> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let src_len = inputs.iter().map(Vec::len).max().unwrap_or(0);
+        let all: Vec<usize> = (0..inputs.len()).collect();
+        let mut stepper = MarianStepper {
+            translator: self,
+            inputs,
+            state: Some(self.encode_ids(inputs, &all)?),
+        };
+        generation::generate(&mut stepper, inputs.len(), &self.generation)
+    }
+
+    /// Decodes token-id sequences, [`Translator::batch_size`] of them at a
+    /// time, in order; a finished sentence's rows go to the next one at
+    /// once (continuous batching, [`generation::generate_queued`]).
+    /// `finished(n)` hears of each step's finished sentences; an error from
+    /// it stops the run.
+    pub fn generate_ids_queued(
+        &self,
+        inputs: &[Vec<u32>],
+        finished: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<Vec<Hypothesis>> {
+        if let Some(too_long) = inputs
+            .iter()
+            .find(|ids| ids.len() > self.max_input_tokens())
+        {
+            bail!(
+                "input of {} tokens exceeds the model's limit of {}",
+                too_long.len(),
+                self.max_input_tokens()
+            );
+        }
+        let mut stepper = MarianStepper {
+            translator: self,
+            inputs,
+            state: None,
+        };
+        generation::generate_queued(
+            &mut stepper,
+            inputs.len(),
+            self.batch_size,
+            &self.generation,
+            finished,
+        )
+    }
+
+    /// Encodes `inputs[i]` for each `i` of `which`, right-padded to the
+    /// longest, into a fresh decoder state (one row each).
+    fn encode_ids(&self, inputs: &[Vec<u32>], which: &[usize]) -> Result<DecoderState> {
+        let src_len = which.iter().map(|&i| inputs[i].len()).max().unwrap_or(0);
         if src_len > self.max_input_tokens() {
             bail!(
                 "input of {src_len} tokens exceeds the model's limit of {}",
@@ -345,20 +424,38 @@ impl MarianTranslator {
             );
         }
         let pad = self.tokenizer.pad_id;
-        let mut flat = Vec::with_capacity(inputs.len() * src_len);
-        for ids in inputs {
-            flat.extend_from_slice(ids);
-            flat.extend(std::iter::repeat_n(pad, src_len - ids.len()));
+        let mut flat = Vec::with_capacity(which.len() * src_len);
+        for &i in which {
+            flat.extend_from_slice(&inputs[i]);
+            flat.extend(std::iter::repeat_n(pad, src_len - inputs[i].len()));
         }
         let device = self.model.device();
-        let input = Tensor::from_vec(flat, (inputs.len(), src_len), device)?;
-        let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
-        let state = self.model.encode(&input, &lengths)?;
-        let mut stepper = MarianStepper {
-            model: &self.model,
-            state,
-        };
-        generation::generate(&mut stepper, inputs.len(), &self.generation)
+        let input = Tensor::from_vec(flat, (which.len(), src_len), device)?;
+        let lengths: Vec<usize> = which.iter().map(|&i| inputs[i].len()).collect();
+        Ok(self.model.encode(&input, &lengths)?)
+    }
+
+    /// Hypotheses → translations of `units`, with the warnings of outputs
+    /// that reached the maximum length.
+    fn translations(&mut self, units: &[&Unit], hyps: Vec<Hypothesis>) -> Vec<Translation> {
+        let max_length = self.generation.max_length;
+        let mut out = Vec::with_capacity(units.len());
+        for (unit, hyp) in units.iter().zip(hyps) {
+            let hit_max_length = hyp.tokens.len() + 1 >= max_length && hyp.tokens.len() > 1;
+            if hit_max_length {
+                self.warnings.push(format!(
+                    "the translation of a sentence reached the maximum length of {max_length} tokens and may be cut short (raise --max-length): {:?}",
+                    preview(&unit.source)
+                ));
+            }
+            self.output_lengths.push(hyp.tokens.len());
+            out.push(Translation {
+                text: self.tokenizer.decode(&hyp.tokens),
+                score: Some(per_token_logprob(&hyp, self.generation.length_penalty)),
+                hit_max_length,
+            });
+        }
+        out
     }
 }
 
@@ -407,18 +504,53 @@ fn generation_config(
     })
 }
 
+/// The model and its decoder state for one run; takes in sentences of
+/// `inputs` as a queued run admits them.
 struct MarianStepper<'a> {
-    model: &'a MarianModel,
-    state: DecoderState,
+    translator: &'a MarianTranslator,
+    inputs: &'a [Vec<u32>],
+    /// `None` while a queued run has no rows.
+    state: Option<DecoderState>,
+}
+
+impl MarianStepper<'_> {
+    fn state(&mut self) -> Result<&mut DecoderState> {
+        self.state
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("internal error: decoding with no sentences"))
+    }
 }
 
 impl StepModel for MarianStepper<'_> {
     fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
-        Ok(self.model.decode_step(&mut self.state, tokens)?)
+        let model = &self.translator.model;
+        Ok(model.decode_step(self.state()?, tokens)?)
     }
 
     fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
-        Ok(self.state.select_rows(rows)?)
+        if rows.is_empty() {
+            self.state = None;
+            return Ok(());
+        }
+        Ok(self.state()?.select_rows(rows)?)
+    }
+
+    fn admit(&mut self, sentences: &[usize], group: usize) -> Result<()> {
+        let fresh = self.translator.encode_ids(self.inputs, sentences)?;
+        match self.state.as_mut() {
+            Some(state) => state.append(fresh, group)?,
+            None => {
+                let mut fresh = fresh;
+                if group > 1 {
+                    let expand: Vec<u32> = (0..sentences.len() as u32)
+                        .flat_map(|i| std::iter::repeat_n(i, group))
+                        .collect();
+                    fresh.select_rows(&expand)?;
+                }
+                self.state = Some(fresh);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -442,24 +574,19 @@ impl Translator for MarianTranslator {
     fn translate_scored(&mut self, units: &[&Unit]) -> Result<Vec<Translation>> {
         let inputs: Vec<Vec<u32>> = units.iter().map(|u| u.ids.clone()).collect();
         let hyps = self.generate_ids(&inputs)?;
-        let max_length = self.generation.max_length;
-        let mut out = Vec::with_capacity(units.len());
-        for (unit, hyp) in units.iter().zip(hyps) {
-            let hit_max_length = hyp.tokens.len() + 1 >= max_length && hyp.tokens.len() > 1;
-            if hit_max_length {
-                self.warnings.push(format!(
-                    "the translation of a sentence reached the maximum length of {max_length} tokens and may be cut short (raise --max-length): {:?}",
-                    preview(&unit.source)
-                ));
-            }
-            self.output_lengths.push(hyp.tokens.len());
-            out.push(Translation {
-                text: self.tokenizer.decode(&hyp.tokens),
-                score: Some(per_token_logprob(&hyp, self.generation.length_penalty)),
-                hit_max_length,
-            });
-        }
-        Ok(out)
+        Ok(self.translations(units, hyps))
+    }
+
+    /// All units in one queued run: `batch_size` rows busy until the last
+    /// units, where batch after batch would shrink to each batch's slowest.
+    fn translate_stream(
+        &mut self,
+        units: &[&Unit],
+        finished: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<Vec<Translation>> {
+        let inputs: Vec<Vec<u32>> = units.iter().map(|u| u.ids.clone()).collect();
+        let hyps = self.generate_ids_queued(&inputs, finished)?;
+        Ok(self.translations(units, hyps))
     }
 
     fn batch_size(&self) -> usize {
@@ -508,11 +635,12 @@ pub fn report_warnings(warnings: Vec<String>, warn: &mut dyn FnMut(&str)) {
 }
 
 /// The one batching layer: translates encoded units (of one document or of
-/// many) in batches of [`Translator::batch_size`], longest first so that
-/// each batch holds units of similar length and pads little; results come
-/// back in input order, their protected spans restored (see [`Unit`]). A
-/// unit with nothing but protected spans, digits and punctuation is passed
-/// through without the model. `progress(done, total)` follows the batches.
+/// many) [`Translator::batch_size`] at a time ([`Translator::translate_stream`]),
+/// longest first so that units decoded together are of similar length and
+/// pad little; results come back in input order, their protected spans
+/// restored (see [`Unit`]). A unit with nothing but protected spans, digits
+/// and punctuation is passed through without the model.
+/// `progress(done, total)` follows the finished units.
 /// Engines that translate neighbours together ([`Translator::in_document_order`])
 /// get their units in document order instead of sorted by length.
 pub fn translate_units(
@@ -534,22 +662,24 @@ pub fn translate_units(
     }
     let mut done = units.len() - order.len();
     progress(done, units.len());
-    for chunk in order.chunks(translator.batch_size().max(1)) {
-        let batch: Vec<&Unit> = chunk.iter().map(|&i| units[i]).collect();
-        let translated = translator.translate_scored(&batch)?;
-        if translated.len() != batch.len() {
-            bail!(
-                "internal error: {} translations for a batch of {}",
-                translated.len(),
-                batch.len()
-            );
+    let queue: Vec<&Unit> = order.iter().map(|&i| units[i]).collect();
+    let translated = translator.translate_stream(&queue, &mut |n| {
+        if n > 0 {
+            done += n;
+            progress(done, units.len());
         }
-        for (&i, mut t) in chunk.iter().zip(translated) {
-            t.text = units[i].restore(&t.text);
-            out[i] = t;
-        }
-        done += chunk.len();
-        progress(done, units.len());
+        Ok(())
+    })?;
+    if translated.len() != queue.len() {
+        bail!(
+            "internal error: {} translations for {} units",
+            translated.len(),
+            queue.len()
+        );
+    }
+    for (&i, mut t) in order.iter().zip(translated) {
+        t.text = units[i].restore(&t.text);
+        out[i] = t;
     }
     Ok(out)
 }
