@@ -106,8 +106,10 @@ pub struct DecodingArgs {
     #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
     pub max_length: Option<u32>,
 
-    /// Sentences decoded together (marian). Larger batches are faster per
-    /// sentence on GPUs and many-core CPUs, and use more memory.
+    /// Sentences decoded together (marian): when one finishes, the next
+    /// waiting sentence takes its place, so this many stay busy until the
+    /// last ones. Larger batches are faster per sentence on GPUs and
+    /// many-core CPUs, and use more memory.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch_size: u32,
 
