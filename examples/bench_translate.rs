@@ -165,23 +165,11 @@ impl StepModel for Targeted<'_> {
         Ok(())
     }
     fn admit(&mut self, sentences: &[usize], group: usize) -> Result<()> {
-        let mut fresh = self.encode(sentences)?;
+        let fresh = self.encode(sentences)?;
         for &s in sentences {
             self.rows.extend(std::iter::repeat_n((s, 0), group));
         }
-        match self.state.as_mut() {
-            Some(state) => state.append(fresh, group)?,
-            None => {
-                if group > 1 {
-                    let expand: Vec<u32> = (0..sentences.len() as u32)
-                        .flat_map(|i| std::iter::repeat_n(i, group))
-                        .collect();
-                    fresh.select_rows(&expand)?;
-                }
-                self.state = Some(fresh);
-            }
-        }
-        Ok(())
+        Ok(DecoderState::admit_into(&mut self.state, fresh, group)?)
     }
 }
 

@@ -802,6 +802,29 @@ impl DecoderState {
         Ok(())
     }
 
+    /// Takes the sentences of `fresh` (a fresh state from
+    /// [`MarianModel::encode`]) into `slot`, `group` rows each: appended to
+    /// the state there, or as the state, its rows repeated `group` times.
+    pub fn admit_into(
+        slot: &mut Option<DecoderState>,
+        mut fresh: DecoderState,
+        group: usize,
+    ) -> Result<()> {
+        match slot.as_mut() {
+            Some(state) => state.append(fresh, group),
+            None => {
+                if group > 1 {
+                    let expand: Vec<u32> = (0..fresh.rows()? as u32)
+                        .flat_map(|i| std::iter::repeat_n(i, group))
+                        .collect();
+                    fresh.select_rows(&expand)?;
+                }
+                *slot = Some(fresh);
+                Ok(())
+            }
+        }
+    }
+
     /// Appends the sentences of `other` (a fresh state from
     /// [`MarianModel::encode`]), `group` rows each, after this state's rows:
     /// a queued run takes in new sentences as others finish. They go into

@@ -537,20 +537,7 @@ impl StepModel for MarianStepper<'_> {
 
     fn admit(&mut self, sentences: &[usize], group: usize) -> Result<()> {
         let fresh = self.translator.encode_ids(self.inputs, sentences)?;
-        match self.state.as_mut() {
-            Some(state) => state.append(fresh, group)?,
-            None => {
-                let mut fresh = fresh;
-                if group > 1 {
-                    let expand: Vec<u32> = (0..sentences.len() as u32)
-                        .flat_map(|i| std::iter::repeat_n(i, group))
-                        .collect();
-                    fresh.select_rows(&expand)?;
-                }
-                self.state = Some(fresh);
-            }
-        }
-        Ok(())
+        Ok(DecoderState::admit_into(&mut self.state, fresh, group)?)
     }
 }
 
