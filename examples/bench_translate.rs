@@ -28,7 +28,7 @@ use candle_core::{CpuStorage, Layout, Tensor};
 use common::peak_rss_mb;
 use tolk::generation::{self, StepModel};
 use tolk::hub::{resolve_needs, HubOptions, ModelSource, MARIAN_FILES};
-use tolk::models::marian::{DecoderState, MarianModel};
+use tolk::models::marian::DecoderState;
 use tolk::pipeline::translate::{
     translate_units, MarianTranslator, Quantize, TranslateOptions, Unit,
 };
@@ -83,32 +83,13 @@ struct Inputs {
 /// in as the search admits them (or all at once), each row's logits telling
 /// EOS apart until its sentence's target length and forcing it there.
 struct Targeted<'a> {
-    model: &'a MarianModel,
+    translator: &'a MarianTranslator,
     inputs: &'a [Vec<u32>],
     targets: &'a [usize],
-    pad: u32,
     eos: u32,
     state: Option<DecoderState>,
     /// (sentence, tokens generated) of each row.
     rows: Vec<(usize, usize)>,
-}
-
-impl Targeted<'_> {
-    fn encode(&self, which: &[usize]) -> Result<DecoderState> {
-        let len = which
-            .iter()
-            .map(|&i| self.inputs[i].len())
-            .max()
-            .unwrap_or(0);
-        let mut flat = Vec::with_capacity(which.len() * len);
-        for &i in which {
-            flat.extend_from_slice(&self.inputs[i]);
-            flat.extend(std::iter::repeat_n(self.pad, len - self.inputs[i].len()));
-        }
-        let ids = Tensor::from_vec(flat, (which.len(), len), self.model.device())?;
-        let lengths: Vec<usize> = which.iter().map(|&i| self.inputs[i].len()).collect();
-        Ok(self.model.encode(&ids, &lengths)?)
-    }
 }
 
 /// Writes the per-row EOS rule into a step's logits, in place (any layout).
@@ -145,7 +126,7 @@ impl candle_core::InplaceOp1 for ForceEos<'_> {
 impl StepModel for Targeted<'_> {
     fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
         let state = self.state.as_mut().context("no rows")?;
-        let logits = self.model.decode_step(state, tokens)?;
+        let logits = self.translator.model().decode_step(state, tokens)?;
         logits.inplace_op1(&ForceEos {
             rows: &self.rows,
             targets: self.targets,
@@ -165,7 +146,7 @@ impl StepModel for Targeted<'_> {
         Ok(())
     }
     fn admit(&mut self, sentences: &[usize], group: usize) -> Result<()> {
-        let fresh = self.encode(sentences)?;
+        let fresh = self.translator.encode_ids(self.inputs, sentences)?;
         for &s in sentences {
             self.rows.extend(std::iter::repeat_n((s, 0), group));
         }
@@ -193,10 +174,9 @@ fn run_lengths(
     cfg.min_length = 0;
     cfg.max_length = targets.iter().copied().max().unwrap_or(1) + 1;
     let mut stepper = Targeted {
-        model: t.model(),
+        translator: t,
         inputs: &inputs,
         targets: &targets,
-        pad: t.tokenizer().pad_id,
         eos: cfg.eos_token_id,
         state: None,
         rows: Vec::new(),
@@ -206,7 +186,7 @@ fn run_lengths(
             let mut hyps = Vec::new();
             for start in (0..inputs.len()).step_by(batch_size) {
                 let batch: Vec<usize> = (start..(start + batch_size).min(inputs.len())).collect();
-                stepper.state = Some(stepper.encode(&batch)?);
+                stepper.state = Some(t.encode_ids(&inputs, &batch)?);
                 stepper.rows = batch.iter().map(|&s| (s, 0)).collect();
                 hyps.extend(generation::generate(&mut stepper, batch.len(), &cfg)?);
             }

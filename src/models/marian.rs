@@ -585,6 +585,14 @@ pub struct DecoderState {
 /// kept small; growing copies every row, but only once per this many steps.
 const CAPACITY_STEP: usize = 16;
 
+/// Row indices `0..n`, each `times` over in a row: `n` rows expanded to
+/// `times` rows each.
+fn repeat_each(n: usize, times: usize) -> Vec<u32> {
+    (0..n as u32)
+        .flat_map(|i| std::iter::repeat_n(i, times))
+        .collect()
+}
+
 /// The first `n` entries (dimension 0) of a buffer that may hold more.
 fn live(t: &Tensor, n: usize) -> Result<Tensor> {
     if t.dim(0)? == n {
@@ -814,10 +822,7 @@ impl DecoderState {
             Some(state) => state.append(fresh, group),
             None => {
                 if group > 1 {
-                    let expand: Vec<u32> = (0..fresh.rows()? as u32)
-                        .flat_map(|i| std::iter::repeat_n(i, group))
-                        .collect();
-                    fresh.select_rows(&expand)?;
+                    fresh.select_rows(&repeat_each(fresh.rows()?, group))?;
                 }
                 *slot = Some(fresh);
                 Ok(())
@@ -846,10 +851,7 @@ impl DecoderState {
             // Mixed group sizes: one cross-attention entry per row on both sides.
             self.ungroup()?;
             if group > 1 {
-                let expand: Vec<u32> = (0..other.rows()? as u32)
-                    .flat_map(|i| std::iter::repeat_n(i, group))
-                    .collect();
-                other.select_rows(&expand)?;
+                other.select_rows(&repeat_each(other.rows()?, group))?;
                 other.ungroup()?;
             }
         }
@@ -1169,19 +1171,16 @@ impl MarianModel {
         };
         let self_lens: Vec<usize> = positions.iter().map(|&p| p + 1).collect();
         let longest = self_lens.iter().copied().max().unwrap_or(1);
-        // The tensor path's mask of each row's filled prefix, where rows differ.
-        let self_mask = match runs.len() {
-            1 => None,
-            _ => {
-                let mut mask = vec![0f32; positions.len() * longest];
-                for (row, &len) in self_lens.iter().enumerate() {
-                    mask[row * longest + len..(row + 1) * longest].fill(MASKED);
-                }
-                Some(
-                    Tensor::from_vec(mask, (positions.len(), 1, 1, longest), self.device())?
-                        .to_dtype(xs.dtype())?,
-                )
+        // The tensor path's mask of each row's filled prefix, where rows
+        // differ: made on that path's first use (the CPU kernel reads each
+        // row's length instead).
+        let mut self_mask: Option<Tensor> = None;
+        let prefix_mask = |dtype: DType| -> Result<Tensor> {
+            let mut mask = vec![0f32; positions.len() * longest];
+            for (row, &len) in self_lens.iter().enumerate() {
+                mask[row * longest + len..(row + 1) * longest].fill(MASKED);
             }
+            Tensor::from_vec(mask, (positions.len(), 1, 1, longest), self.device())?.to_dtype(dtype)
         };
         let cross_lens = state.source_lengths()?;
         let (rows, groups, cross_mask) = (positions.len(), state.groups(), state.mask()?);
@@ -1210,6 +1209,9 @@ impl MarianModel {
                 None => {
                     let k = self_k.narrow(2, 0, longest)?;
                     let v = self_v.narrow(2, 0, longest)?;
+                    if runs.len() > 1 && self_mask.is_none() {
+                        self_mask = Some(prefix_mask(xs.dtype())?);
+                    }
                     layer.self_attn.attend(&xs, &k, &v, self_mask.as_ref())?
                 }
             };

@@ -337,7 +337,8 @@ impl MarianTranslator {
         })
     }
 
-    /// The model, for callers that drive decoding themselves (benchmarks).
+    /// The model, for callers that drive decoding themselves (benchmarks,
+    /// with [`MarianTranslator::encode_ids`]).
     pub fn model(&self) -> &MarianModel {
         &self.model
     }
@@ -389,16 +390,8 @@ impl MarianTranslator {
         inputs: &[Vec<u32>],
         finished: &mut dyn FnMut(usize) -> Result<()>,
     ) -> Result<Vec<Hypothesis>> {
-        if let Some(too_long) = inputs
-            .iter()
-            .find(|ids| ids.len() > self.max_input_tokens())
-        {
-            bail!(
-                "input of {} tokens exceeds the model's limit of {}",
-                too_long.len(),
-                self.max_input_tokens()
-            );
-        }
+        // Refused before any sentence decodes, not when its turn comes.
+        self.check_input_length(inputs.iter().map(Vec::len).max().unwrap_or(0))?;
         let mut stepper = MarianStepper {
             translator: self,
             inputs,
@@ -413,16 +406,21 @@ impl MarianTranslator {
         )
     }
 
-    /// Encodes `inputs[i]` for each `i` of `which`, right-padded to the
-    /// longest, into a fresh decoder state (one row each).
-    fn encode_ids(&self, inputs: &[Vec<u32>], which: &[usize]) -> Result<DecoderState> {
-        let src_len = which.iter().map(|&i| inputs[i].len()).max().unwrap_or(0);
+    fn check_input_length(&self, src_len: usize) -> Result<()> {
         if src_len > self.max_input_tokens() {
             bail!(
                 "input of {src_len} tokens exceeds the model's limit of {}",
                 self.max_input_tokens()
             );
         }
+        Ok(())
+    }
+
+    /// Encodes `inputs[i]` for each `i` of `which`, right-padded to the
+    /// longest, into a fresh decoder state (one row each).
+    pub fn encode_ids(&self, inputs: &[Vec<u32>], which: &[usize]) -> Result<DecoderState> {
+        let src_len = which.iter().map(|&i| inputs[i].len()).max().unwrap_or(0);
+        self.check_input_length(src_len)?;
         let pad = self.tokenizer.pad_id;
         let mut flat = Vec::with_capacity(which.len() * src_len);
         for &i in which {
