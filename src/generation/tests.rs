@@ -21,6 +21,16 @@ struct Table {
     table: Vec<Vec<f32>>,
 }
 
+/// A step's logits as a test model hands them over: `data` as `rows` ×
+/// `vocab`, on the CPU.
+fn logits(data: Vec<f32>, rows: usize, vocab: usize) -> Result<Tensor> {
+    Ok(Tensor::from_vec(
+        data,
+        (rows, vocab),
+        &candle_core::Device::Cpu,
+    )?)
+}
+
 impl StepModel for Table {
     fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
         assert_eq!(tokens.len(), self.rows);
@@ -28,11 +38,7 @@ impl StepModel for Table {
             .iter()
             .flat_map(|&t| self.table[t as usize].clone())
             .collect();
-        Ok(Tensor::from_vec(
-            data,
-            (tokens.len(), 4),
-            &candle_core::Device::Cpu,
-        )?)
+        logits(data, tokens.len(), 4)
     }
     fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
         self.rows = rows.len();
@@ -189,11 +195,7 @@ impl StepModel for Random {
             .iter()
             .flat_map(|&t| self.table[t as usize * v..(t as usize + 1) * v].to_vec())
             .collect();
-        Ok(Tensor::from_vec(
-            data,
-            (tokens.len(), v),
-            &candle_core::Device::Cpu,
-        )?)
+        logits(data, tokens.len(), v)
     }
     fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
         self.rows = rows.len();
@@ -430,11 +432,7 @@ impl StepModel for PerSentence {
             data.extend(draws(v, seed.wrapping_add(1)).map(|d| (d % 13) as f32 * 0.5 - 3.0));
             row.1 += 1;
         }
-        Ok(Tensor::from_vec(
-            data,
-            (tokens.len(), v),
-            &candle_core::Device::Cpu,
-        )?)
+        logits(data, tokens.len(), v)
     }
     fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
         self.rows = rows.iter().map(|&r| self.rows[r as usize]).collect();
