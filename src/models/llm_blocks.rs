@@ -312,25 +312,43 @@ fn decode_attention_cpu(
         return Ok(None);
     }
     let query: Vec<f32> = q.flatten_all()?.to_vec1()?;
+    // Work items: a KV head's query heads, in `split` parts where there are
+    // fewer KV heads than threads (gemma-3-270m has one), so that every
+    // thread takes a share.
+    let threads = candle_core::utils::barrier_pool().n_workers() + 1;
+    let n_kv = n_head / groups;
+    let split = threads.div_ceil(n_kv).min(groups);
+    let per = groups.div_ceil(split);
+    let work = n_head * kv_len * d * 2;
     let out = with_cpu_caches(k, v, |keys, values| {
         let mut out = vec![0f32; n_head * d];
-        let mut scores = vec![0f32; groups * kv_len];
-        for (g, (queries, out)) in query
-            .chunks_exact(groups * d)
-            .zip(out.chunks_exact_mut(groups * d))
-            .enumerate()
-        {
-            simd.attend(
-                queries,
-                d,
-                keys.rows(0, g),
-                values.rows(0, g),
-                kv_len,
-                scale as f32,
-                &mut scores,
-                out,
-            );
-        }
+        let out_at = super::qlinear::SharedOut(out.as_mut_ptr());
+        super::qlinear::for_ranges(n_kv * split, work, 1, |items| {
+            let mut scores = vec![0f32; per * kv_len];
+            for item in items {
+                let (g, part) = (item / split, item % split);
+                let first = g * groups + part * per;
+                let heads = first..(g * groups + groups).min(first + per);
+                if heads.is_empty() {
+                    continue;
+                }
+                let span = heads.start * d..heads.end * d;
+                // SAFETY: each item writes only its own query heads' outputs.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(out_at.ptr().add(span.start), span.len())
+                };
+                simd.attend(
+                    &query[span],
+                    d,
+                    keys.rows(0, g),
+                    values.rows(0, g),
+                    kv_len,
+                    scale as f32,
+                    &mut scores,
+                    out,
+                );
+            }
+        });
         out
     })?;
     out.map(|out| Tensor::from_vec(out, (1, 1, n_head * d), q.device()))

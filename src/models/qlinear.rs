@@ -4,6 +4,7 @@
 
 pub mod avx2;
 pub mod dense;
+pub mod inplace;
 pub mod int8;
 pub mod kquants;
 pub mod packed;
@@ -165,6 +166,8 @@ enum Imp {
     F32(Arc<dense::PackedF32>, packed::Kernel),
     /// A GGUF weight repacked at load in groups of rows ([`packed`]).
     Packed(Arc<packed::Packed>),
+    /// A GGUF weight read in place from the file's map ([`inplace`]).
+    InPlace(Arc<inplace::InPlace>),
 }
 
 impl QLinear {
@@ -225,6 +228,23 @@ impl QLinear {
         // is reported once, so nothing is left to release after).
         let imp = Self::packed(format, bytes.bytes(), rows, cols, |r| bytes.release_part(r))?;
         Some(Self { imp })
+    }
+
+    /// The `[rows, cols]` blocks of `dtype` in `bytes`, multiplied where
+    /// they lie by [`inplace`]'s kernels, when those take that format on
+    /// this CPU (else `None`): for weights that only ever meet one
+    /// activation row (an LLM's output head).
+    pub fn in_place(
+        bytes: MappedBytes,
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+    ) -> Option<Self> {
+        let format = native_format(dtype)?;
+        let w = inplace::InPlace::new(format, bytes, rows, cols)?;
+        Some(Self {
+            imp: Imp::InPlace(Arc::new(w)),
+        })
     }
 
     /// The dense CPU weight `[out, in]` (and bias) quantized to int8 per
@@ -322,7 +342,10 @@ impl QLinear {
 
     /// Whether tolk's own kernel multiplies this weight.
     pub fn is_native(&self) -> bool {
-        matches!(self.imp, Imp::Int8(..) | Imp::F32(..) | Imp::Packed(..))
+        matches!(
+            self.imp,
+            Imp::Int8(..) | Imp::F32(..) | Imp::Packed(..) | Imp::InPlace(..)
+        )
     }
 }
 
@@ -339,6 +362,7 @@ impl QLinear {
             Imp::Packed(packed) => packed_forward(&[packed], x)?
                 .pop()
                 .expect("one weight, one output"),
+            Imp::InPlace(w) => in_place_forward(w, x)?,
             Imp::Int8(..) | Imp::F32(..) => unreachable!("taken by QLinear::dense"),
         };
         then.apply(ys)
@@ -349,7 +373,7 @@ impl QLinear {
         match &self.imp {
             Imp::Int8(packed, isa) => Some(Dense::Int8(packed, *isa)),
             Imp::F32(packed, isa) => Some(Dense::F32(packed, *isa)),
-            Imp::Candle(_) | Imp::Packed(_) => None,
+            Imp::Candle(_) | Imp::Packed(_) | Imp::InPlace(_) => None,
         }
     }
 
@@ -469,6 +493,23 @@ fn packed_forward(weights: &[&packed::Packed], x: &Tensor) -> Result<Vec<Tensor>
         .zip(weights)
         .map(|(out, w)| shaped_like(out, x, w.out_features()))
         .collect()
+}
+
+/// `x Wᵀ` of a weight read in place.
+fn in_place_forward(w: &inplace::InPlace, x: &Tensor) -> Result<Tensor> {
+    let Some(kernels) = kernels() else {
+        candle_core::bail!("native kernels vanished")
+    };
+    let k = w.in_features();
+    let m = rows_of(x, k)?;
+    let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let mut out = vec![0f32; m * w.out_features()];
+    if packed::is_k_quant(w.format()) {
+        w.matmul(packed::Acts::K(&kernels.quantize_k(&input, m, k)), &mut out);
+    } else {
+        w.matmul(packed::Acts::B32(&kernels.quantize(&input, m, k)), &mut out);
+    }
+    shaped_like(out, x, w.out_features())
 }
 
 /// How many rows of `k` features `x` holds (an error when its last
@@ -653,6 +694,63 @@ mod tests {
             dot / (na.sqrt() * nb.sqrt()) > 0.9995,
             "{dtype:?} m={m}: poor correlation"
         );
+    }
+
+    /// Weights read in place ([`QLinear::in_place`], ggml's own blocks) give
+    /// the packed kernels' results up to the order of the float additions
+    /// (the integer sums per block are the same): one and several activation
+    /// rows, an odd count of Q8_0 blocks, rows that do not fill a range of
+    /// the threads. Other formats and wrong sizes are refused.
+    #[test]
+    fn in_place_weights_match_the_packed_kernels() {
+        if kernels().is_none() {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        }
+        let dev = Device::Cpu;
+        for (dtype, m, n, k) in [
+            (GgmlDType::Q6K, 1, 300, 512),
+            (GgmlDType::Q6K, 3, 70, 256),
+            (GgmlDType::Q8_0, 1, 300, 96),
+            (GgmlDType::Q8_0, 2, 129, 640),
+        ] {
+            let w = Tensor::from_vec(values(n * k, 3), (n, k), &dev).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let raw = q.data().unwrap().into_owned();
+            let len = raw.len();
+            let short = MappedBytes::new(Arc::new(raw.clone()), 0, len - 1).unwrap();
+            let bytes = MappedBytes::new(Arc::new(raw), 0, len).unwrap();
+            assert!(QLinear::in_place(short, dtype, n, k).is_none());
+            let in_place = QLinear::in_place(bytes, dtype, n, k).expect("a kernel reads it");
+            assert!(in_place.is_native());
+            let x = Tensor::from_vec(values(m * k, 4), (1, m, k), &dev).unwrap();
+            let ours: Vec<f32> = in_place
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let packed = QLinear::from_qtensor(q).unwrap().forward(&x).unwrap();
+            let packed: Vec<f32> = packed.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(ours.len(), m * n);
+            let scale = packed.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (i, (a, b)) in ours.iter().zip(&packed).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "{dtype:?} m={m} at {i}: {a} vs {b}"
+                );
+            }
+        }
+        let q = QTensor::quantize(
+            &Tensor::zeros((8, 256), DType::F32, &dev).unwrap(),
+            GgmlDType::Q4K,
+        )
+        .unwrap();
+        let raw = q.data().unwrap().into_owned();
+        let len = raw.len();
+        let bytes = MappedBytes::new(Arc::new(raw), 0, len).unwrap();
+        assert!(QLinear::in_place(bytes, GgmlDType::Q4K, 8, 256).is_none());
     }
 
     /// `forward_all` gives each weight's own `forward`, bit for bit: shared

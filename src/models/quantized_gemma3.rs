@@ -135,9 +135,9 @@ impl QuantizedGemma3 {
         let embed_w = src.weight("token_embd.weight")?;
         let embed = QEmbedding::new(&embed_w)?;
         let output = if src.contains("output.weight") {
-            qmatmul(src, "output.weight")?
+            src.weight("output.weight")?.head()?
         } else {
-            embed_w.linear()?
+            embed_w.head()?
         };
         let norm = dense_vector(src.tensor("output_norm.weight")?, device)?;
         let half = cfg.head_dim / 2;

@@ -119,10 +119,10 @@ impl QuantizedLlama {
         let embed_w = src.weight("token_embd.weight")?;
         let embed = QEmbedding::new(&embed_w)?;
         let output = if src.contains("output.weight") {
-            qmatmul(src, "output.weight")?
+            src.weight("output.weight")?.head()?
         } else {
             // Tied head: multiply with the embedding's own quantized blocks.
-            embed_w.linear()?
+            embed_w.head()?
         };
         let norm = dense_vector(src.tensor("output_norm.weight")?, device)?;
         let freq_factors = if src.contains("rope_freqs.weight") {

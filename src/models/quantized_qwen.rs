@@ -167,10 +167,10 @@ impl QuantizedQwen {
         let embed_w = src.weight("token_embd.weight")?;
         let embed = QEmbedding::new(&embed_w)?;
         let output = if src.contains("output.weight") {
-            linear(src, "output.weight")?
+            src.weight("output.weight")?.head()?
         } else {
             // Tied head: multiply with the embedding's own quantized blocks.
-            embed_w.linear()?
+            embed_w.head()?
         };
         let norm = dense_vector(src.tensor("output_norm.weight")?, device)?;
         let rope = RopeTable::new(cfg.head_dim, cfg.rope_theta, None, cfg.context_len, device)?;

@@ -148,6 +148,25 @@ impl QWeight {
 
     /// A linear layer over this weight (shared, not copied, where tolk's
     /// kernels take its format).
+    /// The weight as an output head, which meets one activation row a
+    /// step: mapped blocks multiplied where they lie when a kernel reads
+    /// them in place ([`QLinear::in_place`]: nothing copied at load, the
+    /// page cache's large pages), else as [`Self::linear`].
+    pub fn head(&self) -> Result<QLinear> {
+        if let Self::Mapped {
+            bytes,
+            dtype,
+            rows,
+            cols,
+        } = self
+        {
+            if let Some(l) = QLinear::in_place(bytes.clone(), *dtype, *rows, *cols) {
+                return Ok(l);
+            }
+        }
+        self.linear()
+    }
+
     pub fn linear(&self) -> Result<QLinear> {
         match self {
             Self::Tensor(t) => QLinear::from_arc(t.clone()),
@@ -257,6 +276,21 @@ mod tests {
                 y.flatten_all().unwrap().to_vec1().unwrap()
             };
             assert_eq!(run(&mapped), run(&owned), "{dtype:?}");
+            // As an output head: read in place where a kernel takes the
+            // format (Q6_K, Q8_0), the same products up to float order.
+            let head = |w: &QWeight| -> Vec<f32> {
+                use candle_core::Module;
+                let y = w.head().unwrap().forward(&x).unwrap();
+                y.flatten_all().unwrap().to_vec1().unwrap()
+            };
+            let (ours, want) = (head(&mapped), run(&owned));
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            assert!(
+                ours.iter()
+                    .zip(&want)
+                    .all(|(a, b)| (a - b).abs() <= 1e-5 * scale),
+                "{dtype:?} head"
+            );
             let ids = [0u32, 39, 7, 7];
             let look = |w: &QWeight| -> Vec<f32> {
                 let e = QEmbedding::new(w).unwrap().lookup(&ids, &dev).unwrap();

@@ -36,6 +36,20 @@ impl KActivations {
         self.qs[(row * self.blocks + b) * QK_K..][..QK_K].as_ptr()
     }
 
+    /// Row `row` whole: its quantized values, the scale of each super-block
+    /// and their sums of 16 values (16 per super-block).
+    ///
+    /// # Panics
+    /// When the row does not exist.
+    pub fn row(&self, row: usize) -> (&[i8], &[f32], &[i16]) {
+        let b = self.blocks;
+        (
+            &self.qs[row * b * QK_K..][..b * QK_K],
+            &self.d[row * b..][..b],
+            &self.bsums[row * b * 16..][..b * 16],
+        )
+    }
+
     /// The scale of super-block `b` of `row` and its 16 sums of 16 values.
     pub fn scale_and_sums16(&self, row: usize, b: usize) -> (f32, *const i16) {
         let idx = row * self.blocks + b;
