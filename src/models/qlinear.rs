@@ -467,28 +467,22 @@ impl Module for QLinear {
 /// `x Wᵢᵀ` for packed weights that take the same input width and
 /// activation kind: `x` quantized once, one pass of the threads.
 fn packed_forward(weights: &[&packed::Packed], x: &Tensor) -> Result<Vec<Tensor>> {
-    let (Some(kernels), Some(first)) = (kernels(), weights.first()) else {
-        candle_core::bail!("native kernels vanished")
+    let Some(first) = weights.first() else {
+        candle_core::bail!("packed_forward: no weights")
     };
-    let k = first.in_features();
-    let m = rows_of(x, k)?;
-    let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let mut outs: Vec<Vec<f32>> = weights
-        .iter()
-        .map(|w| vec![0f32; m * w.out_features()])
-        .collect();
-    let mut parts: Vec<(&packed::Packed, &mut [f32])> = weights
-        .iter()
-        .zip(outs.iter_mut())
-        .map(|(w, out)| (*w, out.as_mut_slice()))
-        .collect();
-    if packed::is_k_quant(first.format()) {
-        let acts = kernels.quantize_k(&input, m, k);
-        packed::Packed::matmul_many(&mut parts, packed::Acts::K(&acts));
-    } else {
-        let acts = kernels.quantize(&input, m, k);
-        packed::Packed::matmul_many(&mut parts, packed::Acts::B32(&acts));
-    }
+    let mut outs = Vec::new();
+    with_acts(x, first.in_features(), first.format(), |m, acts| {
+        outs = weights
+            .iter()
+            .map(|w| vec![0f32; m * w.out_features()])
+            .collect();
+        let mut parts: Vec<(&packed::Packed, &mut [f32])> = weights
+            .iter()
+            .zip(outs.iter_mut())
+            .map(|(w, out)| (*w, out.as_mut_slice()))
+            .collect();
+        packed::Packed::matmul_many(&mut parts, acts);
+    })?;
     outs.into_iter()
         .zip(weights)
         .map(|(out, w)| shaped_like(out, x, w.out_features()))
@@ -497,19 +491,34 @@ fn packed_forward(weights: &[&packed::Packed], x: &Tensor) -> Result<Vec<Tensor>
 
 /// `x Wᵀ` of a weight read in place.
 fn in_place_forward(w: &inplace::InPlace, x: &Tensor) -> Result<Tensor> {
+    let mut out = Vec::new();
+    with_acts(x, w.in_features(), w.format(), |m, acts| {
+        out = vec![0f32; m * w.out_features()];
+        w.matmul(acts, &mut out);
+    })?;
+    shaped_like(out, x, w.out_features())
+}
+
+/// Calls `f` with the rows of `x` (`k` features each) and those rows
+/// quantized as weights of `format` take them (per 256 values for the
+/// K-quants, per 32 otherwise).
+fn with_acts(
+    x: &Tensor,
+    k: usize,
+    format: Format,
+    f: impl FnOnce(usize, packed::Acts),
+) -> Result<()> {
     let Some(kernels) = kernels() else {
         candle_core::bail!("native kernels vanished")
     };
-    let k = w.in_features();
     let m = rows_of(x, k)?;
     let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let mut out = vec![0f32; m * w.out_features()];
-    if packed::is_k_quant(w.format()) {
-        w.matmul(packed::Acts::K(&kernels.quantize_k(&input, m, k)), &mut out);
+    if packed::is_k_quant(format) {
+        f(m, packed::Acts::K(&kernels.quantize_k(&input, m, k)));
     } else {
-        w.matmul(packed::Acts::B32(&kernels.quantize(&input, m, k)), &mut out);
+        f(m, packed::Acts::B32(&kernels.quantize(&input, m, k)));
     }
-    shaped_like(out, x, w.out_features())
+    Ok(())
 }
 
 /// How many rows of `k` features `x` holds (an error when its last

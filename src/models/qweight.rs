@@ -146,8 +146,6 @@ impl QWeight {
         }
     }
 
-    /// A linear layer over this weight (shared, not copied, where tolk's
-    /// kernels take its format).
     /// The weight as an output head, which meets one activation row a
     /// step: mapped blocks multiplied where they lie when a kernel reads
     /// them in place ([`QLinear::in_place`]: nothing copied at load, the
@@ -167,6 +165,8 @@ impl QWeight {
         self.linear()
     }
 
+    /// A linear layer over this weight (shared, not copied, where tolk's
+    /// kernels take its format).
     pub fn linear(&self) -> Result<QLinear> {
         match self {
             Self::Tensor(t) => QLinear::from_arc(t.clone()),

@@ -381,7 +381,8 @@ unsafe fn attend_values(
 /// attention flush it): on the 1.5 B (28 layers, ~650 positions), one
 /// thread on the Zen 4 EPYC, a layer's attention took 177 µs without
 /// software prefetch, 141 µs with 8 KB ahead into L1 (its few miss buffers
-/// limit how much is in flight), 103-108 µs with 12-24 KB ahead into L2.
+/// limit how much is in flight), 95-125 µs with 12-24 KB ahead into L2
+/// (runs on this VM vary that much).
 const PREFETCH_BYTES: usize = 16 << 10;
 
 /// Asks for the `dim` values at `row` (into L2).
@@ -410,7 +411,7 @@ unsafe fn dot(a: *const f32, b: *const f32, dim: usize) -> f32 {
 /// libm's `expf` of each value less it, summed in turn (a vector `exp`, a
 /// few ulp off, cost the 1.5 B its agreement with llama.cpp: 39 and 11
 /// of 128 greedy tokens on `tests/llm_qwen.rs`'s cases against 128 and
-/// 97); each value times 1 / sum, eight at a time.
+/// 83); each value times 1 / sum, eight at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]

@@ -10,13 +10,15 @@
 //! in 2 MiB pages where the file system keeps large folios (ext4, XFS on
 //! recent kernels); a packed copy in anonymous memory comes in 4 KiB pages
 //! (asking for huge ones there doubled the 1.5 B's load time: the kernel
-//! zeroes every page first). Measured on the 1.5 B, one thread: the packed
-//! head read 16-20 GB/s inside a decoding step, in place 22-25 GB/s. A
-//! tied embedding is then one copy for the lookup and the head, and
-//! nothing to pack at load.
+//! zeroes every page first). Measured on the 1.5 B, one thread, inside a
+//! decoding step: the packed head 11.5 ms a token (16.6 GB/s), in place
+//! 9.5-10 ms (19-20 GB/s). A tied embedding is then one copy for the
+//! lookup and the head, and nothing to pack at load.
 //!
-//! The sums per row follow ggml's order (eight float lanes over the
-//! blocks, added up at the end), not the packed kernels' (one lane per row).
+//! The sums per row go into eight float lanes over the blocks, added up
+//! at the end (ggml's shape; Q8_0 with two such accumulators), not one lane
+//! per row as in the packed kernels: the results agree with those up to the
+//! order of the float additions.
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2::hsum;
@@ -93,19 +95,17 @@ impl InPlace {
         assert!(fits && out.len() == m * n && w.len() == row_bytes * n);
         let out = SharedOut(out.as_mut_ptr());
         super::for_ranges(n, m * n * self.k, ROWS_ALIGN, |rows| {
+            let w = &w[rows.start * row_bytes..rows.end * row_bytes];
             for i in 0..m {
-                let rows = &w[rows.start * row_bytes..rows.end * row_bytes];
-                // SAFETY: `kernels()` was detected in `new`; `rows` holds
-                // whole rows of `k` values and the activations are `k`
-                // wide (asserted); each range writes only its own rows'
-                // outputs, all within `m × n`.
+                // SAFETY: `kernels()` was detected in `new`; `w` holds whole
+                // rows of `k` values and the activations are `k` wide
+                // (asserted); each range writes only its own rows' outputs,
+                // all within `m × n`.
                 unsafe {
-                    let out = out
-                        .ptr()
-                        .add(i * n + rows.as_ptr().offset_from(w.as_ptr()) as usize / row_bytes);
+                    let out = out.ptr().add(i * n + rows.start);
                     match acts {
-                        Acts::K(a) => rows_q6k(rows, a.row(i), out),
-                        Acts::B32(a) => rows_q8_0(rows, a.row(i), out),
+                        Acts::K(a) => rows_q6k(w, a.row(i), out),
+                        Acts::B32(a) => rows_q8_0(w, a.row(i), out),
                     }
                 }
             }
