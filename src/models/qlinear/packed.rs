@@ -21,14 +21,26 @@
 //! Group layouts (per super-block of 256 values, eight rows; `r` a row of
 //! the group, `t` 0..4 a value of a 4-value word):
 //! - Q4_K/Q5_K: `d [f32; 8]`, `dmin [f32; 8]`, scales and minimums as byte
-//!   pairs `[pair p][r][2]` (sub-blocks 2p and 2p + 1), then nibbles
-//!   `[p][word i][r][t]` = value 64p + 4i + t | value 64p + 32 + 4i + t << 4;
-//!   Q5_K adds `[i][r][t]` whose bit j is bit 4 of value 32j + 4i + t.
+//!   pairs `[pair p][r][2]` (sub-blocks 2p and 2p + 1), for Q5_K
+//!   `[i][r][t]` whose bit j is bit 4 of value 32j + 4i + t, then nibbles
+//!   `[p][word i][r][t]` = value 64p + 4i + t | value 64p + 32 + 4i + t << 4.
 //! - Q6_K: `d [f32; 8]`, scales as pairs `[q][r][2]` (sub-blocks of 16
-//!   values 2q, 2q + 1), nibbles `[c][r][t]` = low 4 bits of value
-//!   4c + t | those of value 128 + 4c + t << 4 (c < 32), then the top two
-//!   bits `[h][r][t]` of values 4h + t, 64 + 4h + t, 128 + 4h + t and
-//!   192 + 4h + t at bits 0, 2, 4 and 6 (h < 16).
+//!   values 2q, 2q + 1), then for each h < 16 three words per row: the
+//!   nibbles `[r][t]` of c = h and of c = 16 + h, where nibble word c holds
+//!   the low 4 bits of value 4c + t | those of value 128 + 4c + t << 4,
+//!   and the top two bits `[r][t]` of values 4h + t, 64 + 4h + t,
+//!   128 + 4h + t and 192 + 4h + t at bits 0, 2, 4 and 6. The kernel's two
+//!   passes (quarters 0 and 2, then 1 and 3) both walk h upwards.
+//!
+//! Decoding asks for no weights ahead (no software prefetch): each
+//! group's super-blocks lie one after the other and every kernel reads a
+//! super-block's bytes in about their order, which the hardware prefetcher
+//! follows best. Measured on the Zen 4 EPYC of the thirteenth session, one
+//! thread, weights far larger than the caches: Q4_K 15-17 GB/s with
+//! prefetches 8-64 KB ahead into L2, 24-26 GB/s without; Q8_0 20 -> 21-22;
+//! the 1.5 B Q4_K_M decoding 16-16.4 -> 20.2-21 tokens/s. (Q6_K had its
+//! top bits in a plane of their own, read beside the nibbles 1 KB away,
+//! and without prefetches streamed at 7 GB/s; interleaved as above, 21.)
 //!
 //! And per block of 32 values (activations quantized per 32, ggml's Q8_0):
 //! - Q8_0: `d [f16; 8]`, values `[word i][r][t]` as signed bytes.
@@ -49,17 +61,6 @@ const BLOCK_ROWS: usize = 8;
 
 /// Weight rows of the widest group.
 const MAX_GROUP: usize = 2 * BLOCK_ROWS;
-
-/// How far ahead of the block it multiplies decoding asks for weights.
-/// Decoding streams each weight once, so the prefetches go to the L2 cache
-/// (`_MM_HINT_T2`), well ahead. Measured on the AMD EPYC with AVX-512 VNNI
-/// (Zen 4) of the eleventh session, the 1.5 B Q4_K_M, alternating runs:
-/// the earlier two blocks ahead into L1 (`T0`, +14% on the Zen 5 it was
-/// tuned on) read 10.1-10.3 tok/s on one thread, no prefetch 10.6-11.8,
-/// 32 KB ahead into L2 14.9-18.5 (llama.cpp 19.8-20.1 beside them); 16 KB
-/// and 64 KB were no better; the small models did not move.
-#[cfg(target_arch = "x86_64")]
-const PREFETCH_BYTES: usize = 32 << 10;
 
 /// Activation rows a prompt tile runs against one weight group.
 const TILE_ROWS: usize = 4;
@@ -218,17 +219,17 @@ fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
             }
             // ggml's byte 32p + l already holds values 64p + l and 64p + 32 + l,
             // and Q5_K's qh[l] bit j is the fifth bit of value 32j + l.
-            let qs = if format == Format::Q5K {
-                &x[48..176]
+            let (qs, nibbles) = if format == Format::Q5K {
+                (&x[48..176], 56 * l)
             } else {
-                &x[16..144]
+                (&x[16..144], 24 * l)
             };
             for (i, q) in qs.chunks_exact(4).enumerate() {
-                put(out, 24 * l + 4 * l * i + 4 * r, word(q));
+                put(out, nibbles + 4 * l * i + 4 * r, word(q));
             }
             if format == Format::Q5K {
                 for (i, qh) in x[16..48].chunks_exact(4).enumerate() {
-                    put(out, 152 * l + 4 * l * i + 4 * r, word(qh));
+                    put(out, 24 * l + 4 * l * i + 4 * r, word(qh));
                 }
             }
         }
@@ -248,8 +249,8 @@ fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
                 let (a, b) = (u32_at(4 * c), u32_at(64 + 4 * c));
                 let low = (a & LOW) | ((b << 4) & !LOW);
                 let high = ((a >> 4) & LOW) | (b & !LOW);
-                put(out, 20 * l + 4 * l * c + 4 * r, low.to_le_bytes());
-                put(out, 20 * l + 4 * l * (c + 16) + 4 * r, high.to_le_bytes());
+                put(out, 20 * l + 12 * l * c + 4 * r, low.to_le_bytes());
+                put(out, 20 * l + 12 * l * c + 4 * l + 4 * r, high.to_le_bytes());
             }
             // Top-bit byte w (of 64): bits 0-1 and 4-5 of qh[w % 32] for
             // w < 32, bits 2-3 and 6-7 for w >= 32; then the same two bit
@@ -262,10 +263,10 @@ fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
             };
             for h in 0..8 {
                 let (a, b) = (u32_at(128 + 4 * h), u32_at(160 + 4 * h));
-                put(out, 148 * l + 4 * l * h + 4 * r, tops(a, b).to_le_bytes());
+                put(out, 28 * l + 12 * l * h + 4 * r, tops(a, b).to_le_bytes());
                 put(
                     out,
-                    148 * l + 4 * l * (h + 8) + 4 * r,
+                    28 * l + 12 * l * (h + 8) + 4 * r,
                     tops(a >> 2, b >> 2).to_le_bytes(),
                 );
             }
@@ -970,19 +971,6 @@ unsafe fn tile_512<K: GroupKernel, const R: usize>(t: Tile<K::Acts>) -> [[f32; M
     }
 }
 
-/// When decoding, asks for a block's worth (`gb` bytes) of the weights
-/// [`PREFETCH_BYTES`] past the block at `x`, into the L2 cache.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn prefetch_block<const R: usize>(x: *const u8, gb: usize) {
-    if R == 1 {
-        let ahead = x.wrapping_add(PREFETCH_BYTES);
-        for line in (0..gb).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T2>(ahead.wrapping_add(line) as *const i8);
-        }
-    }
-}
-
 /// The lanes of `acc` as floats: each half's registers in turn (eight
 /// lanes each on 256-bit registers decoding a 16-row group).
 #[cfg(target_arch = "x86_64")]
@@ -1020,7 +1008,7 @@ impl<const HIGH: bool> K4<HIGH> {
         let l = BLOCK_ROWS;
         let m4 = V::splat8(0x0F);
         let m16 = V::splat8(0x10);
-        let nibbles = x.add(24 * l + 32 * l * p);
+        let nibbles = x.add(if HIGH { 56 } else { 24 } * l + 32 * l * p);
         let mut lo_acc = [V::zero(); R];
         let mut hi_acc = [V::zero(); R];
         for i in 0..8 {
@@ -1029,7 +1017,7 @@ impl<const HIGH: bool> K4<HIGH> {
             let mut hi = V::and(V::shr16(q, 4), m4);
             if HIGH {
                 // Bit 2p of each fifth-bit byte moved to bit 4 (and 2p + 1 to 5).
-                let h = V::load(x.add(152 * l + 4 * l * i), s);
+                let h = V::load(x.add(24 * l + 4 * l * i), s);
                 let h = if p < 2 {
                     V::shl16(h, 4 - 2 * p as i32)
                 } else {
@@ -1073,7 +1061,6 @@ impl<const HIGH: bool> GroupKernel for K4<HIGH> {
         let mut acc = [[V::zero_f(); R]; HS];
         let mut acc_min = [[V::zero_f(); R]; HS];
         for b in 0..a.blocks() {
-            prefetch_block::<R>(t.w.add(b * gb), gb);
             for h in 0..HS {
                 let x = t.w.add(b * gb + h * s);
                 let act: [*const u8; R] =
@@ -1128,13 +1115,13 @@ impl K6 {
         let l = BLOCK_ROWS;
         let m4 = V::splat8(0x0F);
         let m30 = V::splat8(0x30);
-        let nibbles = x.add(20 * l + 64 * l * Q);
+        let nibbles = x.add(20 * l + 4 * l * Q);
         for sb in 0..4 {
             let mut lo_acc = [V::zero(); R];
             let mut hi_acc = [V::zero(); R];
             for h in 4 * sb..4 * sb + 4 {
-                let n = V::load(nibbles.add(4 * l * h), s);
-                let top = V::load(x.add(148 * l + 4 * l * h), s);
+                let n = V::load(nibbles.add(12 * l * h), s);
+                let top = V::load(x.add(28 * l + 12 * l * h), s);
                 // Quarter Q's top bits are bits 2Q, 2Q + 1; quarter Q + 2's 2Q + 4, 2Q + 5.
                 let (top_lo, top_hi) = if Q == 0 {
                     (V::shl16(top, 4), top)
@@ -1183,7 +1170,6 @@ impl GroupKernel for K6 {
         let gb = G * s;
         let mut acc = [[V::zero_f(); R]; HS];
         for b in 0..a.blocks() {
-            prefetch_block::<R>(t.w.add(b * gb), gb);
             for (h, acc) in acc.iter_mut().enumerate() {
                 let x = t.w.add(b * gb + h * s);
                 let act: [*const u8; R] =
@@ -1279,7 +1265,6 @@ impl<F: Block32> GroupKernel for B32<F> {
         let m16 = V::splat8(0x10);
         let mut acc = [[V::zero_f(); R]; HS];
         for b in 0..a.blocks() {
-            prefetch_block::<R>(t.w.add(b * gb), gb);
             for (h, acc) in acc.iter_mut().enumerate() {
                 let x = t.w.add(b * gb + h * s);
                 let act: [*const u8; R] =
