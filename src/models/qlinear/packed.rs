@@ -13,14 +13,15 @@
 //! decoding takes each block on 256-bit registers, which measured faster.
 //!
 //! The scales and minimums are decoded at load (ggml packs them in 6 bits),
-//! the super-block scales are stored as f32, and the 5th and 6th bits of
+//! Q6_K's super-block scale is stored as f32 (Q4_K/Q5_K keep ggml's f16
+//! `d` and `dmin`: four bytes a row less to read), and the 5th and 6th bits of
 //! Q5_K/Q6_K values lie in planes of their own, so the inner loop only
 //! masks and shifts. A prompt runs four activation rows against each
 //! unpacked weight register.
 //!
 //! Group layouts (per super-block of 256 values, eight rows; `r` a row of
 //! the group, `t` 0..4 a value of a 4-value word):
-//! - Q4_K/Q5_K: `d [f32; 8]`, `dmin [f32; 8]`, scales and minimums as byte
+//! - Q4_K/Q5_K: `d [f16; 8]`, `dmin [f16; 8]`, scales and minimums as byte
 //!   pairs `[pair p][r][2]` (sub-blocks 2p and 2p + 1), for Q5_K
 //!   `[i][r][t]` whose bit j is bit 4 of value 32j + 4i + t, then nibbles
 //!   `[p][word i][r][t]` = value 64p + 4i + t | value 64p + 32 + 4i + t << 4.
@@ -73,8 +74,8 @@ const BAND_BYTES: usize = 256 << 10;
 /// module docs' eight-row layouts.
 const fn row_share(format: Format) -> usize {
     match format {
-        Format::Q4K => 152,
-        Format::Q5K => 184,
+        Format::Q4K => 148,
+        Format::Q5K => 180,
         Format::Q6K => 212,
         Format::Q8_0 => 34,
         Format::Q5_0 => 22,
@@ -201,8 +202,8 @@ fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
     let word = |bytes: &[u8]| -> [u8; 4] { bytes.try_into().expect("4-byte word") };
     match format {
         Format::Q4K | Format::Q5K => {
-            put(out, 4 * r, f16(0).to_le_bytes());
-            put(out, 4 * l + 4 * r, f16(2).to_le_bytes());
+            out[2 * r..2 * r + 2].copy_from_slice(&x[..2]);
+            out[2 * l + 2 * r..2 * l + 2 * r + 2].copy_from_slice(&x[2..4]);
             let sc = &x[4..16];
             for j in 0..8 {
                 let (scale, min) = if j < 4 {
@@ -214,22 +215,22 @@ fn write_row(format: Format, x: &[u8], r: usize, out: &mut [u8]) {
                     )
                 };
                 let at = 2 * l * (j / 2) + 2 * r + j % 2;
-                out[8 * l + at] = scale;
-                out[16 * l + at] = min;
+                out[4 * l + at] = scale;
+                out[12 * l + at] = min;
             }
             // ggml's byte 32p + l already holds values 64p + l and 64p + 32 + l,
             // and Q5_K's qh[l] bit j is the fifth bit of value 32j + l.
             let (qs, nibbles) = if format == Format::Q5K {
-                (&x[48..176], 56 * l)
+                (&x[48..176], 52 * l)
             } else {
-                (&x[16..144], 24 * l)
+                (&x[16..144], 20 * l)
             };
             for (i, q) in qs.chunks_exact(4).enumerate() {
                 put(out, nibbles + 4 * l * i + 4 * r, word(q));
             }
             if format == Format::Q5K {
                 for (i, qh) in x[16..48].chunks_exact(4).enumerate() {
-                    put(out, 24 * l + 4 * l * i + 4 * r, word(qh));
+                    put(out, 20 * l + 4 * l * i + 4 * r, word(qh));
                 }
             }
         }
@@ -1008,7 +1009,7 @@ impl<const HIGH: bool> K4<HIGH> {
         let l = BLOCK_ROWS;
         let m4 = V::splat8(0x0F);
         let m16 = V::splat8(0x10);
-        let nibbles = x.add(if HIGH { 56 } else { 24 } * l + 32 * l * p);
+        let nibbles = x.add(if HIGH { 52 } else { 20 } * l + 32 * l * p);
         let mut lo_acc = [V::zero(); R];
         let mut hi_acc = [V::zero(); R];
         for i in 0..8 {
@@ -1017,7 +1018,7 @@ impl<const HIGH: bool> K4<HIGH> {
             let mut hi = V::and(V::shr16(q, 4), m4);
             if HIGH {
                 // Bit 2p of each fifth-bit byte moved to bit 4 (and 2p + 1 to 5).
-                let h = V::load(x.add(24 * l + 4 * l * i), s);
+                let h = V::load(x.add(20 * l + 4 * l * i), s);
                 let h = if p < 2 {
                     V::shl16(h, 4 - 2 * p as i32)
                 } else {
@@ -1032,7 +1033,7 @@ impl<const HIGH: bool> K4<HIGH> {
                 hi_acc[r] = V::dot4(hi_acc[r], hi, V::word(y.add(32)));
             }
         }
-        let scales = V::pairs_i8(x.add(8 * l + 2 * l * p), s);
+        let scales = V::pairs_i8(x.add(4 * l + 2 * l * p), s);
         let (lo_scale, hi_scale) = (V::first16(scales), V::second16(scales));
         for r in 0..R {
             let lo = V::mullo(lo_acc[r], lo_scale);
@@ -1069,10 +1070,10 @@ impl<const HIGH: bool> GroupKernel for K4<HIGH> {
                 for p in 0..4 {
                     Self::pair::<V, R>((x, s), &act, p, &mut sums);
                 }
-                let d = V::load_f32(x, s);
-                let dmin = V::load_f32(x.add(4 * l), s);
+                let d = V::load_f16(x, s);
+                let dmin = V::load_f16(x.add(2 * l), s);
                 let mins: [V::I; 4] =
-                    std::array::from_fn(|p| V::pairs_u8(x.add(16 * l + 2 * l * p), s));
+                    std::array::from_fn(|p| V::pairs_u8(x.add(12 * l + 2 * l * p), s));
                 for r in 0..R {
                     let (da, sums32) = a.scale_and_sums32(t.row + r, b);
                     // Σ min_j × (sum of the activations of sub-block j).
