@@ -70,13 +70,16 @@ impl KActivations {
 /// not a call to `rintf` per value (7% of a prompt on the 1.5 B model).
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma,f16c"))]
 unsafe fn quantize_super_block(x: &[f32], qs: &mut [i8], bsums: &mut [i16]) -> f32 {
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    // The largest magnitude, eight lanes at a time (a NaN never wins, as
+    // in ggml's scalar comparison), then the first value that has it: its
+    // sign sets the scale's, as when ggml keeps the first of equal ones.
+    let lanes = x.chunks_exact(8).fold([0f32; 8], |m, c| {
+        std::array::from_fn(|i| if c[i].abs() > m[i] { c[i].abs() } else { m[i] })
+    });
+    let amax = lanes
+        .into_iter()
+        .fold(0f32, |m, v| if v > m { v } else { m });
+    let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
     if amax == 0.0 {
         qs.fill(0);
         bsums.fill(0);
@@ -130,5 +133,69 @@ impl Avx2 {
             }
         });
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::values;
+    use super::*;
+
+    /// ggml's `quantize_row_q8_K_ref`, value by value: the first value of
+    /// largest magnitude sets the scale.
+    fn reference(x: &[f32]) -> (f32, Vec<i8>, Vec<i16>) {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            return (0.0, vec![0; QK_K], vec![0; 16]);
+        }
+        let iscale = -127.0 / max;
+        let qs: Vec<i8> = x
+            .iter()
+            .map(|&v| (iscale * v).round_ties_even().min(127.0) as i8)
+            .collect();
+        let bsums = qs
+            .chunks_exact(16)
+            .map(|g| g.iter().map(|&q| q as i16).sum())
+            .collect();
+        (1.0 / iscale, qs, bsums)
+    }
+
+    #[test]
+    fn super_blocks_match_ggml_bit_for_bit() {
+        let Some(kernels) = Avx2::detect() else {
+            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            return;
+        };
+        let mut cases: Vec<Vec<f32>> = (0..8).map(|s| values(QK_K, 40 + s)).collect();
+        // Equal magnitudes of both signs: the first one decides the sign.
+        let mut tie = values(QK_K, 50);
+        tie[17] = -9.0;
+        tie[200] = 9.0;
+        cases.push(tie.clone());
+        tie[17] = 9.0;
+        tie[200] = -9.0;
+        cases.push(tie);
+        // A NaN never wins; an infinity does; all zeros give zeros.
+        let mut odd = values(QK_K, 51);
+        odd[3] = f32::NAN;
+        cases.push(odd.clone());
+        odd[100] = f32::NEG_INFINITY;
+        cases.push(odd);
+        cases.push(vec![0.0; QK_K]);
+        cases.push(vec![-0.0; QK_K]);
+        for (i, x) in cases.iter().enumerate() {
+            let got = kernels.quantize_k(x, 1, QK_K);
+            let (d, qs, bsums) = reference(x);
+            let (got_qs, got_d, got_bsums) = got.row(0);
+            assert_eq!(got_d[0].to_bits(), d.to_bits(), "case {i}");
+            assert_eq!(got_qs, &qs[..], "case {i}");
+            assert_eq!(got_bsums, &bsums[..], "case {i}");
+        }
     }
 }

@@ -15,7 +15,7 @@
 //! The scales and minimums are decoded at load (ggml packs them in 6 bits),
 //! Q6_K's super-block scale is stored as f32 (Q4_K/Q5_K keep ggml's f16
 //! `d` and `dmin`: four bytes a row less to read), and the 5th and 6th bits of
-//! Q5_K/Q6_K values lie in planes of their own, so the inner loop only
+//! Q5_K/Q6_K values lie in words of their own, so the inner loop only
 //! masks and shifts. A prompt runs four activation rows against each
 //! unpacked weight register.
 //!
