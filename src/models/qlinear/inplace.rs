@@ -30,9 +30,11 @@ use crate::models::qweight::MappedBytes;
 use std::arch::x86_64::*;
 
 /// How far ahead of the block it multiplies the Q6_K kernel asks for
-/// weights, into L2 (as the packed kernels do): the 1.5 B's head alone, one
-/// thread, 21.2 -> 22.8-23.9 GB/s. The Q8_0 kernel measured slower with it
-/// (a prefetch every 68 bytes) and goes without.
+/// weights, into L2: the 1.5 B's head alone, one thread, 21.2 -> 22.8-23.9
+/// GB/s (re-measured in the thirteenth session on a copy in memory: 18.8-19.1
+/// without, 19.7-20.1 with; inside a decoding step no difference). The packed kernels, whose groups are read in the order of
+/// their bytes, go without (see [`super::packed`]); so does the Q8_0 kernel
+/// here, which measured slower with it (a prefetch every 68 bytes).
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_BYTES: usize = 32 << 10;
 
